@@ -1,0 +1,63 @@
+/* ps_error helpers and checked allocation. */
+#include "popsteer/error.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ps_fail(ps_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return PS_ERR;
+}
+
+int ps_fail_wrap(ps_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return PS_ERR;
+    char prefix[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    char old[sizeof err->msg];
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return PS_ERR;
+}
+
+static int size_overflows(size_t n, size_t size)
+{
+    return size != 0 && n > SIZE_MAX / size;
+}
+
+void *ps_calloc(size_t n, size_t size, const char *what, ps_error *err)
+{
+    if (size_overflows(n, size)) {
+        ps_fail(err, "refusing to allocate %s: %zu x %zu bytes overflows", what, n, size);
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        ps_fail(err, "out of memory allocating %s (%zu bytes)", what, n * size);
+    return p;
+}
+
+void *ps_realloc(void *ptr, size_t n, size_t size, const char *what, ps_error *err)
+{
+    if (size_overflows(n, size)) {
+        ps_fail(err, "refusing to allocate %s: %zu x %zu bytes overflows", what, n, size);
+        return NULL;
+    }
+    void *p = realloc(ptr, (n ? n : 1) * (size ? size : 1));
+    if (!p)
+        ps_fail(err, "out of memory allocating %s (%zu bytes)", what, n * size);
+    return p;
+}

@@ -1,0 +1,38 @@
+/* Helpers shared by the cmocka tests: temporary directories, small files, running the CLI,
+ * and locating ../shared (tests that need it skip, saying so, when it is absent). */
+#ifndef POPSTEER_TESTUTIL_H
+#define POPSTEER_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Creates a fresh directory under $TMPDIR (or /tmp); the caller frees the string and may
+ * remove the tree with tu_rmtree. */
+char *tu_mkdtemp(void);
+void tu_rmtree(const char *dir);
+/* Joins dir and name into a malloc'ed path. */
+char *tu_path(const char *dir, const char *name);
+/* Writes a file with exactly the given bytes. */
+void tu_write(const char *path, const char *bytes, size_t len);
+void tu_write_str(const char *path, const char *text);
+int tu_exists(const char *path);
+/* Number of entries in dir (excluding . and ..): checks that nothing half-written remains. */
+int tu_count_entries(const char *dir);
+
+/* Runs the popsteer CLI with a shell-quoted argument string; captures stdout and stderr
+ * (malloc'ed, NUL-terminated) and returns the exit status (or -1 if it did not exit). */
+int tu_run_cli(const char *args, char **out, char **err);
+
+/* Path of a file under ../shared, or NULL when it is absent (and prints why). */
+const char *tu_shared(const char *relpath);
+/* Skips the current cmocka test, printing the reason. */
+#define TU_SKIP_IF_NO_SHARED(path_var, rel)                                              \
+    const char *path_var = tu_shared(rel);                                               \
+    if (!path_var) {                                                                     \
+        skip();                                                                          \
+    }
+
+#endif
