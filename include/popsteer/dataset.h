@@ -84,7 +84,7 @@ int ps_dataset_load(ps_dataset *ds, const char *path, const ps_load_options *opt
 void ps_dataset_free(ps_dataset *ds);
 
 /* Recomputes head/mid/tail labels with other shares (labels depend only on train counts). */
-void ps_dataset_label(ps_dataset *ds, double head_share, double tail_share);
+int ps_dataset_label(ps_dataset *ds, double head_share, double tail_share, ps_error *err);
 
 /* The prefix of a sample: *len items starting at the returned pointer (oldest first). */
 const int32_t *ps_sample_prefix(const ps_dataset *ds, ps_sample s, int *len);
@@ -113,6 +113,6 @@ typedef struct ps_dataset_stats {
     double density;
 } ps_dataset_stats;
 
-void ps_dataset_stats_compute(const ps_dataset *ds, ps_dataset_stats *st);
+int ps_dataset_stats_compute(const ps_dataset *ds, ps_dataset_stats *st, ps_error *err);
 
 #endif

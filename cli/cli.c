@@ -1,0 +1,181 @@
+#include "cli.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_common_init(cli_common *c, const char *cmd)
+{
+    memset(c, 0, sizeof *c);
+    c->cmd = cmd;
+    c->seed = 42;
+}
+
+void cli_data_init(cli_data *d)
+{
+    memset(d, 0, sizeof *d);
+    ps_load_options_init(&d->load);
+}
+
+static void vprint(const cli_common *c, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "popsteer %s: ", c->cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int cli_error(const cli_common *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprint(c, fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+int cli_usage_error(const cli_common *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprint(c, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try 'popsteer %s --help'.\n", c->cmd);
+    return 2;
+}
+
+void cli_note(const cli_common *c, const char *fmt, ...)
+{
+    if (c->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_parse_long(const cli_common *c, const char *opt, const char *arg, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end != '\0' || v < min || v > max) {
+        cli_usage_error(c, "--%s: expected a whole number from %ld to %ld, got '%s'", opt, min, max, arg);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const cli_common *c, const char *opt, const char *arg, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end != '\0' || !isfinite(v) || v < min || v > max) {
+        cli_usage_error(c, "--%s: expected a number from %g to %g, got '%s'", opt, min, max, arg);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_common_option(cli_common *c, int opt, const char *arg)
+{
+    long v;
+    switch (opt) {
+    case OPT_THREADS:
+        if (cli_parse_long(c, "threads", arg, 1, 1024, &v) < 0)
+            return -1;
+        c->threads = (int)v;
+        return 1;
+    case OPT_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end != '\0' || arg[0] == '-') {
+            cli_usage_error(c, "--seed: expected a non-negative whole number, got '%s'", arg);
+            return -1;
+        }
+        c->seed = (uint64_t)s;
+        c->seed_set = 1;
+        return 1;
+    }
+    case OPT_JSON: c->json = 1; return 1;
+    case OPT_QUIET: c->quiet = 1; return 1;
+    case OPT_HELP: c->help = 1; return 1;
+    default: return 0;
+    }
+}
+
+int cli_data_option(const cli_common *c, cli_data *d, int opt, const char *arg)
+{
+    long v;
+    ps_load_options *o = &d->load;
+    switch (opt) {
+    case OPT_DATA: d->path = arg; return 1;
+    case OPT_FORMAT: {
+        int f = ps_format_parse(arg);
+        if (f < 0) {
+            cli_usage_error(c, "--format: unknown format '%s' (auto, atomic, dat, udata, sequence, csv)", arg);
+            return -1;
+        }
+        o->format = (ps_format)f;
+        return 1;
+    }
+    case OPT_RATING_THRESHOLD:
+        o->has_rating_threshold = 1;
+        return cli_parse_double(c, "rating-threshold", arg, -1e300, 1e300, &o->rating_threshold) < 0 ? -1 : 1;
+    case OPT_KCORE:
+        if (cli_parse_long(c, "kcore", arg, 0, 1000000, &v) < 0)
+            return -1;
+        o->kcore = (int)v;
+        return 1;
+    case OPT_HEAD_SHARE: return cli_parse_double(c, "head-share", arg, 0, 1, &o->head_share) < 0 ? -1 : 1;
+    case OPT_TAIL_SHARE: return cli_parse_double(c, "tail-share", arg, 0, 1, &o->tail_share) < 0 ? -1 : 1;
+    case OPT_MAX_LEN:
+        if (cli_parse_long(c, "max-len", arg, 1, 4096, &v) < 0)
+            return -1;
+        o->max_seq_len = (int)v;
+        return 1;
+    case OPT_USER_COL: o->user_col = arg; return 1;
+    case OPT_ITEM_COL: o->item_col = arg; return 1;
+    case OPT_TIME_COL: o->time_col = arg; return 1;
+    case OPT_RATING_COL: o->rating_col = arg; return 1;
+    default: return 0;
+    }
+}
+
+void cli_apply_threads(const cli_common *c)
+{
+    if (c->threads > 0) {
+        omp_set_num_threads(c->threads);
+        openblas_set_num_threads(c->threads);
+    }
+}
+
+int cli_load_dataset(const cli_common *c, const cli_data *d, ps_dataset *ds)
+{
+    if (!d->path)
+        return cli_usage_error(c, "--data PATH is required");
+    ps_error err;
+    if (ps_dataset_load(ds, d->path, &d->load, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    const ps_load_report *r = &ds->report;
+    if (r->users_too_short)
+        cli_note(c, "note: dropped %lld users with fewer than 3 interactions (%lld rows): too short for a "
+                    "train/validation/test split",
+                 (long long)r->users_too_short, (long long)r->rows_too_short);
+    return 0;
+}
+
+int cli_getopt(const cli_common *c, int argc, char **argv, const struct option *opts)
+{
+    (void)c;
+    opterr = 0;
+    return getopt_long(argc, argv, "", opts, NULL);
+}

@@ -1,0 +1,47 @@
+/* popsteer: git-style dispatcher over the subcommands in cli/cmd_*.c. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"data", cmd_data, "inspect (stats) or generate (synth) interaction data"},
+};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: popsteer <command> [options]\n\n"
+                "PopSteer: see and control the popularity bias of a sequential recommender by steering\n"
+                "the neurons of a sparse autoencoder.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(fp, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(fp, "\nRun 'popsteer <command> --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("popsteer 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name))
+            return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "popsteer: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
