@@ -1,0 +1,54 @@
+/* Full-ranking evaluation (SPEC §6): every user's target ranked against all items.
+ *
+ * The model is abstracted as a scorer: a function from a batch of left-aligned prefixes to
+ * scores over the item table. Plain SASRec, the SAE-reconstructed recommender and the steered
+ * one are different scorers; re-ranking baselines act on the scores afterwards. */
+#ifndef POPSTEER_EVALUATE_H
+#define POPSTEER_EVALUATE_H
+
+#include <stdint.h>
+
+#include "popsteer/dataset.h"
+#include "popsteer/metrics.h"
+
+typedef enum ps_split { PS_SPLIT_VALID = 0, PS_SPLIT_TEST = 1 } ps_split;
+
+typedef struct ps_scorer {
+    void *ctx;
+    int max_batch; /* the largest B score() accepts */
+    /* seq [B,L] left-aligned (0 = pad), len [B] -> scores [B, n_items + 1] (column 0 = pad). */
+    int (*score)(void *ctx, const int32_t *seq, const int32_t *len, int B, float *scores, ps_error *err);
+} ps_scorer;
+
+/* Optional step between scores and the top-k list (re-ranking baselines). Called for users in
+ * increasing order when sequential is set (stateful methods), otherwise from several threads. */
+typedef struct ps_list_filter {
+    void *ctx;
+    int sequential;
+    /* scores [n_items + 1] of user u (0-based index in the split) -> out [k] item ids. */
+    int (*apply)(void *ctx, int32_t user_index, int32_t user, const float *scores, const uint8_t *exclude,
+                 int32_t *out);
+} ps_list_filter;
+
+typedef struct ps_eval_options {
+    ps_split split;
+    int k;                      /* list length, default 10 */
+    int mask_seen;              /* exclude items the user interacted with before the target */
+    const ps_list_filter *filter; /* NULL: plain top-k */
+    /* called after every batch with the number of users done, for progress lines; may be NULL */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
+} ps_eval_options;
+
+void ps_eval_options_init(ps_eval_options *o);
+
+/* Ranks every user of the split and fills m. */
+int ps_evaluate(const ps_dataset *ds, const ps_scorer *sc, const ps_eval_options *o, ps_metrics *m, ps_error *err);
+
+/* The samples of a split (n_users of them). */
+const ps_sample *ps_split_samples(const ps_dataset *ds, ps_split split);
+
+/* Fills seq [B,L] (left-aligned, 0-padded) and len [B] with the prefixes of B samples. */
+void ps_batch_prefixes(const ps_dataset *ds, const ps_sample *samples, int B, int L, int32_t *seq, int32_t *len);
+
+#endif
