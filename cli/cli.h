@@ -89,5 +89,8 @@ int cli_getopt(const cli_common *c, int argc, char **argv, const struct option *
 
 /* Subcommands: each returns the process exit status. */
 int cmd_data(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_recommend(int argc, char **argv);
 
 #endif

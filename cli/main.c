@@ -12,6 +12,9 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"data", cmd_data, "inspect (stats) or generate (synth) interaction data"},
+    {"train", cmd_train, "train SASRec (window or prefix layout, early stopping, resumable)"},
+    {"eval", cmd_eval, "full-ranking evaluation: accuracy and popularity-bias metrics"},
+    {"recommend", cmd_recommend, "top-k items for one user, with scores and titles"},
 };
 
 static void usage(FILE *fp)

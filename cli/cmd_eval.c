@@ -1,0 +1,142 @@
+/* popsteer eval: full-ranking evaluation of a model on the validation or test split. */
+#include "cli.h"
+#include "progress.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "popsteer/checkpoint.h"
+#include "popsteer/evaluate.h"
+#include "popsteer/train.h"
+
+static const char HELP[] =
+    "usage: popsteer eval --data PATH --model MODEL.safetensors [options]\n\n"
+    "Ranks every item for every user of the split (pad masked) and reports accuracy and\n"
+    "popularity-bias metrics (SPEC §6).\n\n"
+    "Evaluation options:\n"
+    "  --model FILE       SASRec checkpoint (safetensors, RecBole names)\n"
+    "  --split S          valid or test (default test)\n"
+    "  --k N              list length (default 10)\n"
+    "  --mask-seen        exclude items the user already interacted with\n"
+    "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
+
+enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SPLIT, OPT_K, OPT_MASK_SEEN };
+
+typedef struct eval_args {
+    const char *model;
+    ps_eval_options eo;
+} eval_args;
+
+static int eval_option(const cli_common *c, eval_args *a, int opt, const char *arg)
+{
+    long v;
+    switch (opt) {
+    case OPT_MODEL: a->model = arg; return 1;
+    case OPT_SPLIT:
+        if (strcmp(arg, "valid") && strcmp(arg, "test"))
+            return cli_usage_error(c, "--split: expected 'valid' or 'test', got '%s'", arg), -1;
+        a->eo.split = strcmp(arg, "test") ? PS_SPLIT_VALID : PS_SPLIT_TEST;
+        return 1;
+    case OPT_K:
+        if (cli_parse_long(c, "k", arg, 1, 100000, &v) < 0)
+            return -1;
+        a->eo.k = (int)v;
+        return 1;
+    case OPT_MASK_SEEN: a->eo.mask_seen = 1; return 1;
+    default: return 0;
+    }
+}
+
+static void on_progress(void *ctx, int64_t done, int64_t total)
+{
+    cli_progress_live(ctx, done == total, "ranking users %lld/%lld", (long long)done, (long long)total);
+}
+
+static int print_metrics(const cli_common *c, const ps_metrics *m, const char *split)
+{
+    if (!c->json) {
+        printf("split          %s\n", split);
+        ps_metrics_print(stdout, m);
+        return 0;
+    }
+    cJSON *o = ps_metrics_to_json(m);
+    char *s = o ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (!s)
+        return cli_error(c, "out of memory formatting JSON");
+    puts(s);
+    free(s);
+    return 0;
+}
+
+static int evaluate(const cli_common *c, const eval_args *a, const ps_dataset *ds)
+{
+    ps_error err;
+    ps_sasrec *m = NULL;
+    if (ps_sasrec_load(&m, a->model, &err) != PS_OK ||
+        ps_sasrec_check_dataset(m, ds->n_items, ds->max_seq_len, a->model, &err) != PS_OK) {
+        ps_sasrec_free(m);
+        return cli_error(c, "%s", err.msg);
+    }
+    ps_sasrec_scorer s;
+    if (ps_sasrec_scorer_init(&s, m, 256, &err) != PS_OK) {
+        ps_sasrec_free(m);
+        return cli_error(c, "%s", err.msg);
+    }
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
+    cli_progress p;
+    cli_progress_init(&p, c->quiet);
+    ps_eval_options eo = a->eo;
+    eo.progress = on_progress;
+    eo.progress_ctx = &p;
+    ps_metrics met;
+    int rc = ps_evaluate(ds, &sc, &eo, &met, &err);
+    cli_progress_done(&p);
+    ps_sasrec_scorer_free(&s);
+    ps_sasrec_free(m);
+    if (rc != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    return print_metrics(c, &met, eo.split == PS_SPLIT_TEST ? "test" : "valid");
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
+        {"model", required_argument, 0, OPT_MODEL}, {"split", required_argument, 0, OPT_SPLIT},
+        {"k", required_argument, 0, OPT_K}, {"mask-seen", no_argument, 0, OPT_MASK_SEEN}, {0, 0, 0, 0}};
+    cli_common c;
+    cli_data d;
+    eval_args a;
+    cli_common_init(&c, "eval");
+    cli_data_init(&d);
+    memset(&a, 0, sizeof a);
+    ps_eval_options_init(&a.eo);
+    a.eo.split = PS_SPLIT_TEST;
+    for (int opt; (opt = cli_getopt(&c, argc, argv, opts)) != -1;) {
+        int r = cli_common_option(&c, opt, optarg);
+        if (r == 0)
+            r = cli_data_option(&c, &d, opt, optarg);
+        if (r == 0)
+            r = eval_option(&c, &a, opt, optarg);
+        if (r < 0)
+            return 2;
+        if (r == 0)
+            return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (c.help)
+        return fputs(HELP, stdout), 0;
+    if (optind < argc)
+        return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
+    if (!a.model)
+        return cli_usage_error(&c, "--model MODEL.safetensors is required");
+    cli_apply_threads(&c);
+    ps_dataset ds;
+    int rc = cli_load_dataset(&c, &d, &ds);
+    if (rc)
+        return rc;
+    rc = evaluate(&c, &a, &ds);
+    ps_dataset_free(&ds);
+    return rc;
+}

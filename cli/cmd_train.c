@@ -1,0 +1,236 @@
+/* popsteer train: SASRec from scratch (or resumed) on a dataset's training split. */
+#include "cli.h"
+#include "progress.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "popsteer/checkpoint.h"
+#include "popsteer/train.h"
+
+static const char HELP[] =
+    "usage: popsteer train --data PATH --out MODEL.safetensors [options]\n\n"
+    "Trains SASRec (RecBole flavour) with Adam and early stopping on validation NDCG@10; writes the\n"
+    "best model (RecBole parameter names, loadable in PyTorch) and, after every epoch, the training\n"
+    "state MODEL.safetensors.state that --resume continues from.\n\n"
+    "Training options:\n"
+    "  --out FILE         the best model (required)\n"
+    "  --layout L         window (default: one causal pass per window of <= 50 items, loss at every\n"
+    "                     position with enough context) or prefix (RecBole's one sample per prefix)\n"
+    "  --stride N         window layout: new targets per later window (default 25, so every target\n"
+    "                     sees >= 26 items of context)\n"
+    "  --epochs N         at most N epochs (default 300); --epochs 1 runs exactly one\n"
+    "  --min-epochs N     no early stop before N epochs (default 50, or N if smaller)\n"
+    "  --patience N       stop after N epochs without a better validation NDCG@10 (default 10)\n"
+    "  --lr X             Adam learning rate (default 0.001)\n"
+    "  --batch N          target positions per Adam step (default 4096)\n"
+    "  --micro-batch N    sequences per forward pass (default 256; bounds memory)\n"
+    "  --dropout X        hidden and attention dropout (default 0.5)\n"
+    "  --hidden N, --layers N, --heads N, --inner N   model size (default 64, 2, 2, 256)\n"
+    "  --resume           continue from MODEL.safetensors.state (same options and data)\n"
+    "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
+
+enum { OPT_OUT = OPT_FIRST_COMMAND_OPTION, OPT_LAYOUT, OPT_STRIDE, OPT_EPOCHS, OPT_MIN_EPOCHS, OPT_PATIENCE, OPT_LR,
+       OPT_BATCH, OPT_MICRO, OPT_DROPOUT, OPT_HIDDEN, OPT_LAYERS, OPT_HEADS, OPT_INNER, OPT_RESUME };
+
+typedef struct train_args {
+    const char *out;
+    ps_train_options to;
+    ps_sasrec_config mc; /* n_items filled in after loading the data */
+    int min_epochs_set;
+} train_args;
+
+static int parse_int(const cli_common *c, const char *name, const char *arg, long min, long max, int *out)
+{
+    long v;
+    if (cli_parse_long(c, name, arg, min, max, &v) < 0)
+        return -1;
+    *out = (int)v;
+    return 1;
+}
+
+static int train_option(const cli_common *c, train_args *a, int opt, const char *arg)
+{
+    double x;
+    switch (opt) {
+    case OPT_OUT: a->out = arg; return 1;
+    case OPT_LAYOUT:
+        if (strcmp(arg, "window") && strcmp(arg, "prefix"))
+            return cli_usage_error(c, "--layout: expected 'window' or 'prefix', got '%s'", arg), -1;
+        a->to.layout = strcmp(arg, "prefix") ? PS_LAYOUT_WINDOW : PS_LAYOUT_PREFIX;
+        return 1;
+    case OPT_STRIDE: return parse_int(c, "stride", arg, 1, 4096, &a->to.window_stride);
+    case OPT_EPOCHS: return parse_int(c, "epochs", arg, 1, 100000, &a->to.max_epochs);
+    case OPT_MIN_EPOCHS: a->min_epochs_set = 1; return parse_int(c, "min-epochs", arg, 0, 100000, &a->to.min_epochs);
+    case OPT_PATIENCE: return parse_int(c, "patience", arg, 1, 100000, &a->to.patience);
+    case OPT_LR:
+        if (cli_parse_double(c, "lr", arg, 1e-9, 10, &x) < 0)
+            return -1;
+        a->to.lr = (float)x;
+        return 1;
+    case OPT_BATCH: return parse_int(c, "batch", arg, 1, 1 << 24, &a->to.batch_targets);
+    case OPT_MICRO: return parse_int(c, "micro-batch", arg, 1, 1 << 16, &a->to.micro_batch);
+    case OPT_DROPOUT:
+        if (cli_parse_double(c, "dropout", arg, 0, 0.95, &x) < 0)
+            return -1;
+        a->mc.hidden_dropout = a->mc.attn_dropout = (float)x;
+        return 1;
+    case OPT_HIDDEN: return parse_int(c, "hidden", arg, 1, 4096, &a->mc.d);
+    case OPT_LAYERS: return parse_int(c, "layers", arg, 1, 64, &a->mc.n_layers);
+    case OPT_HEADS: return parse_int(c, "heads", arg, 1, 64, &a->mc.n_heads);
+    case OPT_INNER: return parse_int(c, "inner", arg, 1, 65536, &a->mc.d_ff);
+    case OPT_RESUME: a->to.resume = 1; return 1;
+    default: return 0;
+    }
+}
+
+typedef struct train_ui {
+    cli_progress p;
+    int max_epochs;
+} train_ui;
+
+static void on_batch(void *ctx, int epoch, int64_t batch, int64_t n_batches, double loss, int64_t targets,
+                     double seconds)
+{
+    train_ui *ui = ctx;
+    double rate = seconds > 0 ? (double)targets / seconds : 0;
+    char eta[32];
+    cli_format_duration(seconds / (double)batch * (double)(n_batches - batch), eta, sizeof eta);
+    cli_progress_live(&ui->p, batch == n_batches, "epoch %d/%d  batch %lld/%lld  loss %.4f  %.0f targets/s  epoch ETA %s",
+                      epoch, ui->max_epochs, (long long)batch, (long long)n_batches, loss, rate, eta);
+}
+
+static void on_epoch(void *ctx, const ps_epoch_report *r)
+{
+    train_ui *ui = ctx;
+    cli_progress_line(&ui->p, "epoch %3d  loss %.4f  valid ndcg@10 %.4f  hit@10 %.4f  %.1fs (%.0f targets/s)%s", r->epoch,
+                      r->train_loss, r->valid_ndcg, r->valid_hit, r->seconds,
+                      (double)r->targets / (r->train_seconds > 0 ? r->train_seconds : 1), r->improved ? "  *best" : "");
+}
+
+static int parse_args(int argc, char **argv, cli_common *c, cli_data *d, train_args *a)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
+        {"out", required_argument, 0, OPT_OUT}, {"layout", required_argument, 0, OPT_LAYOUT},
+        {"stride", required_argument, 0, OPT_STRIDE}, {"epochs", required_argument, 0, OPT_EPOCHS},
+        {"min-epochs", required_argument, 0, OPT_MIN_EPOCHS}, {"patience", required_argument, 0, OPT_PATIENCE},
+        {"lr", required_argument, 0, OPT_LR}, {"batch", required_argument, 0, OPT_BATCH},
+        {"micro-batch", required_argument, 0, OPT_MICRO}, {"dropout", required_argument, 0, OPT_DROPOUT},
+        {"hidden", required_argument, 0, OPT_HIDDEN}, {"layers", required_argument, 0, OPT_LAYERS},
+        {"heads", required_argument, 0, OPT_HEADS}, {"inner", required_argument, 0, OPT_INNER},
+        {"resume", no_argument, 0, OPT_RESUME}, {0, 0, 0, 0}};
+    for (int opt; (opt = cli_getopt(c, argc, argv, opts)) != -1;) {
+        int r = cli_common_option(c, opt, optarg);
+        if (r == 0)
+            r = cli_data_option(c, d, opt, optarg);
+        if (r == 0)
+            r = train_option(c, a, opt, optarg);
+        if (r < 0)
+            return 2;
+        if (r == 0)
+            return cli_usage_error(c, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (c->help)
+        return 0;
+    if (optind < argc)
+        return cli_usage_error(c, "unexpected argument '%s'", argv[optind]);
+    if (!a->out)
+        return cli_usage_error(c, "--out MODEL.safetensors is required");
+    if (!a->min_epochs_set && a->to.min_epochs > a->to.max_epochs)
+        a->to.min_epochs = a->to.max_epochs;
+    return 0;
+}
+
+static void print_summary(const cli_common *c, const train_args *a, const ps_train_result *res, double test_ndcg,
+                          double test_hit)
+{
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", a->out);
+        cJSON_AddNumberToObject(o, "epochs", res->epochs);
+        cJSON_AddNumberToObject(o, "best_epoch", res->best_epoch);
+        cJSON_AddNumberToObject(o, "valid_ndcg@10", res->best_ndcg);
+        cJSON_AddNumberToObject(o, "test_ndcg@10", test_ndcg);
+        cJSON_AddNumberToObject(o, "test_hit@10", test_hit);
+        cJSON_AddNumberToObject(o, "seconds", res->seconds);
+        cJSON_AddNumberToObject(o, "targets_per_epoch", (double)res->targets_per_epoch);
+        char *s = cJSON_Print(o);
+        if (s)
+            puts(s);
+        free(s);
+        cJSON_Delete(o);
+        return;
+    }
+    char t[32];
+    cli_format_duration(res->seconds, t, sizeof t);
+    printf("model          %s\n", a->out);
+    printf("epochs         %d (best %d%s)\n", res->epochs, res->best_epoch, res->stopped_early ? ", stopped early" : "");
+    printf("valid ndcg@10  %.4f\n", res->best_ndcg);
+    printf("test ndcg@10   %.4f   hit@10 %.4f\n", test_ndcg, test_hit);
+    printf("time           %s (%lld target positions per epoch)\n", t, (long long)res->targets_per_epoch);
+}
+
+static int train_and_save(const cli_common *c, const cli_data *d, train_args *a, ps_dataset *ds)
+{
+    ps_error err;
+    ps_sasrec *m = NULL;
+    a->mc.n_items = ds->n_items;
+    a->mc.max_len = ds->max_seq_len;
+    if (ps_sasrec_create(&m, &a->mc, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    size_t n = strlen(a->out) + 8;
+    char *state = malloc(n);
+    if (!state) {
+        ps_sasrec_free(m);
+        return cli_error(c, "out of memory");
+    }
+    snprintf(state, n, "%s.state", a->out);
+    train_ui ui;
+    cli_progress_init(&ui.p, c->quiet);
+    ui.max_epochs = a->to.max_epochs;
+    a->to.state_path = state;
+    a->to.seed = c->seed;
+    a->to.on_batch = on_batch;
+    a->to.on_epoch = on_epoch;
+    a->to.cb_ctx = &ui;
+    ps_train_result res;
+    double test_ndcg = 0, test_hit = 0;
+    ps_model_info info = {0, 0, d->path};
+    int rc = ps_sasrec_train(m, ds, &a->to, &res, &err);
+    cli_progress_done(&ui.p);
+    if (rc == PS_OK)
+        rc = ps_sasrec_quick_eval(m, ds, PS_SPLIT_TEST, &test_ndcg, &test_hit, &err);
+    info.epoch = res.best_epoch;
+    info.best_valid_ndcg = res.best_ndcg;
+    if (rc == PS_OK)
+        rc = ps_sasrec_save(m, &info, a->out, &err);
+    if (rc == PS_OK)
+        print_summary(c, a, &res, test_ndcg, test_hit);
+    free(state);
+    ps_sasrec_free(m);
+    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    cli_common c;
+    cli_data d;
+    train_args a;
+    cli_common_init(&c, "train");
+    cli_data_init(&d);
+    memset(&a, 0, sizeof a);
+    ps_train_options_init(&a.to);
+    ps_sasrec_config_default(&a.mc, 1);
+    int rc = parse_args(argc, argv, &c, &d, &a);
+    if (rc || c.help)
+        return c.help ? (fputs(HELP, stdout), 0) : rc;
+    cli_apply_threads(&c);
+    ps_dataset ds;
+    if ((rc = cli_load_dataset(&c, &d, &ds)) != 0)
+        return rc;
+    rc = train_and_save(&c, &d, &a, &ds);
+    ps_dataset_free(&ds);
+    return rc;
+}

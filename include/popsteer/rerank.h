@@ -1,0 +1,284 @@
+/* Post-hoc re-ranking baselines (SPEC §7).
+ *
+ * Every method works on one user's candidate list — the top-L items of the base model's
+ * full score vector, best first, with their scores (ps_rerank_candidates builds it) — and
+ * writes a top-k list. Items follow the dataset convention: real items are 1..n_items,
+ * 0 is padding; label[i] is +1 head, 0 mid, -1 tail; pop_count[i] is the training-target
+ * count, so the popularity share is p_i = pop_count[i] / Σ pop_count.
+ *
+ * Usage:
+ *     ps_rerank_ctx ctx = { .n_items = n, .label = label, .pop_count = pop, .k = 10,
+ *                           .L = 100, .seed = 42, .n_users = users };
+ *     const ps_rerank_setting *grid; int n_grid;
+ *     ps_rerank_default_grid("xquad", &grid, &n_grid, &err);
+ *     ps_reranker *r = ps_reranker_create("xquad", &ctx, grid[g].params, grid[g].n_params, &err);
+ *     ... ps_reranker_apply_ex(r, u, cand, cand_scores, L, hist, hist_len, topk, &err) ...
+ *     ps_reranker_free(r);
+ *
+ * Parameters are "name=value" strings. An unknown method, an unknown or repeated parameter
+ * name, a missing '=', or a value that is not a number / outside its range / not one of
+ * the listed choices is an error whose message lists every valid parameter with its range
+ * and default. Omitted parameters take their defaults.
+ *
+ * Threads: a reranker whose method is not sequential (every method but pmmf) only reads
+ * its state in apply, so one reranker may serve different users from several threads at
+ * once (OpenMP over users), and its output for a user does not depend on the thread or on
+ * the order in which users are served. pmmf is sequential (ps_reranker_is_sequential):
+ * its dual variables and budgets evolve as users are served, so the caller must call apply
+ * from one thread, users in a fixed order; the result depends on that order.
+ *
+ * Candidates: cand[0..L) are item ids, best first (ps_topk order), cand_scores their base
+ * scores. Padding ids (0) anywhere in the list are skipped; an id outside 0..n_items or a
+ * repeated real id is an error. Methods that re-score break ties by candidate position
+ * (earlier first). "s_norm" below is the per-user min-max normalisation of the real
+ * candidates' scores to [0, 1] (all 0 when every finite score is equal); a NaN or -inf
+ * score normalises to -1 (below every finite score) and +inf to 1.
+ * When fewer than k real candidates are given, the list has that many items and the rest
+ * of out_topk is 0.
+ *
+ * Methods (groups: head = label +1, mid = 0, tail = -1; "non-head" = mid or tail):
+ *
+ * random — uniform random permutation of the real candidates, first k kept. The generator
+ *   is seeded from (ctx.seed, user_index) alone (SplitMix64), so the same seed and user
+ *   give the same list whatever the thread or order. No parameters.
+ *
+ * penalty — popularity-penalised re-scoring, then the k best:
+ *     s'_i = s_i - |s_i| * (1 - 1/(1 + beta * r_i)),   r_i = pop_count[i] / max_j pop_count[j]
+ *   For s_i >= 0 this is SPEC's s_i/(1 + beta r_i); for s_i < 0 it equals
+ *   s_i * (1 + beta r_i/(1 + beta r_i)), which moves the score DOWN (plain division would
+ *   move a negative score up, rewarding popularity). s' is strictly increasing in s_i and
+ *   non-increasing in r_i, so items of equal popularity keep their order and a more popular
+ *   item is never promoted. With max pop_count = 0 the scores are unchanged.
+ *   Parameter: beta in [0, 1e6], default 1.
+ *
+ * fair — FA*IR (Zehlike et al., CIKM 2017). Protected items are the tail items (group=tail)
+ *   or the non-head items (group=nonhead). The minimum number of protected items in the
+ *   top-i prefix is the binomial quantile
+ *     m(i) = min { m : BinomCDF(m; i, p) > alpha_c },   i = 1..k,
+ *   with the Šidák correction alpha_c = 1 - (1 - alpha)^(1/k) for the k prefix tests — the
+ *   simple correction, not the paper's exact (simulation-free recursive) adjustment, which
+ *   is slightly less conservative. Construction: walk positions i = 1..k; if fewer than
+ *   m(i) protected items are placed so far and a protected candidate remains, place the
+ *   best remaining protected candidate; otherwise place the best remaining candidate.
+ *   "Best" = base score, ties by position. Parameters: p in (0, 1) target protected
+ *   proportion, default 0.5; alpha in (0, 1) significance, default 0.1;
+ *   group = tail | nonhead, default nonhead.
+ *
+ * xquad — xQuAD for popularity (Abdollahpouri et al., FLAIRS 2019), binary variant.
+ *   Categories c ∈ {short head (label +1), long tail (non-head)}. Greedy: S = {}; k times add
+ *     argmax_{i ∉ S} (1 - lambda) s_norm(i)
+ *                    + lambda * Σ_c P(c|u) [i ∈ c] Π_{j ∈ S} (1 - [j ∈ c])
+ *   i.e. an item earns lambda·P(c|u) only while its category is still absent from S.
+ *   P(c|u) = share of the user's history items (ids 1..n_items in hist) in c; without a
+ *   history (hist NULL or no valid id) the share among the real candidates is used.
+ *   Parameter: lambda in [0, 1], default 0.5.
+ *
+ * cp — calibrated popularity (Abdollahpouri et al., 2021). Target distribution P over
+ *   {head, mid, tail} = the user's history shares (fallback: the candidates' shares, as in
+ *   xquad). Greedy: S = {}; k times add
+ *     argmax_{i ∉ S} (1 - lambda) s_norm(i) - lambda * JS(P, Q(S ∪ {i}))
+ *   (equivalently maximise (1-lambda) Σ_S s_norm - lambda JS for the grown list), where Q(S)
+ *   is the {head, mid, tail} share of S and JS the Jensen–Shannon divergence with log base 2
+ *   (so 0 <= JS <= 1). Both distributions are smoothed before JS: x_g <- (x_g + 1e-6) /
+ *   (1 + 3e-6). Parameter: lambda in [0, 1], default 0.5.
+ *
+ * pmmf — P-MMF (Xu et al., WWW 2023): provider max-min fairness by online dual mirror
+ *   descent, providers = the head, mid and tail groups, following the authors' released
+ *   implementation (CPU path). Per-group fair share rho_g: share=equal gives 1/G to each
+ *   of the G non-empty groups; share=size gives |group g| / n_items. Exposure = number of
+ *   items of the group in a served top-k list (no position weighting). Budgets:
+ *   B_g = slack · T · k · rho_g with T = ctx.n_users; budgets are off (infinite) when
+ *   slack = 0 or T = 0. State: mu_g = 0, momentum G_g = 0. For each served user:
+ *     1. key(i) = s_norm(i) - mu_{g(i)}; candidates of groups whose remaining budget is
+ *        <= 0 rank after all others; the k best keys are chosen and then listed in base
+ *        score order (the authors re-sort the chosen set by relevance);
+ *     2. exposure e_g += n_g (items of group g in the list), remaining B_g -= n_g;
+ *     3. gradient grad_g = rho_g - n_g / n (n = list length), momentum
+ *        G <- momentum·grad + (1 - momentum)·G;
+ *     4. mu~ = mu - eta_t · G / rho^2 with eta_t = eta / sqrt(n_items) (the authors' step),
+ *        then mu = the rho-weighted projection argmin_{mu ∈ D} Σ_g rho_g² (mu_g - mu~_g)²
+ *        onto D = { mu : Σ_{g ∈ S} rho_g mu_g >= -lambda for every group subset S },
+ *        computed exactly in closed form (y = rho·mu~; negative y_g are raised to
+ *        min(y_g + nu, 0) with the smallest nu >= 0 making Σ_g min(y_g, 0) >= -lambda).
+ *   Over-exposed groups get a growing mu (a penalty); under-exposed groups may get a
+ *   negative mu (a bonus) whose total weighted size lambda bounds. A user with no real
+ *   candidate changes nothing. Parameters: lambda in [0, 1e6] (default 0.1), eta in
+ *   (0, 1e6] (default 0.01), momentum in (0, 1] (default 0.2), share = equal | size
+ *   (default equal), slack in [0, 1e6] (default 1; 0 = no budget cap).
+ */
+#ifndef POPSTEER_RERANK_H
+#define POPSTEER_RERANK_H
+
+#include <stdint.h>
+
+#include "popsteer/error.h"
+
+#define PS_RERANK_DEFAULT_L 100
+#define PS_RERANK_MAX_PARAMS 6
+#define PS_RERANK_GROUPS 3 /* head, mid, tail: indices PS_RERANK_HEAD.. */
+enum { PS_RERANK_HEAD = 0, PS_RERANK_MID = 1, PS_RERANK_TAIL = 2 };
+
+/* What every method may read; the arrays are borrowed and must outlive the reranker. */
+typedef struct ps_rerank_ctx {
+    int32_t n_items;          /* real items 1..n_items */
+    const int8_t *label;      /* [n_items + 1] +1 head, 0 mid, -1 tail (required) */
+    const int64_t *pop_count; /* [n_items + 1] training-target counts >= 0 (required) */
+    int k;                    /* output list length, 1 <= k <= L */
+    int L;                    /* candidates per user; 0 means PS_RERANK_DEFAULT_L */
+    uint64_t seed;            /* random: per-user permutations derive from (seed, user) */
+    int64_t n_users;          /* pmmf: users to be served (budget horizon T); 0 = unknown */
+} ps_rerank_ctx;
+
+/* One grid point: n_params "name=value" strings, ready for ps_reranker_create. */
+typedef struct ps_rerank_setting {
+    int n_params;
+    const char *params[PS_RERANK_MAX_PARAMS];
+} ps_rerank_setting;
+
+/* A method's static description. */
+typedef struct ps_rerank_method_info {
+    const char *name;        /* "random", "penalty", "fair", "xquad", "cp", "pmmf" */
+    const char *doc;         /* one line */
+    const char *params_doc;  /* "beta: real in [0, 1e6], default 1; ..." ("" when none) */
+    int sequential;          /* 1: apply must be called from one thread, users in order */
+} ps_rerank_method_info;
+
+typedef struct ps_reranker ps_reranker;
+
+/* The registered methods, in a fixed order: ps_rerank_method_at(0 .. count-1); NULL when
+ * i is out of range. */
+int ps_rerank_method_count(void);
+const ps_rerank_method_info *ps_rerank_method_at(int i);
+
+/* The method's default sweep grid (static storage, never freed): *n_settings points. */
+int ps_rerank_default_grid(const char *method, const ps_rerank_setting **settings,
+                           int *n_settings, ps_error *err);
+
+/* Builds a reranker; params[0..n_params) are "name=value" (params may be NULL when
+ * n_params is 0). Returns NULL with err set on any error (see the top of this file). */
+ps_reranker *ps_reranker_create(const char *method, const ps_rerank_ctx *ctx,
+                                const char *const *params, int n_params, ps_error *err);
+
+/* Re-ranks one user's candidates into out_topk[0..k). hist[0..hist_len) is the user's
+ * interaction history (used by xquad and cp; others ignore it; may be NULL). Returns the
+ * number of real items written (min(k, real candidates)), or PS_ERR with err set (err may
+ * be NULL) for a bad argument, an invalid or repeated candidate id, or out of memory. */
+int ps_reranker_apply_ex(ps_reranker *r, int32_t user_index, const int32_t *cand,
+                         const float *cand_scores, int L, const int32_t *hist, int hist_len,
+                         int32_t *out_topk, ps_error *err);
+
+/* ps_reranker_apply_ex without history or error message. */
+int ps_reranker_apply(ps_reranker *r, int32_t user_index, const int32_t *cand,
+                      const float *cand_scores, int L, int32_t *out_topk);
+
+/* "method(name=value, ...)" with every parameter's value, defaults included. */
+const char *ps_reranker_describe(const ps_reranker *r);
+const char *ps_reranker_method(const ps_reranker *r);
+int ps_reranker_is_sequential(const ps_reranker *r);
+
+/* Returns a sequential reranker to its initial state (pmmf: mu, momentum, exposure and
+ * budgets), e.g. before a second pass over users; a no-op for stateless methods. */
+void ps_reranker_reset(ps_reranker *r);
+
+void ps_reranker_free(ps_reranker *r);
+
+/* fair only: the quota m(i) for 1 <= i <= k; -1 for another method or i out of range. */
+int ps_reranker_fair_quota(const ps_reranker *r, int i);
+
+/* pmmf only: the explicit budget accounting, indexed by PS_RERANK_HEAD/MID/TAIL. */
+typedef struct ps_rerank_budget {
+    int64_t users_served;                        /* users with >= 1 real candidate */
+    int64_t exposure[PS_RERANK_GROUPS];          /* items served per group so far */
+    double share[PS_RERANK_GROUPS];              /* rho_g (0 for an empty group) */
+    double budget_initial[PS_RERANK_GROUPS];     /* slack·T·k·rho_g, or INFINITY when off */
+    double budget_remaining[PS_RERANK_GROUPS];   /* budget_initial - exposure */
+    double mu[PS_RERANK_GROUPS];                 /* current dual variables */
+} ps_rerank_budget;
+int ps_reranker_budget(const ps_reranker *r, ps_rerank_budget *out, ps_error *err);
+
+/* Candidate extraction: the L best items of scores[1..n_items] (ps_topk order, exclude as
+ * in ps_topk, may be NULL) into cand[0..L) with their scores; slots beyond the eligible
+ * items get id 0 and score 0. Returns the number of real candidates. */
+int ps_rerank_candidates(const float *scores, int32_t n_items, int L, const uint8_t *exclude,
+                         int32_t *cand, float *cand_scores);
+
+/* ---- Implementation interface: only for src/eval/rerank*.c, which define
+ * PS_RERANK_IMPL before including this header. ---- */
+#ifdef PS_RERANK_IMPL
+#include <stddef.h>
+
+enum { PS_RP_REAL = 0, PS_RP_CHOICE = 1 };
+
+typedef struct ps_rerank_param_spec {
+    const char *name;
+    int kind;             /* PS_RP_REAL or PS_RP_CHOICE */
+    double lo, hi;        /* PS_RP_REAL: allowed range */
+    int lo_open, hi_open; /* 1: the bound itself is excluded */
+    const char *choices;  /* PS_RP_CHOICE: "a|b|c"; the value is the choice's index */
+    const char *def;      /* default, as it would be written after '=' */
+    const char *doc;
+} ps_rerank_param_spec;
+
+/* One user's candidates after the common checks: n >= 1 distinct real items. */
+typedef struct ps_rerank_input {
+    int32_t user;
+    int n;
+    const int32_t *id;       /* [n] in the caller's order (best first) */
+    const float *score;      /* [n] base scores */
+    const double *snorm;     /* [n] per-user min-max normalised scores */
+    const int *group;        /* [n] PS_RERANK_HEAD / MID / TAIL */
+    const int32_t *hist;     /* may be NULL */
+    int hist_len;
+    int *iwork;              /* [n] scratch */
+    double *dwork;           /* [n] scratch */
+    uint8_t *used;           /* [n] zeroed scratch */
+} ps_rerank_input;
+
+struct ps_reranker;
+
+typedef struct ps_rerank_method_impl {
+    ps_rerank_method_info info;
+    const ps_rerank_param_spec *params;
+    int n_params;
+    const ps_rerank_setting *grid;
+    int n_grid;
+    /* Reads r->val, may set r->state; on error sets err and leaves nothing to free. */
+    int (*init)(struct ps_reranker *r, ps_error *err);
+    /* Writes min(k, in->n) ids to out; returns PS_OK or PS_ERR. */
+    int (*apply)(struct ps_reranker *r, const ps_rerank_input *in, int32_t *out, ps_error *err);
+    void (*reset)(struct ps_reranker *r);      /* may be NULL */
+    void (*free_state)(struct ps_reranker *r); /* may be NULL */
+} ps_rerank_method_impl;
+
+struct ps_reranker {
+    const ps_rerank_method_impl *m;
+    ps_rerank_ctx ctx;
+    double val[PS_RERANK_MAX_PARAMS]; /* parameter values in spec order (choice: index) */
+    char desc[320];
+    void *state;
+};
+
+extern const ps_rerank_method_impl ps_rerank_random_impl;
+extern const ps_rerank_method_impl ps_rerank_penalty_impl;
+extern const ps_rerank_method_impl ps_rerank_fair_impl;
+extern const ps_rerank_method_impl ps_rerank_xquad_impl;
+extern const ps_rerank_method_impl ps_rerank_cp_impl;
+extern const ps_rerank_method_impl ps_rerank_pmmf_impl;
+
+/* Group index of a label: +1 -> HEAD, 0 -> MID, anything else -> TAIL. */
+static inline int ps_rerank_group_of(int8_t label)
+{
+    return label > 0 ? PS_RERANK_HEAD : label == 0 ? PS_RERANK_MID : PS_RERANK_TAIL;
+}
+
+/* Sorts idx[0..n) (candidate positions) by key descending; NaN keys last; ties by
+ * position ascending. */
+void ps_rerank_sort_desc(int *idx, int n, const double *key);
+
+/* Shares of head/mid/tail among the valid ids of hist (1..n_items); returns the number of
+ * valid ids (0: shares untouched). */
+int ps_rerank_hist_shares(const ps_rerank_ctx *ctx, const int32_t *hist, int hist_len,
+                          double share[PS_RERANK_GROUPS]);
+#endif /* PS_RERANK_IMPL */
+
+#endif

@@ -1,0 +1,788 @@
+/* TopK sparse autoencoder: parameters, inference pieces, and the batch forward/backward (SPEC §3).
+ *
+ * The batch forward never holds the dense [B,m] pre-activations: rows are processed in chunks of
+ * CHUNK rows, one chunk per OpenMP task (sgemm into a per-thread buffer, then TopK, decode and the
+ * per-row part of the backward while the chunk is still in cache). The backward exploits sparsity:
+ * dL/dpre is non-zero only at the k TopK and k_aux AuxK slots of a row, so the W_enc / W_dec
+ * gradients are accumulated per selected latent from a latent-major (CSR) list of those slots,
+ * about (k + k_aux) * d * 2 multiply-adds per row against 2 * m * d for a dense dpre + sgemm (a 13x
+ * saving at the default shape), and the sum for every latent runs in row order on one thread. */
+#include "popsteer/sae.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+/* Rows per forward task: 128 x 4096 floats (2 MB) stays in L2/L3 between the sgemm writing it and
+ * the TopK scan reading it, and is large enough for sgemm to run near peak. */
+#define CHUNK 128
+/* Latents per dynamic-schedule task in the sparse weight-gradient pass. */
+#define LATENT_TASK 32
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration and parameters */
+
+void ps_sae_config_init(ps_sae_config *c, int d_in, int scale)
+{
+    long long m = (long long)d_in * scale;
+    c->d_in = d_in;
+    c->n_latents = m > INT32_MAX || m < INT32_MIN ? INT32_MAX : (int)m;
+    c->k = PS_SAE_DEFAULT_K;
+    c->k_aux = PS_SAE_DEFAULT_K_AUX;
+    c->aux_coef = PS_SAE_DEFAULT_AUX_COEF;
+}
+
+int ps_sae_config_validate(const ps_sae_config *c, ps_error *err)
+{
+    if (c->d_in < 1)
+        return ps_fail(err, "SAE config: d_in is %d, must be at least 1", c->d_in);
+    if (c->n_latents < 1 || c->n_latents == INT32_MAX)
+        return ps_fail(err, "SAE config: n_latents is %d, must be between 1 and %d (d_in x scale)",
+                       c->n_latents, INT32_MAX - 1);
+    if ((size_t)c->n_latents * (size_t)c->d_in > ((size_t)1 << 40))
+        return ps_fail(err, "SAE config: n_latents %d x d_in %d is too large", c->n_latents, c->d_in);
+    if (c->k < 1 || c->k > c->n_latents)
+        return ps_fail(err, "SAE config: k is %d, must be between 1 and n_latents (%d)", c->k,
+                       c->n_latents);
+    if (c->k_aux < 1 || c->k_aux > c->n_latents)
+        return ps_fail(err, "SAE config: k_aux is %d, must be between 1 and n_latents (%d)", c->k_aux,
+                       c->n_latents);
+    if (!(c->aux_coef >= 0.0f) || !isfinite(c->aux_coef))
+        return ps_fail(err, "SAE config: aux_coef is %g, must be a finite number >= 0",
+                       (double)c->aux_coef);
+    return PS_OK;
+}
+
+const char *ps_sae_tensor_name(int t)
+{
+    switch (t) {
+    case PS_SAE_W_ENC: return "W_enc";
+    case PS_SAE_B_ENC: return "b_enc";
+    case PS_SAE_W_DEC: return "W_dec";
+    case PS_SAE_B_DEC: return "b_dec";
+    default: return "?";
+    }
+}
+
+ps_sae_tensors ps_sae_view(const ps_sae *sae, float *buf)
+{
+    ps_sae_tensors t;
+    t.W_enc = buf + sae->offset[PS_SAE_W_ENC];
+    t.b_enc = buf + sae->offset[PS_SAE_B_ENC];
+    t.W_dec = buf + sae->offset[PS_SAE_W_DEC];
+    t.b_dec = buf + sae->offset[PS_SAE_B_DEC];
+    return t;
+}
+
+ps_sae *ps_sae_create(const ps_sae_config *cfg, ps_error *err)
+{
+    if (ps_sae_config_validate(cfg, err) != PS_OK)
+        return NULL;
+    ps_sae *sae = ps_calloc(1, sizeof *sae, "SAE", err);
+    if (!sae)
+        return NULL;
+    sae->cfg = *cfg;
+    size_t m = (size_t)cfg->n_latents, d = (size_t)cfg->d_in;
+    sae->size[PS_SAE_W_ENC] = m * d;
+    sae->size[PS_SAE_B_ENC] = m;
+    sae->size[PS_SAE_W_DEC] = m * d;
+    sae->size[PS_SAE_B_DEC] = d;
+    size_t off = 0;
+    for (int t = 0; t < PS_SAE_N_TENSORS; t++) {
+        sae->offset[t] = off;
+        off += sae->size[t];
+    }
+    sae->n_params = off;
+    sae->val_fvu = NAN;
+    sae->params = ps_calloc(off, sizeof(float), "SAE parameters", err);
+    if (!sae->params) {
+        free(sae);
+        return NULL;
+    }
+    return sae;
+}
+
+void ps_sae_free(ps_sae *sae)
+{
+    if (!sae)
+        return;
+    free(sae->params);
+    free(sae->grads);
+    free(sae->adam_m);
+    free(sae->adam_v);
+    free(sae);
+}
+
+void ps_sae_init(ps_sae *sae, uint64_t seed)
+{
+    const int m = sae->cfg.n_latents, d = sae->cfg.d_in;
+    ps_sae_tensors p = ps_sae_view(sae, sae->params);
+    ps_nn_rng rng;
+    ps_nn_rng_seed(&rng, seed);
+    const double bound = 1.0 / sqrt((double)d);
+    for (size_t i = 0; i < sae->size[PS_SAE_W_ENC]; i++)
+        p.W_enc[i] = (float)((2.0 * ps_nn_rng_uniform(&rng) - 1.0) * bound);
+    for (int j = 0; j < m; j++) {
+        const float *we = p.W_enc + (size_t)j * d;
+        float *wd = p.W_dec + (size_t)j * d;
+        double nrm = 0.0;
+        for (int i = 0; i < d; i++)
+            nrm += (double)we[i] * we[i];
+        nrm = sqrt(nrm);
+        for (int i = 0; i < d; i++) /* an all-zero row (probability 0) stays zero, never NaN */
+            wd[i] = nrm > 0.0 ? (float)(we[i] / nrm) : 0.0f;
+    }
+    memset(p.b_enc, 0, sae->size[PS_SAE_B_ENC] * sizeof(float));
+    memset(p.b_dec, 0, sae->size[PS_SAE_B_DEC] * sizeof(float));
+    if (sae->adam_m)
+        memset(sae->adam_m, 0, sae->n_params * sizeof(float));
+    if (sae->adam_v)
+        memset(sae->adam_v, 0, sae->n_params * sizeof(float));
+    sae->adam_t = 0;
+    sae->trained_epochs = 0;
+    sae->val_fvu = NAN;
+}
+
+int ps_sae_alloc_grads(ps_sae *sae, ps_error *err)
+{
+    if (!sae->grads)
+        sae->grads = ps_calloc(sae->n_params, sizeof(float), "SAE gradients", err);
+    return sae->grads ? PS_OK : PS_ERR;
+}
+
+int ps_sae_alloc_adam(ps_sae *sae, ps_error *err)
+{
+    if (!sae->adam_m)
+        sae->adam_m = ps_calloc(sae->n_params, sizeof(float), "SAE Adam first moments", err);
+    if (sae->adam_m && !sae->adam_v)
+        sae->adam_v = ps_calloc(sae->n_params, sizeof(float), "SAE Adam second moments", err);
+    return sae->adam_m && sae->adam_v ? PS_OK : PS_ERR;
+}
+
+void ps_sae_zero_grads(ps_sae *sae)
+{
+    if (sae->grads)
+        memset(sae->grads, 0, sae->n_params * sizeof(float));
+}
+
+int ps_sae_adam_step(ps_sae *sae, float lr, float beta1, float beta2, float eps, ps_error *err)
+{
+    if (!sae->grads || !sae->adam_m || !sae->adam_v)
+        return ps_fail(err, "SAE Adam step: gradient and moment buffers are not allocated");
+    sae->adam_t++;
+    ps_nn_adam_step(sae->params, sae->grads, sae->adam_m, sae->adam_v, sae->n_params, lr, beta1,
+                    beta2, eps, sae->adam_t);
+    return PS_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * TopK selection */
+
+/* Heap order: the root is the worst kept entry. a is worse than b when it is smaller, or equal
+ * with a larger latent index (so ties keep the smaller index). */
+static inline int worse(float va, int32_t ia, float vb, int32_t ib)
+{
+    return va < vb || (va == vb && ia > ib);
+}
+
+static void sift_down(float *v, int32_t *ix, int n, int pos)
+{
+    float vp = v[pos];
+    int32_t ip = ix[pos];
+    for (;;) {
+        int c = 2 * pos + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && worse(v[c + 1], ix[c + 1], v[c], ix[c]))
+            c++;
+        if (!worse(v[c], ix[c], vp, ip))
+            break;
+        v[pos] = v[c];
+        ix[pos] = ix[c];
+        pos = c;
+    }
+    v[pos] = vp;
+    ix[pos] = ip;
+}
+
+static void heapify(float *v, int32_t *ix, int n)
+{
+    for (int p = n / 2 - 1; p >= 0; p--)
+        sift_down(v, ix, n, p);
+}
+
+/* Repeatedly moves the worst entry to the end: the array ends up best first. */
+static void heap_sort_best_first(float *v, int32_t *ix, int n)
+{
+    for (int end = n - 1; end > 0; end--) {
+        float tv = v[0];
+        int32_t ti = ix[0];
+        v[0] = v[end];
+        ix[0] = ix[end];
+        v[end] = tv;
+        ix[end] = ti;
+        sift_down(v, ix, end, 0);
+    }
+}
+
+static inline float relu(float x)
+{
+    return x > 0.0f ? x : 0.0f; /* NaN -> 0: never selected over a real value */
+}
+
+/* idx [k], val [k] = the k best of relu(row[0..n)), best first. Candidates arrive in increasing
+ * index order, so a newcomer can only beat the root by a strictly larger value; a block of 16 whose
+ * maximum does not beat the root is skipped whole, which is the common case once the heap holds
+ * large values (the block maximum vectorises). */
+static void topk_row(const float *row, int n, int k, int32_t *idx, float *val)
+{
+    for (int s = 0; s < k; s++) {
+        val[s] = relu(row[s]);
+        idx[s] = s;
+    }
+    heapify(val, idx, k);
+    float thr = val[0];
+    int j = k;
+    for (; j + 16 <= n; j += 16) {
+        float mx = row[j];
+        for (int t = 1; t < 16; t++)
+            mx = row[j + t] > mx ? row[j + t] : mx;
+        if (!(mx > thr))
+            continue;
+        for (int t = j; t < j + 16; t++) {
+            if (row[t] > thr) {
+                val[0] = row[t];
+                idx[0] = t;
+                sift_down(val, idx, k, 0);
+                thr = val[0];
+            }
+        }
+    }
+    for (; j < n; j++) {
+        if (row[j] > thr) {
+            val[0] = row[j];
+            idx[0] = j;
+            sift_down(val, idx, k, 0);
+            thr = val[0];
+        }
+    }
+    heap_sort_best_first(val, idx, k);
+}
+
+/* The same over the candidate latents cand[0..nc) (increasing), k <= nc. */
+static void topk_row_among(const float *row, const int32_t *cand, int nc, int k, int32_t *idx,
+                           float *val)
+{
+    for (int s = 0; s < k; s++) {
+        val[s] = relu(row[cand[s]]);
+        idx[s] = cand[s];
+    }
+    heapify(val, idx, k);
+    float thr = val[0];
+    for (int t = k; t < nc; t++) {
+        float x = row[cand[t]];
+        if (x > thr) {
+            val[0] = x;
+            idx[0] = cand[t];
+            sift_down(val, idx, k, 0);
+            thr = val[0];
+        }
+    }
+    heap_sort_best_first(val, idx, k);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Inference */
+
+/* c [m] = b_enc − W_enc b_dec, in double: the folded encoder bias, so that
+ * (h − b_dec) W_encᵀ + b_enc = h W_encᵀ + c is one sgemm on h itself. */
+static void encoder_bias(const ps_sae *sae, float *c)
+{
+    const int m = sae->cfg.n_latents, d = sae->cfg.d_in;
+    ps_sae_tensors p = ps_sae_view(sae, sae->params);
+#pragma omp parallel for schedule(static) if ((size_t)m * d > 65536)
+    for (int j = 0; j < m; j++) {
+        const float *w = p.W_enc + (size_t)j * d;
+        double s = p.b_enc[j];
+        for (int i = 0; i < d; i++)
+            s -= (double)w[i] * p.b_dec[i];
+        c[j] = (float)s;
+    }
+}
+
+/* pre [R,m] = h [R,d] W_encᵀ + c: the bias rows first, the product added with beta = 1. */
+static void pre_from_bias(const ps_sae *sae, const float *h, int R, const float *c, float *pre)
+{
+    const int m = sae->cfg.n_latents, d = sae->cfg.d_in;
+    for (int r = 0; r < R; r++)
+        if (pre + (size_t)r * m != c)
+            memcpy(pre + (size_t)r * m, c, (size_t)m * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, m, d, 1.0f, h, d,
+                sae->params + sae->offset[PS_SAE_W_ENC], d, 1.0f, pre, m);
+}
+
+void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre)
+{
+    if (B <= 0)
+        return;
+    encoder_bias(sae, pre); /* row 0 doubles as the bias vector: no scratch */
+    pre_from_bias(sae, h, B, pre, pre);
+}
+
+void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float *val)
+{
+    const int m = sae->cfg.n_latents, k = sae->cfg.k;
+#pragma omp parallel for schedule(static) if (B >= 64)
+    for (int b = 0; b < B; b++)
+        topk_row(pre + (size_t)b * m, m, k, idx + (size_t)b * k, val + (size_t)b * k);
+}
+
+/* out [d] (= or +=) Σ_s val[s] W_dec[idx[s]] over n slots; zero values are skipped. */
+static void decode_row(const float *W_dec, int d, const int32_t *idx, const float *val, int n,
+                       float *out)
+{
+    for (int s = 0; s < n; s++) {
+        if (val[s] == 0.0f)
+            continue;
+        const float *w = W_dec + (size_t)idx[s] * d;
+        const float z = val[s];
+        for (int i = 0; i < d; i++)
+            out[i] += z * w[i];
+    }
+}
+
+void ps_sae_decode(const ps_sae *sae, const int32_t *idx, const float *val, int B, float *out)
+{
+    const int d = sae->cfg.d_in, k = sae->cfg.k;
+    ps_sae_tensors p = ps_sae_view(sae, sae->params);
+#pragma omp parallel for schedule(static) if (B >= 256)
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * d;
+        memcpy(o, p.b_dec, (size_t)d * sizeof(float));
+        decode_row(p.W_dec, d, idx + (size_t)b * k, val + (size_t)b * k, k, o);
+    }
+}
+
+size_t ps_sae_scratch_bytes(const ps_sae *sae, int B)
+{
+    size_t rows = B > 0 ? (size_t)B : 0;
+    return rows * ((size_t)sae->cfg.n_latents * sizeof(float) +
+                   (size_t)sae->cfg.k * (sizeof(float) + sizeof(int32_t)));
+}
+
+void ps_sae_reconstruct(const ps_sae *sae, const float *h, int B, float *out, void *scratch)
+{
+    if (B <= 0)
+        return;
+    const size_t m = (size_t)sae->cfg.n_latents, k = (size_t)sae->cfg.k;
+    float *pre = scratch;
+    float *val = pre + (size_t)B * m;
+    int32_t *idx = (int32_t *)(void *)(val + (size_t)B * k);
+    ps_sae_encode_pre(sae, h, B, pre);
+    ps_sae_topk(sae, pre, B, idx, val);
+    ps_sae_decode(sae, idx, val, B, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Batch forward / backward */
+
+struct ps_sae_workspace {
+    int d, m, k, k_aux;  /* the model shape this was made for */
+    int max_batch;
+    int nthreads;        /* OpenMP threads of the chunk loop (fixed at creation) */
+    int chunk;           /* rows per chunk buffer: min(max_batch, CHUNK) */
+    float *pre;          /* [nthreads, chunk, m] per-thread pre-activation chunks */
+    double *mean;        /* [d] batch mean */
+    float *cbias;        /* [m] folded encoder bias */
+    int32_t *idx;        /* [B,k] TopK latents */
+    float *val;          /* [B,k] their ReLU'd pre-activations */
+    float *dz;           /* [B,k] dL/dpre at those slots */
+    int32_t *aidx;       /* [B,ka] AuxK latents (ka = min(k_aux, #dead), row stride ka) */
+    float *aval, *adz;   /* [B,ka] */
+    float *dhat;         /* [B,d] dL/dĥ (the residual ĥ − h before scaling) */
+    float *dehat;        /* [B,d] dL/dê */
+    double *row_sse;     /* [B] ‖ĥ − h‖² */
+    double *row_aux;     /* [B] ‖ê − e‖² */
+    int32_t *dead;       /* [m] dead latents, increasing */
+    int32_t *start;      /* [m+1] CSR: slots of latent j are entry[start[j] .. start[j+1]) */
+    int32_t *cursor;     /* [m] fill position while building the CSR */
+    int32_t *entry;      /* [B*(k+k_aux)] slot ids: b*k+s (TopK), B*k + b*ka+s (AuxK) */
+    float *lat_sum;      /* [m] Σ dL/dpre per latent (= the b_enc gradient of the batch) */
+    float *tmp_d;        /* [d] */
+};
+
+void ps_sae_workspace_free(ps_sae_workspace *ws)
+{
+    if (!ws)
+        return;
+    free(ws->pre);
+    free(ws->mean);
+    free(ws->cbias);
+    free(ws->idx);
+    free(ws->val);
+    free(ws->dz);
+    free(ws->aidx);
+    free(ws->aval);
+    free(ws->adz);
+    free(ws->dhat);
+    free(ws->dehat);
+    free(ws->row_sse);
+    free(ws->row_aux);
+    free(ws->dead);
+    free(ws->start);
+    free(ws->cursor);
+    free(ws->entry);
+    free(ws->lat_sum);
+    free(ws->tmp_d);
+    free(ws);
+}
+
+ps_sae_workspace *ps_sae_workspace_new(const ps_sae *sae, int max_batch, ps_error *err)
+{
+    const ps_sae_config *c = &sae->cfg;
+    if (max_batch < 1) {
+        ps_fail(err, "SAE workspace: batch size %d must be at least 1", max_batch);
+        return NULL;
+    }
+    /* slot ids are int32 */
+    if ((int64_t)max_batch * ((int64_t)c->k + c->k_aux) > INT32_MAX) {
+        ps_fail(err, "SAE workspace: batch size %d x (k + k_aux) = %lld slots exceeds 2^31 - 1",
+                max_batch, (long long)max_batch * ((long long)c->k + c->k_aux));
+        return NULL;
+    }
+    ps_sae_workspace *ws = ps_calloc(1, sizeof *ws, "SAE workspace", err);
+    if (!ws)
+        return NULL;
+    ws->d = c->d_in;
+    ws->m = c->n_latents;
+    ws->k = c->k;
+    ws->k_aux = c->k_aux;
+    ws->max_batch = max_batch;
+    ws->nthreads = omp_get_max_threads();
+    const size_t B = (size_t)max_batch, m = (size_t)c->n_latents, d = (size_t)c->d_in;
+    const size_t k = (size_t)c->k, ka = (size_t)c->k_aux;
+    ws->chunk = max_batch < CHUNK ? max_batch : CHUNK;
+    int ok = (ws->pre = ps_calloc((size_t)ws->nthreads * (size_t)ws->chunk, m * sizeof(float),
+                                  "SAE pre-activation chunks", err)) &&
+             (ws->mean = ps_calloc(d, sizeof(double), "SAE batch mean", err)) &&
+             (ws->cbias = ps_calloc(m, sizeof(float), "SAE encoder bias", err)) &&
+             (ws->idx = ps_calloc(B * k, sizeof(int32_t), "SAE TopK indices", err)) &&
+             (ws->val = ps_calloc(B * k, sizeof(float), "SAE TopK values", err)) &&
+             (ws->dz = ps_calloc(B * k, sizeof(float), "SAE TopK gradients", err)) &&
+             (ws->aidx = ps_calloc(B * ka, sizeof(int32_t), "SAE AuxK indices", err)) &&
+             (ws->aval = ps_calloc(B * ka, sizeof(float), "SAE AuxK values", err)) &&
+             (ws->adz = ps_calloc(B * ka, sizeof(float), "SAE AuxK gradients", err)) &&
+             (ws->dhat = ps_calloc(B * d, sizeof(float), "SAE reconstruction gradient", err)) &&
+             (ws->dehat = ps_calloc(B * d, sizeof(float), "SAE AuxK gradient", err)) &&
+             (ws->row_sse = ps_calloc(B, sizeof(double), "SAE row errors", err)) &&
+             (ws->row_aux = ps_calloc(B, sizeof(double), "SAE row AuxK errors", err)) &&
+             (ws->dead = ps_calloc(m, sizeof(int32_t), "SAE dead list", err)) &&
+             (ws->start = ps_calloc(m + 1, sizeof(int32_t), "SAE latent index", err)) &&
+             (ws->cursor = ps_calloc(m, sizeof(int32_t), "SAE latent index", err)) &&
+             (ws->entry = ps_calloc(B * (k + ka), sizeof(int32_t), "SAE latent index", err)) &&
+             (ws->lat_sum = ps_calloc(m, sizeof(float), "SAE latent sums", err)) &&
+             (ws->tmp_d = ps_calloc(d, sizeof(float), "SAE scratch", err));
+    if (!ok) {
+        ps_sae_workspace_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+/* With the pthreads build of OpenBLAS, an sgemm called from inside an OpenMP region starts its own
+ * threads on top of OpenMP's (measured: 2x slower on 2 cores), so it is set to one thread while
+ * the chunk loop runs and restored afterwards. The OpenMP build already runs nested calls on one
+ * thread. Returns the count to restore (0: nothing changed). */
+static int blas_serial_begin(int omp_threads)
+{
+    if (omp_threads > 1 && openblas_get_parallel() == 1) {
+        int n = openblas_get_num_threads();
+        if (n > 1) {
+            openblas_set_num_threads(1);
+            return n;
+        }
+    }
+    return 0;
+}
+
+static void blas_serial_end(int saved)
+{
+    if (saved > 0)
+        openblas_set_num_threads(saved);
+}
+
+/* Batch-level constants of one forward/backward. */
+typedef struct batch_ctx {
+    const ps_sae *sae;
+    ps_sae_workspace *ws;
+    const float *h;
+    int B;
+    int n_dead, ka;     /* dead latents; AuxK slots per row (0: no AuxK) */
+    float scale_fvu;    /* dL/dĥ = scale_fvu (ĥ − h) */
+    float scale_aux;    /* dL/dê = scale_aux (ê − e) */
+    int backward;
+} batch_ctx;
+
+/* Rows [r0, r1): pre-activations into the thread's chunk buffer, TopK and AuxK selections,
+ * reconstruction and AuxK errors, and the per-row backward (dL/dĥ, dL/dê, dL/dpre at the slots). */
+static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre)
+{
+    const ps_sae *sae = bc->sae;
+    ps_sae_workspace *ws = bc->ws;
+    const int m = ws->m, d = ws->d, k = ws->k, ka = bc->ka;
+    ps_sae_tensors p = ps_sae_view(sae, sae->params);
+    pre_from_bias(sae, bc->h + (size_t)r0 * d, r1 - r0, ws->cbias, pre);
+    for (int b = r0; b < r1; b++) {
+        const float *prow = pre + (size_t)(b - r0) * m;
+        const float *hb = bc->h + (size_t)b * d;
+        int32_t *idx = ws->idx + (size_t)b * k;
+        float *val = ws->val + (size_t)b * k;
+        float *res = ws->dhat + (size_t)b * d;
+        topk_row(prow, m, k, idx, val);
+        /* res = ĥ − h */
+        memcpy(res, p.b_dec, (size_t)d * sizeof(float));
+        decode_row(p.W_dec, d, idx, val, k, res);
+        double sse = 0.0;
+        for (int i = 0; i < d; i++) {
+            res[i] -= hb[i];
+            sse += (double)res[i] * res[i];
+        }
+        ws->row_sse[b] = sse;
+        if (ka > 0) {
+            /* ê − e = ê − (h − ĥ) = ê + res; e is a constant, so nothing flows back into res */
+            int32_t *aidx = ws->aidx + (size_t)b * ka;
+            float *aval = ws->aval + (size_t)b * ka;
+            float *diff = ws->dehat + (size_t)b * d;
+            topk_row_among(prow, ws->dead, bc->n_dead, ka, aidx, aval);
+            memset(diff, 0, (size_t)d * sizeof(float));
+            decode_row(p.W_dec, d, aidx, aval, ka, diff);
+            double aux = 0.0;
+            for (int i = 0; i < d; i++) {
+                diff[i] += res[i];
+                aux += (double)diff[i] * diff[i];
+            }
+            ws->row_aux[b] = aux;
+        }
+        if (!bc->backward)
+            continue;
+        for (int i = 0; i < d; i++)
+            res[i] *= bc->scale_fvu;
+        /* dL/dpre = dL/dz at kept slots with pre > 0 (the ReLU/TopK mask); zero elsewhere */
+        float *dz = ws->dz + (size_t)b * k;
+        for (int s = 0; s < k; s++) {
+            float g = 0.0f;
+            if (val[s] > 0.0f) {
+                const float *w = p.W_dec + (size_t)idx[s] * d;
+                for (int i = 0; i < d; i++)
+                    g += res[i] * w[i];
+            }
+            dz[s] = g;
+        }
+        if (ka > 0) {
+            const int32_t *aidx = ws->aidx + (size_t)b * ka;
+            const float *aval = ws->aval + (size_t)b * ka;
+            float *dehat = ws->dehat + (size_t)b * d;
+            float *adz = ws->adz + (size_t)b * ka;
+            for (int i = 0; i < d; i++)
+                dehat[i] *= bc->scale_aux;
+            for (int s = 0; s < ka; s++) {
+                float g = 0.0f;
+                if (aval[s] > 0.0f) {
+                    const float *w = p.W_dec + (size_t)aidx[s] * d;
+                    for (int i = 0; i < d; i++)
+                        g += dehat[i] * w[i];
+                }
+                adz[s] = g;
+            }
+        }
+    }
+}
+
+/* Latent-major list of the non-zero slots: TopK slots in row order, then AuxK slots in row order,
+ * so every latent's sum below has a fixed order. */
+static void build_latent_index(const batch_ctx *bc)
+{
+    ps_sae_workspace *ws = bc->ws;
+    const int m = ws->m, B = bc->B, k = ws->k, ka = bc->ka;
+    const size_t nk = (size_t)B * k, nka = (size_t)B * ka;
+    int32_t *start = ws->start;
+    memset(start, 0, ((size_t)m + 1) * sizeof(int32_t));
+    for (size_t e = 0; e < nk; e++)
+        if (ws->val[e] > 0.0f)
+            start[ws->idx[e] + 1]++;
+    for (size_t e = 0; e < nka; e++)
+        if (ws->aval[e] > 0.0f)
+            start[ws->aidx[e] + 1]++;
+    for (int j = 0; j < m; j++)
+        start[j + 1] += start[j];
+    memcpy(ws->cursor, start, (size_t)m * sizeof(int32_t));
+    for (size_t e = 0; e < nk; e++)
+        if (ws->val[e] > 0.0f)
+            ws->entry[ws->cursor[ws->idx[e]]++] = (int32_t)e;
+    for (size_t e = 0; e < nka; e++)
+        if (ws->aval[e] > 0.0f)
+            ws->entry[ws->cursor[ws->aidx[e]]++] = (int32_t)(nk + e);
+}
+
+/* dW_dec[j] += Σ z dL/d(ĥ or ê)_b; dW_enc[j] += Σ dL/dpre (h_b − b_dec); lat_sum[j] = Σ dL/dpre,
+ * over the slots of latent j. One latent per iteration, so no two threads touch the same row. */
+static void backward_weights(const batch_ctx *bc, ps_sae_tensors g)
+{
+    const ps_sae *sae = bc->sae;
+    ps_sae_workspace *ws = bc->ws;
+    const int m = ws->m, d = ws->d, k = ws->k, ka = bc->ka;
+    const int32_t nk = (int32_t)((size_t)bc->B * k);
+    const float *b_dec = sae->params + sae->offset[PS_SAE_B_DEC];
+#pragma omp parallel for schedule(dynamic, LATENT_TASK) num_threads(ws->nthreads)
+    for (int j = 0; j < m; j++) {
+        float *restrict gD = g.W_dec + (size_t)j * d;
+        float *restrict gE = g.W_enc + (size_t)j * d;
+        float s = 0.0f;
+        for (int32_t q = ws->start[j]; q < ws->start[j + 1]; q++) {
+            int32_t e = ws->entry[q];
+            int b;
+            float z, dp;
+            const float *dv;
+            if (e < nk) {
+                b = e / k;
+                z = ws->val[e];
+                dp = ws->dz[e];
+                dv = ws->dhat + (size_t)b * d;
+            } else {
+                e -= nk;
+                b = e / ka;
+                z = ws->aval[e];
+                dp = ws->adz[e];
+                dv = ws->dehat + (size_t)b * d;
+            }
+            const float *hb = bc->h + (size_t)b * d;
+            for (int i = 0; i < d; i++) {
+                gD[i] += z * dv[i];
+                gE[i] += dp * (hb[i] - b_dec[i]);
+            }
+            s += dp;
+        }
+        ws->lat_sum[j] = s;
+    }
+}
+
+/* The bias gradients: b_enc from the per-latent sums; b_dec enters twice, once added to ĥ and once
+ * subtracted from the encoder input: db_dec += Σ_b dL/dĥ_b − Σ_j lat_sum[j] W_enc[j]. */
+static void backward_biases(const batch_ctx *bc, ps_sae_tensors g)
+{
+    const ps_sae *sae = bc->sae;
+    ps_sae_workspace *ws = bc->ws;
+    const int m = ws->m, d = ws->d;
+    const float *W_enc = sae->params + sae->offset[PS_SAE_W_ENC];
+    for (int j = 0; j < m; j++)
+        g.b_enc[j] += ws->lat_sum[j];
+    ps_nn_colsum_acc(g.b_dec, ws->dhat, bc->B, d);
+    float *t = ws->tmp_d;
+    memset(t, 0, (size_t)d * sizeof(float));
+    for (int j = 0; j < m; j++) {
+        const float s = ws->lat_sum[j];
+        if (s == 0.0f)
+            continue;
+        const float *w = W_enc + (size_t)j * d;
+        for (int i = 0; i < d; i++)
+            t[i] += s * w[i];
+    }
+    for (int i = 0; i < d; i++)
+        g.b_dec[i] -= t[i];
+}
+
+/* Σ‖h − mean(h)‖² over the B rows, in double (two passes: mean, then squares). */
+static double batch_variance(const float *h, int B, int d, double *mean)
+{
+    for (int i = 0; i < d; i++)
+        mean[i] = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < d; i++)
+            mean[i] += h[(size_t)b * d + i];
+    for (int i = 0; i < d; i++)
+        mean[i] /= B;
+    double v = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < d; i++) {
+            double x = h[(size_t)b * d + i] - mean[i];
+            v += x * x;
+        }
+    return v;
+}
+
+int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, int B,
+                            const uint8_t *dead, int64_t *fire_count, int backward,
+                            ps_sae_batch_loss *out, ps_error *err)
+{
+    const ps_sae_config *c = &sae->cfg;
+    if (ws->d != c->d_in || ws->m != c->n_latents || ws->k != c->k || ws->k_aux != c->k_aux)
+        return ps_fail(err, "SAE forward: workspace was made for another model shape");
+    if (B < 1 || B > ws->max_batch)
+        return ps_fail(err, "SAE forward: batch of %d rows, must be between 1 and %d", B,
+                       ws->max_batch);
+    if (backward && !sae->grads)
+        return ps_fail(err, "SAE backward: gradient buffer not allocated (ps_sae_alloc_grads)");
+    const int m = c->n_latents, d = c->d_in, k = c->k;
+
+    const double var = batch_variance(h, B, d, ws->mean);
+    if (backward && !(var > 0.0))
+        return ps_fail(err, "SAE backward: the %d rows of the batch are identical (variance 0), so "
+                            "FVU and its gradient are undefined", B);
+
+    int n_dead = 0;
+    if (dead)
+        for (int j = 0; j < m; j++)
+            if (dead[j])
+                ws->dead[n_dead++] = j;
+    const int ka = c->aux_coef > 0.0f ? (n_dead < c->k_aux ? n_dead : c->k_aux) : 0;
+    const double aux_scale = n_dead < c->k_aux ? (double)n_dead / c->k_aux : 1.0;
+
+    batch_ctx bc = { sae, ws, h, B, n_dead, ka, 0.0f, 0.0f, backward };
+    if (backward) {
+        bc.scale_fvu = (float)(2.0 / var);
+        bc.scale_aux = (float)(2.0 * c->aux_coef * aux_scale / var);
+    }
+
+    encoder_bias(sae, ws->cbias);
+    const int n_chunks = (B + CHUNK - 1) / CHUNK;
+    const int saved = blas_serial_begin(ws->nthreads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ws->nthreads)
+    for (int t = 0; t < n_chunks; t++) {
+        const int r0 = t * CHUNK, r1 = r0 + CHUNK < B ? r0 + CHUNK : B;
+        float *pre = ws->pre + (size_t)omp_get_thread_num() * (size_t)ws->chunk * m;
+        forward_rows(&bc, r0, r1, pre);
+    }
+    blas_serial_end(saved);
+
+    double sse = 0.0, aux = 0.0;
+    for (int b = 0; b < B; b++)
+        sse += ws->row_sse[b];
+    if (ka > 0)
+        for (int b = 0; b < B; b++)
+            aux += ws->row_aux[b];
+    if (fire_count) {
+        for (size_t e = 0; e < (size_t)B * k; e++)
+            if (ws->val[e] > 0.0f)
+                fire_count[ws->idx[e]]++;
+    }
+    if (backward) {
+        ps_sae_tensors g = ps_sae_view(sae, sae->grads);
+        build_latent_index(&bc);
+        backward_weights(&bc, g);
+        backward_biases(&bc, g);
+    }
+    if (out) {
+        out->sse = sse;
+        out->var = var;
+        out->fvu = var > 0.0 ? sse / var : NAN;
+        out->auxk = ka > 0 ? (var > 0.0 ? aux_scale * aux / var : NAN) : 0.0;
+        out->loss = out->fvu + (double)c->aux_coef * out->auxk;
+        out->n_dead = n_dead;
+    }
+    return PS_OK;
+}

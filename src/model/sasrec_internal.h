@@ -1,0 +1,42 @@
+/* Internal layout of the SASRec parameter table, shared by sasrec.c and sasrec_ws.c. */
+#ifndef POPSTEER_SASREC_INTERNAL_H
+#define POPSTEER_SASREC_INTERNAL_H
+
+#include "popsteer/sasrec.h"
+
+/* Table indices. The table is: item embedding, position embedding, n_layers blocks of
+ * SASREC_PER_LAYER tensors, then the embedding LayerNorm (last, as in RecBole's state_dict). */
+enum {
+    SASREC_ITEM_EMB = 0,
+    SASREC_POS_EMB = 1,
+    SASREC_FIRST_LAYER = 2
+};
+
+/* Within a block. Q, K, V weights are consecutive and so are their biases, which makes
+ * QKV_W a [3d, d] weight and QKV_B a [3d] bias in memory. */
+enum {
+    L_Q_W, L_K_W, L_V_W, L_Q_B, L_K_B, L_V_B,
+    L_DENSE_W, L_DENSE_B, L_ATT_LN_W, L_ATT_LN_B,
+    L_FF1_W, L_FF1_B, L_FF2_W, L_FF2_B, L_FF_LN_W, L_FF_LN_B,
+    SASREC_PER_LAYER
+};
+#define L_QKV_W L_Q_W
+#define L_QKV_B L_Q_B
+
+static inline int sasrec_layer_index(int layer, int which)
+{
+    return SASREC_FIRST_LAYER + layer * SASREC_PER_LAYER + which;
+}
+
+static inline int sasrec_ln_w_index(const ps_sasrec *m)
+{
+    return SASREC_FIRST_LAYER + m->cfg.n_layers * SASREC_PER_LAYER;
+}
+
+/* Pointer to tensor idx inside a buffer laid out like params (params, grads, ...). */
+static inline float *sasrec_at(const ps_sasrec *m, float *base, int idx)
+{
+    return base + m->tensors[idx].offset;
+}
+
+#endif

@@ -1,0 +1,87 @@
+/* exp and erf as branch-free inline float code that GCC vectorises inside `#pragma omp simd`
+ * loops. glibc's expf/erff are scalar calls (erff costs ~36 ns), which would dominate the
+ * softmax over thousands of items and the GELU of every FFN element.
+ *
+ * Written for the default -ftrapping-math: GCC will not if-convert float comparisons or call
+ * floorf inline there, so every select and clamp below is done on integer bit patterns. */
+#ifndef POPSTEER_NN_FASTMATH_H
+#define POPSTEER_NN_FASTMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Must inline into the caller's simd loop (a call stops vectorisation), and GCC's inliner
+ * declines ps_nn_ferf at -O2 on size alone. */
+#define PS_NN_INLINE static inline __attribute__((always_inline))
+
+PS_NN_INLINE int32_t ps_nn_fbits(float x)
+{
+    int32_t i;
+    memcpy(&i, &x, sizeof i);
+    return i;
+}
+
+PS_NN_INLINE float ps_nn_bitsf(int32_t i)
+{
+    float x;
+    memcpy(&x, &i, sizeof x);
+    return x;
+}
+
+/* exp(x) for x <= 88: Cephes range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial
+ * for e^r, scaled by 2^n through the exponent bits. Relative error < 1e-7 down to x = -87.3;
+ * exactly 0 below (expf would give denormals < 1.2e-38), so the -10000 attention mask gives
+ * exact zeros. n = round(x / ln2) comes from the 1.5*2^23 trick: adding it leaves n in the low
+ * mantissa bits (exact while |n| < 2^22; larger |x| only yield clamped garbage, never UB). */
+PS_NN_INLINE float ps_nn_fexp(float x)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    float t = x * 1.44269504088896341f + magic;
+    int32_t n = ps_nn_fbits(t) - ps_nn_fbits(magic);
+    float nf = t - magic;
+    float r = x - nf * 0.693359375f; /* ln2 split in two so nf * hi is exact */
+    r = r - nf * -2.12194440e-4f;
+    float z = r * r;
+    float y = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * z + r + 1.0f;
+    int32_t keep = -(int32_t)(n >= -126); /* all ones unless the result underflows */
+    n = n < -126 ? -126 : n;
+    n = n > 127 ? 127 : n;
+    float res = y * ps_nn_bitsf((n + 127) * (1 << 23));
+    return ps_nn_bitsf(ps_nn_fbits(res) & keep);
+}
+
+/* erf(x), absolute error < 2.5e-7 (glibc erff: 5e-8). Both pieces are evaluated and one is
+ * selected, so the code stays branch-free: for |x| < 1 the odd/even rational minimax
+ * approximation used by Eigen and XLA (accurate near 0, where the other one cancels); for
+ * |x| >= 1 Abramowitz & Stegun 7.1.26, 1 - t(a1 + a2 t + ... + a5 t^4) exp(-x^2) with
+ * t = 1/(1 + p|x|) (the form PyTorch's vectorised CPU erf uses). */
+PS_NN_INLINE float ps_nn_ferf(float x)
+{
+    float ax = fabsf(x);
+    /* rational piece (garbage, then discarded, where |x| >= 1) */
+    float x2 = x * x;
+    float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+    p = x2 * p + -2.10102402082508e-06f;
+    p = x2 * p + -5.69250639462346e-05f;
+    p = x2 * p + -7.34990630326855e-04f;
+    p = x2 * p + -2.95459980854025e-03f;
+    p = x2 * p + -1.60960333262415e-02f;
+    p = x * p;
+    float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+    q = x2 * q + -1.68282697438203e-03f;
+    q = x2 * q + -7.37332916720468e-03f;
+    q = x2 * q + -1.42647390514189e-02f;
+    float small = p / q;
+    /* Abramowitz & Stegun piece */
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+                  0.254829592f) * t;
+    float big = copysignf(1.0f - poly * ps_nn_fexp(-ax * ax), x);
+    /* for non-negative floats the bit patterns order like the values */
+    int32_t use_small = -(int32_t)(ps_nn_fbits(ax) < ps_nn_fbits(1.0f));
+    return ps_nn_bitsf((ps_nn_fbits(small) & use_small) | (ps_nn_fbits(big) & ~use_small));
+}
+
+#endif

@@ -1,0 +1,28 @@
+/* GELU, exact erf form (RecBole's "gelu", not the tanh approximation):
+ *   gelu(x) = x Phi(x),  Phi(x) = 0.5 (1 + erf(x / sqrt 2)),  gelu'(x) = Phi(x) + x phi(x). */
+#include "nn/fastmath.h"
+#include "nn/nn.h"
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+#define PAR_MIN 16384
+
+void ps_nn_gelu_forward(float *out, const float *x, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        out[i] = 0.5f * v * (1.0f + ps_nn_ferf(v * INV_SQRT2));
+    }
+}
+
+void ps_nn_gelu_backward(float *dx, const float *x, const float *dout, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + ps_nn_ferf(v * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * ps_nn_fexp(-0.5f * v * v);
+        dx[i] += dout[i] * (cdf + v * pdf);
+    }
+}

@@ -1,0 +1,146 @@
+/* Neural-network kernels on plain float arrays (internal API of libpopsteer).
+ *
+ * Conventions (after karpathy/llm.c):
+ * - row-major, shapes in the comment above each function ([N,C] = N rows of C floats);
+ * - x_forward writes its outputs (overwrites); x_backward ACCUMULATES (+=) into every gradient
+ *   buffer it is given, so the caller zeroes them once and residual branches just add up;
+ * - no allocation: callers pass every buffer (scratch sizes are given by helper functions);
+ * - non-BLAS loops use OpenMP with static schedules, and no reduction depends on the thread
+ *   count: sums over rows are split by output column (each output is summed in row order by
+ *   one thread), so results are bitwise identical for any OMP_NUM_THREADS.
+ * - GEMMs go through cblas_sgemm. OpenBLAS splits the M/N dimensions only (never K), so they are
+ *   also independent of its thread count. */
+#ifndef POPSTEER_NN_H
+#define POPSTEER_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * Random numbers (rng.c) */
+
+/* The splitmix64 finaliser: a bijective 64-bit mixer. */
+uint64_t ps_nn_mix64(uint64_t z);
+
+/* Sequential generator for weight initialisation (splitmix64 stream). */
+typedef struct ps_nn_rng {
+    uint64_t state;
+    int has_spare; /* Box-Muller makes normals in pairs */
+    double spare;
+} ps_nn_rng;
+
+void ps_nn_rng_seed(ps_nn_rng *r, uint64_t seed);
+uint64_t ps_nn_rng_u64(ps_nn_rng *r);
+/* Uniform in (0, 1] (never 0, so log() is safe). */
+double ps_nn_rng_uniform(ps_nn_rng *r);
+/* Standard normal by Box-Muller. */
+double ps_nn_rng_normal(ps_nn_rng *r);
+
+/* ---------------------------------------------------------------------------------------------
+ * Embedding (embedding.c) */
+
+/* out[B,L,C] = table[ids[b,l]] + pos[l];  ids [B,L] in [0, rows), table [rows,C], pos [L,C] */
+void ps_nn_embedding_forward(float *out, const int32_t *ids, const float *table, const float *pos,
+                             int B, int L, int C);
+/* dtable[ids[b,l]] += dout[b,l] except for ids == padding_idx (PyTorch padding_idx: that row gets
+ * no gradient from the lookup); dpos[l] += sum_b dout[b,l]. dpos may be NULL. */
+void ps_nn_embedding_backward(float *dtable, float *dpos, const float *dout, const int32_t *ids,
+                              int B, int L, int C, int padding_idx);
+
+/* ---------------------------------------------------------------------------------------------
+ * LayerNorm (layernorm.c): biased variance, eps inside the square root (PyTorch). */
+
+/* x [N,C], w [C], b [C] -> out [N,C], mean [N], rstd [N] (saved for backward) */
+void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                             const float *b, int N, int C, float eps);
+/* dout [N,C] -> dx [N,C] +=, dw [C] +=, db [C] += */
+void ps_nn_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                              const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* ---------------------------------------------------------------------------------------------
+ * Linear, PyTorch layout (linear.c) */
+
+/* y [N,OC] = x [N,IC] W^T + b;  W [OC,IC], b [OC] (may be NULL) */
+void ps_nn_linear_forward(float *y, const float *x, const float *W, const float *b, int N, int IC,
+                          int OC);
+/* dy [N,OC] -> dx [N,IC] += dy W, dW [OC,IC] += dy^T x, db [OC] += sum_n dy. dx/db may be NULL. */
+void ps_nn_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                           const float *W, int N, int IC, int OC);
+
+/* Column sums: out[c] += sum_n x[n,c] for x [N,C] (deterministic, used for biases). */
+void ps_nn_colsum_acc(float *out, const float *x, int N, int C);
+
+/* ---------------------------------------------------------------------------------------------
+ * GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)) (gelu.c) */
+
+/* x [n] -> out [n]; out may equal x */
+void ps_nn_gelu_forward(float *out, const float *x, size_t n);
+/* dx [n] += gelu'(x) dout */
+void ps_nn_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Dropout with a counter-based mask (dropout.c).
+ *
+ * Element e of a call is kept iff the 32-bit hash word of (seed, stream, e) >= p * 2^32; kept
+ * elements are scaled by 1/(1-p). The mask depends on nothing else (not on thread count, order
+ * or chunking), so backward recomputes it instead of storing it. `stream` must differ between
+ * the calls of a training step and between steps (the model uses step * sites + site). */
+typedef struct ps_nn_dropout {
+    float p;         /* drop probability in [0, 1); 0 = identity */
+    uint64_t seed;
+    uint64_t stream;
+} ps_nn_dropout;
+
+/* 1 if element e is kept. */
+int ps_nn_dropout_keep(const ps_nn_dropout *d, uint64_t e);
+/* out [n] = x * mask / (1-p); out may equal x. d NULL or p == 0: copy. */
+void ps_nn_dropout_forward(float *out, const float *x, size_t n, const ps_nn_dropout *d);
+/* dx [n] += dout * mask / (1-p) */
+void ps_nn_dropout_backward(float *dx, const float *dout, size_t n, const ps_nn_dropout *d);
+
+/* ---------------------------------------------------------------------------------------------
+ * Causal, padding-masked multi-head self-attention core as in RecBole (attention.c).
+ *
+ * qkv [B*L, 3C]: each row is q | k | v (C = H * hd each, head h in columns h*hd .. h*hd+hd-1).
+ * scores[b,h,i,j] = q_i . k_j / sqrt(hd) + (j <= i && ids[b,j] != 0 ? 0 : -10000)
+ * probs = softmax_j(scores); probs_drop = dropout(probs); ctx[b,i, head h] = sum_j probs_drop v_j.
+ * The -10000 is added, not used to skip keys, so even an all-padding row matches PyTorch. */
+
+/* -> ctx [B*L, C], probs [B,H,L,L]; probs_drop [B,H,L,L] is written only when drop is active
+ * (d != NULL and p > 0); it may equal probs (in-place) when probs is not needed afterwards. */
+void ps_nn_attention_forward(float *ctx, float *probs, float *probs_drop, const float *qkv,
+                             const int32_t *ids, int B, int L, int C, int H,
+                             const ps_nn_dropout *drop);
+/* dctx [B*L, C] -> dqkv [B*L, 3C] +=. dscratch [B,H,L,L] is overwritten. probs_drop is the one
+ * the forward wrote (ignored when drop is inactive). */
+void ps_nn_attention_backward(float *dqkv, float *dscratch, const float *dctx, const float *qkv,
+                              const float *probs, const float *probs_drop, int B, int L, int C,
+                              int H, const ps_nn_dropout *drop);
+
+/* ---------------------------------------------------------------------------------------------
+ * Softmax cross-entropy against a table (softmax_ce.c), fused forward + backward.
+ *
+ * For N rows h [N,C] and a table E [V,C]: logits = h E^T [N,V], loss_n = logsumexp(logits_n) -
+ * logits_n[target_n]. Rows are processed in blocks of `block` rows, so memory is O(block * V)
+ * however large N is. Returns sum_n loss_n (accumulated in double, in row order).
+ * If dh != NULL: dh [N,C] += grad_scale * dL/dh and dE [V,C] += grad_scale * dL/dE, i.e. the
+ * gradient of grad_scale * sum_n loss_n (grad_scale = 1/N gives the mean). dE may be NULL.
+ * targets must lie in [0, V). scratch: ps_nn_softmax_ce_scratch_floats(block, V) floats. */
+size_t ps_nn_softmax_ce_scratch_floats(int block, int V);
+double ps_nn_softmax_ce(float *dh, float *dE, const float *h, const float *E, const int32_t *target,
+                        int N, int V, int C, float grad_scale, int block, float *scratch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Adam, PyTorch semantics, no weight decay (adam.c). t is the step number after increment
+ * (1 for the first step). Hyperparameters in double, as Python hands them to PyTorch: float
+ * constants such as 1 - beta2 are rounded from the double value, not computed in float. */
+void ps_nn_adam_step(float *p, const float *g, float *m, float *v, size_t n, double lr, double beta1,
+                     double beta2, double eps, int64_t t);
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers (util in linear.c) */
+
+/* Splits [0, n) into nth near-equal contiguous parts; part t is [*lo, *hi). */
+void ps_nn_split(int n, int nth, int t, int *lo, int *hi);
+
+#endif

@@ -1,0 +1,127 @@
+/* Steering plan and its application (SPEC §5). */
+#include "popsteer/steer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ps_steer_plan_free(ps_steer_plan *plan)
+{
+    free(plan->latent);
+    free(plan->weight);
+    free(plan->shift);
+    memset(plan, 0, sizeof *plan);
+}
+
+static int check_plan_inputs(const double *d, const double *sd_pop, const double *sd_unpop, int m, int N,
+                             double alpha, ps_error *err)
+{
+    if (m < 1)
+        return ps_fail(err, "steering needs at least one latent (the SAE has m = %d)", m);
+    if (N < 1 || N > m)
+        return ps_fail(err, "steering: N = %d latents is outside 1..%d (the SAE has m = %d latents)", N, m, m);
+    if (!isfinite(alpha))
+        return ps_fail(err, "steering: alpha must be a finite number (got %g)", alpha);
+    if (alpha < 0)
+        return ps_fail(err, "steering: alpha = %g is negative; a negative alpha would amplify popularity bias; "
+                            "use 0 (no steering) or more",
+                       alpha);
+    for (int j = 0; j < m; j++) {
+        if (!isfinite(d[j]))
+            return ps_fail(err, "steering: latent %d has Cohen's d = %g; the probe statistics are broken", j, d[j]);
+        if (!isfinite(sd_pop[j]) || sd_pop[j] < 0 || !isfinite(sd_unpop[j]) || sd_unpop[j] < 0)
+            return ps_fail(err, "steering: latent %d has std %g (popular) and %g (unpopular); both must be finite "
+                                "and >= 0",
+                           j, sd_pop[j], sd_unpop[j]);
+    }
+    return PS_OK;
+}
+
+typedef struct ranked {
+    double abs_d;
+    int32_t j;
+} ranked;
+
+/* |d| descending, then index ascending: a total order, so qsort's instability is harmless. */
+static int cmp_ranked(const void *pa, const void *pb)
+{
+    const ranked *a = pa, *b = pb;
+    if (a->abs_d != b->abs_d)
+        return a->abs_d > b->abs_d ? -1 : 1;
+    return (a->j > b->j) - (a->j < b->j);
+}
+
+/* The N latents with the largest |d|, in that order. */
+static int select_latents(const double *d, int m, int N, int32_t *out, ps_error *err)
+{
+    ranked *r = ps_calloc((size_t)m, sizeof *r, "steering order", err);
+    if (!r)
+        return PS_ERR;
+    for (int j = 0; j < m; j++)
+        r[j] = (ranked){fabs(d[j]), j};
+    qsort(r, (size_t)m, sizeof *r, cmp_ranked);
+    for (int i = 0; i < N; i++)
+        out[i] = r[i].j;
+    free(r);
+    return PS_OK;
+}
+
+/* min |d| over every latent with d != 0; 0 when all are 0. */
+static double min_nonzero_abs(const double *d, int m)
+{
+    double lo = INFINITY;
+    for (int j = 0; j < m; j++)
+        if (d[j] != 0 && fabs(d[j]) < lo)
+            lo = fabs(d[j]);
+    return isinf(lo) ? 0.0 : lo;
+}
+
+static double weight_of(double abs_d, double lo, double hi, double alpha)
+{
+    if (hi == lo)
+        return alpha / 2;
+    return alpha * (abs_d - lo) / (hi - lo);
+}
+
+int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_unpop, int m, int N, double alpha,
+                       ps_steer_plan *plan, ps_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (check_plan_inputs(d, sd_pop, sd_unpop, m, N, alpha, err) != PS_OK)
+        return PS_ERR;
+    plan->latent = ps_calloc((size_t)N, sizeof *plan->latent, "steering latents", err);
+    plan->weight = plan->latent ? ps_calloc((size_t)N, sizeof *plan->weight, "steering weights", err) : NULL;
+    plan->shift = plan->weight ? ps_calloc((size_t)N, sizeof *plan->shift, "steering shifts", err) : NULL;
+    if (!plan->shift || select_latents(d, m, N, plan->latent, err) != PS_OK) {
+        ps_steer_plan_free(plan);
+        return PS_ERR;
+    }
+    plan->m = m;
+    plan->n = N;
+    plan->alpha = alpha;
+    plan->min_abs_d = min_nonzero_abs(d, m);
+    plan->max_abs_d = fabs(d[plan->latent[0]]);
+    for (int i = 0; i < N; i++) {
+        int32_t j = plan->latent[i];
+        /* a latent with d == 0 shows no bias: it is never shifted, and its formula weight
+         * (negative when some other latent has d != 0) would only confuse a report */
+        if (d[j] == 0)
+            continue;
+        double w = weight_of(fabs(d[j]), plan->min_abs_d, plan->max_abs_d, alpha);
+        plan->weight[i] = w;
+        /* long-tail latents (d < 0) are raised by the popular group's spread, popular ones
+         * (d > 0) lowered by the unpopular group's spread, as in the reference */
+        plan->shift[i] = d[j] < 0 ? w * sd_pop[j] : -w * sd_unpop[j];
+    }
+    return PS_OK;
+}
+
+void ps_steer_apply(const ps_steer_plan *plan, float *pre, int B)
+{
+    /* row by row: each user's pre-activations are contiguous, the plan is small */
+    for (int b = 0; b < B; b++) {
+        float *row = pre + (size_t)b * (size_t)plan->m;
+        for (int i = 0; i < plan->n; i++)
+            row[plan->latent[i]] += (float)plan->shift[i];
+    }
+}
