@@ -92,5 +92,7 @@ int cmd_data(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
+int cmd_sae(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 #include "popsteer/checkpoint.h"
 #include "popsteer/evaluate.h"
 #include "popsteer/train.h"
+#include "steer_opts.h"
 
 static const char HELP[] =
     "usage: popsteer eval --data PATH --model MODEL.safetensors [options]\n\n"
@@ -19,13 +20,24 @@ static const char HELP[] =
     "  --split S          valid or test (default test)\n"
     "  --k N              list length (default 10)\n"
     "  --mask-seen        exclude items the user already interacted with\n"
+    "\n" CLI_STEER_HELP "\n"
+    "Re-ranking baselines (on the same scores):\n"
+    "  --rerank METHOD    random, penalty, fair, xquad, cp or pmmf\n"
+    "  --param NAME=VALUE a parameter of the method (repeatable; see the list below)\n"
+    "  --candidates L     re-rank the top L items (default 100)\n"
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
-enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SPLIT, OPT_K, OPT_MASK_SEEN };
+enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SPLIT, OPT_K, OPT_MASK_SEEN, OPT_RERANK, OPT_PARAM,
+       OPT_CANDIDATES };
 
 typedef struct eval_args {
     const char *model;
     ps_eval_options eo;
+    cli_steer steer;
+    const char *rerank;
+    const char *params[PS_RERANK_MAX_PARAMS];
+    int n_params;
+    long candidates;
 } eval_args;
 
 static int eval_option(const cli_common *c, eval_args *a, int opt, const char *arg)
@@ -44,8 +56,48 @@ static int eval_option(const cli_common *c, eval_args *a, int opt, const char *a
         a->eo.k = (int)v;
         return 1;
     case OPT_MASK_SEEN: a->eo.mask_seen = 1; return 1;
-    default: return 0;
+    case OPT_RERANK: a->rerank = arg; return 1;
+    case OPT_PARAM:
+        if (a->n_params == PS_RERANK_MAX_PARAMS)
+            return cli_usage_error(c, "--param: at most %d parameters", PS_RERANK_MAX_PARAMS), -1;
+        a->params[a->n_params++] = arg;
+        return 1;
+    case OPT_CANDIDATES: return cli_parse_long(c, "candidates", arg, 1, 1 << 20, &a->candidates) < 0 ? -1 : 1;
+    default: return cli_steer_option(c, &a->steer, opt, arg);
     }
+}
+
+static void print_methods(void)
+{
+    printf("\nRe-ranking methods:\n");
+    for (int i = 0; i < ps_rerank_method_count(); i++) {
+        const ps_rerank_method_info *mi = ps_rerank_method_at(i);
+        printf("  %-8s %s\n           %s\n", mi->name, mi->doc, mi->params_doc);
+    }
+}
+
+/* Builds the re-ranking filter when --rerank is given. */
+static int make_rerank(const cli_common *c, const eval_args *a, const ps_dataset *ds, ps_reranker **r,
+                       ps_rerank_filter *f)
+{
+    ps_error err;
+    if (!a->rerank) {
+        if (a->n_params)
+            return cli_usage_error(c, "--param needs --rerank");
+        return 0;
+    }
+    int L = (int)(a->candidates ? a->candidates : PS_RERANK_DEFAULT_L);
+    if (L > ds->n_items)
+        L = ds->n_items;
+    if (L < a->eo.k)
+        return cli_usage_error(c, "--candidates (%d) must be at least --k (%d)", L, a->eo.k);
+    ps_rerank_ctx ctx = {ds->n_items, ds->label, ds->train_count, a->eo.k, L, c->seed, ds->n_users};
+    *r = ps_reranker_create(a->rerank, &ctx, a->params, a->n_params, &err);
+    if (!*r)
+        return cli_usage_error(c, "%s", err.msg);
+    if (ps_rerank_filter_init(f, *r, ds, L, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    return 0;
 }
 
 static void on_progress(void *ctx, int64_t done, int64_t total)
@@ -53,9 +105,10 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
     cli_progress_live(ctx, done == total, "ranking users %lld/%lld", (long long)done, (long long)total);
 }
 
-static int print_metrics(const cli_common *c, const ps_metrics *m, const char *split)
+static int print_metrics(const cli_common *c, const ps_metrics *m, const char *split, const char *method)
 {
     if (!c->json) {
+        printf("method         %s\n", method);
         printf("split          %s\n", split);
         ps_metrics_print(stdout, m);
         return 0;
@@ -70,7 +123,7 @@ static int print_metrics(const cli_common *c, const ps_metrics *m, const char *s
     return 0;
 }
 
-static int evaluate(const cli_common *c, const eval_args *a, const ps_dataset *ds)
+static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
 {
     ps_error err;
     ps_sasrec *m = NULL;
@@ -79,25 +132,38 @@ static int evaluate(const cli_common *c, const eval_args *a, const ps_dataset *d
         ps_sasrec_free(m);
         return cli_error(c, "%s", err.msg);
     }
-    ps_sasrec_scorer s;
-    if (ps_sasrec_scorer_init(&s, m, 256, &err) != PS_OK) {
-        ps_sasrec_free(m);
-        return cli_error(c, "%s", err.msg);
-    }
-    ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
-    cli_progress p;
-    cli_progress_init(&p, c->quiet);
-    ps_eval_options eo = a->eo;
-    eo.progress = on_progress;
-    eo.progress_ctx = &p;
+    ps_scorer sc;
+    ps_reranker *r = NULL;
+    ps_rerank_filter f = {0};
+    int rc = cli_steer_scorer(c, &a->steer, m, 256, &sc);
+    if (!rc)
+        rc = make_rerank(c, a, ds, &r, &f);
     ps_metrics met;
-    int rc = ps_evaluate(ds, &sc, &eo, &met, &err);
-    cli_progress_done(&p);
-    ps_sasrec_scorer_free(&s);
+    if (!rc) {
+        cli_progress p;
+        cli_progress_init(&p, c->quiet);
+        ps_eval_options eo = a->eo;
+        eo.progress = on_progress;
+        eo.progress_ctx = &p;
+        eo.filter = r ? &f.filter : NULL;
+        if (ps_evaluate(ds, &sc, &eo, &met, &err) != PS_OK)
+            rc = cli_error(c, "%s", err.msg);
+        cli_progress_done(&p);
+    }
+    if (!rc) {
+        char method[256];
+        cli_steer_describe(&a->steer, method, sizeof method);
+        if (r) {
+            size_t n = strlen(method);
+            snprintf(method + n, sizeof method - n, " + %s", ps_reranker_describe(r));
+        }
+        rc = print_metrics(c, &met, a->eo.split == PS_SPLIT_TEST ? "test" : "valid", method);
+    }
+    ps_rerank_filter_free(&f);
+    ps_reranker_free(r);
+    cli_steer_free(&a->steer);
     ps_sasrec_free(m);
-    if (rc != PS_OK)
-        return cli_error(c, "%s", err.msg);
-    return print_metrics(c, &met, eo.split == PS_SPLIT_TEST ? "test" : "valid");
+    return rc;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -105,7 +171,9 @@ int cmd_eval(int argc, char **argv)
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
         {"model", required_argument, 0, OPT_MODEL}, {"split", required_argument, 0, OPT_SPLIT},
-        {"k", required_argument, 0, OPT_K}, {"mask-seen", no_argument, 0, OPT_MASK_SEEN}, {0, 0, 0, 0}};
+        {"k", required_argument, 0, OPT_K}, {"mask-seen", no_argument, 0, OPT_MASK_SEEN},
+        {"rerank", required_argument, 0, OPT_RERANK}, {"param", required_argument, 0, OPT_PARAM},
+        {"candidates", required_argument, 0, OPT_CANDIDATES}, CLI_STEER_OPTIONS, {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
     eval_args a;
@@ -113,6 +181,7 @@ int cmd_eval(int argc, char **argv)
     cli_data_init(&d);
     memset(&a, 0, sizeof a);
     ps_eval_options_init(&a.eo);
+    cli_steer_init(&a.steer);
     a.eo.split = PS_SPLIT_TEST;
     for (int opt; (opt = cli_getopt(&c, argc, argv, opts)) != -1;) {
         int r = cli_common_option(&c, opt, optarg);
@@ -126,7 +195,7 @@ int cmd_eval(int argc, char **argv)
             return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
     }
     if (c.help)
-        return fputs(HELP, stdout), 0;
+        return fputs(HELP, stdout), print_methods(), 0;
     if (optind < argc)
         return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
     if (!a.model)

@@ -15,6 +15,8 @@ static const command COMMANDS[] = {
     {"train", cmd_train, "train SASRec (window or prefix layout, early stopping, resumable)"},
     {"eval", cmd_eval, "full-ranking evaluation: accuracy and popularity-bias metrics"},
     {"recommend", cmd_recommend, "top-k items for one user, with scores and titles"},
+    {"sae", cmd_sae, "train the TopK sparse autoencoder on SASRec user vectors"},
+    {"probe", cmd_probe, "score every SAE latent by Cohen's d between popular and long-tail users"},
 };
 
 static void usage(FILE *fp)

@@ -25,8 +25,9 @@ typedef struct ps_scorer {
 typedef struct ps_list_filter {
     void *ctx;
     int sequential;
-    /* scores [n_items + 1] of user u (0-based index in the split) -> out [k] item ids. */
-    int (*apply)(void *ctx, int32_t user_index, int32_t user, const float *scores, const uint8_t *exclude,
+    /* scores [n_items + 1] of the sample (user_index: 0-based position in the split) -> out [k]
+     * item ids (0-padded). exclude may be NULL. */
+    int (*apply)(void *ctx, int32_t user_index, ps_sample s, const float *scores, const uint8_t *exclude,
                  int32_t *out);
 } ps_list_filter;
 
@@ -50,5 +51,22 @@ const ps_sample *ps_split_samples(const ps_dataset *ds, ps_split split);
 
 /* Fills seq [B,L] (left-aligned, 0-padded) and len [B] with the prefixes of B samples. */
 void ps_batch_prefixes(const ps_dataset *ds, const ps_sample *samples, int B, int L, int32_t *seq, int32_t *len);
+
+/* ---- re-ranking baselines as a list filter ---- */
+#include "popsteer/rerank.h"
+
+typedef struct ps_rerank_filter {
+    ps_list_filter filter;
+    ps_reranker *r;
+    const ps_dataset *ds;
+    int L, n_threads;
+    int32_t *cand;   /* [n_threads, L] */
+    float *cand_scores;
+} ps_rerank_filter;
+
+/* Wraps r (not owned) so ps_evaluate re-ranks the top-L candidates of every user; xQuAD and
+ * calibrated popularity see the user's history before the target. */
+int ps_rerank_filter_init(ps_rerank_filter *f, ps_reranker *r, const ps_dataset *ds, int L, ps_error *err);
+void ps_rerank_filter_free(ps_rerank_filter *f);
 
 #endif

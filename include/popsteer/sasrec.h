@@ -20,9 +20,14 @@
  *   ps_sasrec_backward(m, ws, target, 0, &stats, &err);
  *   ps_sasrec_adam_step(m, 1e-3f, &err);
  *
- * Threading: OpenMP inside; a model and a workspace are used by one caller thread at a time.
- * Results are bitwise reproducible for a given thread count, and every reduction is ordered so
- * that the thread count does not change them either. */
+ * Threading: OpenMP inside, GEMMs in OpenBLAS; a model and a workspace are used by one caller
+ * thread at a time. Results are bitwise reproducible for a given thread setup (OMP_NUM_THREADS
+ * and OpenBLAS's thread count; no float atomics anywhere). The non-BLAS kernels do not even
+ * depend on the OpenMP thread count; OpenBLAS's last bits do depend on how it splits a product.
+ * Performance: OpenMP workers spin after each parallel region while OpenBLAS's own threads
+ * want the same cores; run with OMP_WAIT_POLICY=passive (read at program start), or set
+ * OpenBLAS to one thread (OPENBLAS_NUM_THREADS=1 / openblas_set_num_threads(1)), in which case
+ * the large products are split between the OpenMP threads instead (see ps_nn_sgemm). */
 #ifndef POPSTEER_SASREC_H
 #define POPSTEER_SASREC_H
 
@@ -98,16 +103,18 @@ int ps_sasrec_adam_step(ps_sasrec *m, float lr, ps_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Activation workspace: allocated once for up to max_batch sequences and reused; forward and
- * backward never allocate. With for_training = 1 it keeps every layer's activations for
- * ps_sasrec_backward (about 4 * (16 d + 2 d_ff + 2 n_heads L) * L bytes per sequence and layer:
- * ~240 KB for the SPEC model, 60 MB for B = 256 and 2 layers). With 0 the layers share buffers
- * (~200 KB per sequence for the SPEC model) and only forward / user vectors / loss work. */
+ * backward never allocate. With for_training = 1 it keeps every layer's activations and the
+ * backward scratch: ~780 KB per sequence for the SPEC model (203 MB for B = 256). With 0 the
+ * layers share one set of buffers and only forward / loss / user vectors work: ~260 KB per
+ * sequence (68 MB for B = 256). Both add ~3.5 MB of softmax scratch (256 x (n_items+1)). */
 typedef struct ps_sasrec_ws ps_sasrec_ws;
 
 int ps_sasrec_ws_create(ps_sasrec_ws **out, const ps_sasrec *m, int max_batch, int for_training,
                         ps_error *err);
 void ps_sasrec_ws_free(ps_sasrec_ws *ws); /* safe on NULL */
 int ps_sasrec_ws_max_batch(const ps_sasrec_ws *ws);
+/* Bytes held by the workspace. */
+size_t ps_sasrec_ws_bytes(const ps_sasrec_ws *ws);
 /* Last block's output [B, L, d] of the latest forward (valid until the next one). */
 const float *ps_sasrec_ws_hidden(const ps_sasrec_ws *ws);
 

@@ -61,7 +61,7 @@ static int rank_user(const ps_dataset *ds, const ps_eval_options *o, eval_worker
     }
     int rc = 0;
     if (o->filter)
-        rc = o->filter->apply(o->filter->ctx, (int32_t)index, s.user, scores, exclude, w->list);
+        rc = o->filter->apply(o->filter->ctx, (int32_t)index, s, scores, exclude, w->list);
     else
         ps_topk(scores, ds->n_items, o->k, exclude, w->list);
     int32_t rank = 0;
@@ -154,4 +154,42 @@ int ps_evaluate(const ps_dataset *ds, const ps_scorer *sc, const ps_eval_options
     free(len);
     free(scores);
     return rc;
+}
+
+/* ---------- re-ranking ---------- */
+
+static int rerank_apply(void *ctx, int32_t user_index, ps_sample s, const float *scores, const uint8_t *exclude,
+                        int32_t *out)
+{
+    ps_rerank_filter *f = ctx;
+    int t = omp_get_thread_num() % f->n_threads;
+    int32_t *cand = f->cand + (size_t)t * f->L;
+    float *cs = f->cand_scores + (size_t)t * f->L;
+    int n = ps_rerank_candidates(scores, f->ds->n_items, f->L, exclude, cand, cs);
+    const int32_t *hist = f->ds->seq + f->ds->user_off[s.user];
+    return ps_reranker_apply_ex(f->r, user_index, cand, cs, n, hist, s.pos, out, NULL) < 0 ? PS_ERR : PS_OK;
+}
+
+int ps_rerank_filter_init(ps_rerank_filter *f, ps_reranker *r, const ps_dataset *ds, int L, ps_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->r = r;
+    f->ds = ds;
+    f->L = L;
+    f->n_threads = omp_get_max_threads();
+    f->cand = ps_calloc((size_t)f->n_threads * (size_t)L, sizeof *f->cand, "candidates", err);
+    f->cand_scores = ps_calloc((size_t)f->n_threads * (size_t)L, sizeof *f->cand_scores, "candidates", err);
+    if (!f->cand || !f->cand_scores) {
+        ps_rerank_filter_free(f);
+        return PS_ERR;
+    }
+    f->filter = (ps_list_filter){f, ps_reranker_is_sequential(r), rerank_apply};
+    return PS_OK;
+}
+
+void ps_rerank_filter_free(ps_rerank_filter *f)
+{
+    free(f->cand);
+    free(f->cand_scores);
+    memset(f, 0, sizeof *f);
 }

@@ -235,11 +235,10 @@ static inline float relu(float x)
     return x > 0.0f ? x : 0.0f; /* NaN -> 0: never selected over a real value */
 }
 
-/* idx [k], val [k] = the k best of relu(row[0..n)), best first. Candidates arrive in increasing
- * index order, so a newcomer can only beat the root by a strictly larger value; a block of 16 whose
- * maximum does not beat the root is skipped whole, which is the common case once the heap holds
- * large values (the block maximum vectorises). */
-static void topk_row(const float *row, int n, int k, int32_t *idx, float *val)
+/* Plain k-heap over relu(row[0..n)), best first. Candidates arrive in increasing index order, so
+ * once the heap is full a newcomer can only beat the root by a strictly larger value. Used when
+ * fewer than k values are positive (zero ties must then go to the smallest indices). */
+static void topk_heap(const float *row, int n, int k, int32_t *idx, float *val)
 {
     for (int s = 0; s < k; s++) {
         val[s] = relu(row[s]);
@@ -247,23 +246,7 @@ static void topk_row(const float *row, int n, int k, int32_t *idx, float *val)
     }
     heapify(val, idx, k);
     float thr = val[0];
-    int j = k;
-    for (; j + 16 <= n; j += 16) {
-        float mx = row[j];
-        for (int t = 1; t < 16; t++)
-            mx = row[j + t] > mx ? row[j + t] : mx;
-        if (!(mx > thr))
-            continue;
-        for (int t = j; t < j + 16; t++) {
-            if (row[t] > thr) {
-                val[0] = row[t];
-                idx[0] = t;
-                sift_down(val, idx, k, 0);
-                thr = val[0];
-            }
-        }
-    }
-    for (; j < n; j++) {
+    for (int j = k; j < n; j++) {
         if (row[j] > thr) {
             val[0] = row[j];
             idx[0] = j;
@@ -274,26 +257,201 @@ static void topk_row(const float *row, int n, int k, int32_t *idx, float *val)
     heap_sort_best_first(val, idx, k);
 }
 
-/* The same over the candidate latents cand[0..nc) (increasing), k <= nc. */
-static void topk_row_among(const float *row, const int32_t *cand, int nc, int k, int32_t *idx,
-                           float *val)
+/* The k-th largest of a[0..n), 1 <= k <= n, no NaN; reorders a. Wirth's quickselect with a
+ * median-of-three pivot value. */
+static float kth_largest(float *a, int n, int k)
 {
-    for (int s = 0; s < k; s++) {
-        val[s] = relu(row[cand[s]]);
-        idx[s] = cand[s];
+    int lo = 0, hi = n - 1;
+    const int t = k - 1;
+    while (lo < hi) {
+        float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
+        float piv = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
+        int i = lo, j = hi;
+        do {
+            while (a[i] > piv)
+                i++;
+            while (piv > a[j])
+                j--;
+            if (i <= j) {
+                float tmp = a[i];
+                a[i] = a[j];
+                a[j] = tmp;
+                i++;
+                j--;
+            }
+        } while (i <= j);
+        if (j < t)
+            lo = i;
+        if (t < i)
+            hi = j;
     }
-    heapify(val, idx, k);
-    float thr = val[0];
-    for (int t = k; t < nc; t++) {
-        float x = row[cand[t]];
-        if (x > thr) {
-            val[0] = x;
-            idx[0] = cand[t];
-            sift_down(val, idx, k, 0);
-            thr = val[0];
+    return a[t];
+}
+
+#define TOPK_BLOCK 16
+#define TOPK_MAX_BLOCKS 1024
+
+/* Maximum of 16 values; NaN is ignored. Four independent lanes so that it vectorises. */
+static inline float block_max(const float *x)
+{
+    float m[4] = { -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+    for (int q = 0; q < TOPK_BLOCK; q += 4)
+        for (int l = 0; l < 4; l++)
+            m[l] = x[q + l] > m[l] ? x[q + l] : m[l];
+    float a = m[0] > m[1] ? m[0] : m[1], b = m[2] > m[3] ? m[2] : m[3];
+    return a > b ? a : b;
+}
+
+static inline int count_ge(const float *a, int n, float t)
+{
+    int c = 0;
+#pragma omp simd reduction(+ : c)
+    for (int i = 0; i < n; i++)
+        c += a[i] >= t;
+    return c;
+}
+
+/* Feeds x (latent j, arriving in increasing j) to the k-heap being filled from candidates >= T. */
+static inline void heap_offer(float x, int32_t j, int k, float T, int32_t *idx, float *val, int *cnt,
+                              float *thr)
+{
+    if (*cnt < k) {
+        if (x >= T) {
+            val[*cnt] = x;
+            idx[*cnt] = j;
+            if (++*cnt == k) {
+                heapify(val, idx, k);
+                *thr = val[0];
+            }
+        }
+    } else if (x > *thr) { /* a later index must be strictly larger to win a tie */
+        val[0] = x;
+        idx[0] = j;
+        sift_down(val, idx, k, 0);
+        *thr = val[0];
+    }
+}
+
+/* idx [k], val [k] = the k best of relu(row[0..n)); best first if sorted, else in heap order.
+ *
+ * A plain heap scan costs about k ln(n/k) insertions with unpredictable branches (~25k cycles for
+ * 4096 latents). Instead, with bm = the maxima of 16-wide blocks: any T such that at least k
+ * blocks have bm >= T is a lower bound of the k-th largest value, so only those blocks, and only
+ * their values >= T, can contribute. The minimum of the maxima of k groups of blocks is such a T;
+ * a few bisection steps (branch-free counts over bm) raise it until about k blocks remain. The
+ * heap then sees a few dozen candidates, in index order so ties keep the smaller index. Falls back
+ * to the plain heap when T <= 0 (fewer than k positive blocks: zero ties matter). */
+static void topk_row(const float *row, int n, int k, int32_t *idx, float *val, int sorted)
+{
+    const int nb = n / TOPK_BLOCK;
+    if (nb < k || nb > TOPK_MAX_BLOCKS) {
+        topk_heap(row, n, k, idx, val);
+        return;
+    }
+    float bm[TOPK_MAX_BLOCKS];
+    for (int b = 0; b < nb; b++)
+        bm[b] = block_max(row + (size_t)b * TOPK_BLOCK);
+    const int per = nb / k;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int g = 0; g < k; g++) {
+        const int b1 = g == k - 1 ? nb : (g + 1) * per;
+        float mx = -INFINITY;
+        for (int b = g * per; b < b1; b++)
+            mx = bm[b] > mx ? bm[b] : mx;
+        lo = mx < lo ? mx : lo;
+        hi = mx > hi ? mx : hi;
+    }
+    if (!(lo > 0.0f)) {
+        topk_heap(row, n, k, idx, val);
+        return;
+    }
+    int c = count_ge(bm, nb, lo);
+    for (int it = 0; it < 24 && c > k + k / 4; it++) {
+        const float mid = 0.5f * (lo + hi);
+        const int cm = count_ge(bm, nb, mid);
+        if (cm >= k) {
+            lo = mid;
+            c = cm;
+        } else {
+            hi = mid;
         }
     }
-    heap_sort_best_first(val, idx, k);
+    const float T = lo;
+    int cnt = 0;
+    float thr = T;
+    for (int b = 0; b < nb; b++) {
+        if (!(cnt < k ? bm[b] >= T : bm[b] > thr))
+            continue;
+        for (int j = b * TOPK_BLOCK; j < (b + 1) * TOPK_BLOCK; j++)
+            heap_offer(row[j], j, k, T, idx, val, &cnt, &thr);
+    }
+    for (int j = nb * TOPK_BLOCK; j < n; j++) /* the tail after the last full block */
+        heap_offer(row[j], j, k, T, idx, val, &cnt, &thr);
+    /* cnt == k here: at least k values are >= T */
+    if (sorted)
+        heap_sort_best_first(val, idx, k);
+}
+
+static inline int count_gt(const float *a, int n, float t)
+{
+    int c = 0;
+#pragma omp simd reduction(+ : c)
+    for (int i = 0; i < n; i++)
+        c += a[i] > t;
+    return c;
+}
+
+/* The k-th largest of v[0..n) (values >= 0, 1 <= k < n); scratch: n floats (v is not changed).
+ * Bisection on the value with branch-free counts: it stops as soon as exactly k values are >= lo
+ * (the usual case, ~20 counts), or when lo and hi are adjacent floats; quickselect settles what
+ * ties leave open, on the few values >= lo. */
+static float kth_value(const float *v, int n, int k, float *scratch)
+{
+    float hi = 0.0f;
+    for (int t = 0; t < n; t++)
+        hi = v[t] > hi ? v[t] : hi;
+    if (count_gt(v, n, 0.0f) < k)
+        return 0.0f;
+    if (count_ge(v, n, hi) >= k)
+        return hi;
+    float lo = 0.0f; /* invariant: count_ge(lo) >= k > count_ge(hi) */
+    for (int it = 0; it < 64; it++) {
+        const float mid = lo + 0.5f * (hi - lo);
+        if (!(mid > lo && mid < hi))
+            break;
+        const int c = count_ge(v, n, mid);
+        if (c == k)
+            return mid; /* exactly k values are >= mid: the set is decided */
+        if (c > k)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    int c = 0;
+    for (int t = 0; t < n; t++)
+        if (v[t] >= lo)
+            scratch[c++] = v[t];
+    return kth_largest(scratch, c, k);
+}
+
+/* The k best of relu(row[cand[t]]) over the candidates cand[0..nc) (increasing), k <= nc, in
+ * increasing latent order (AuxK needs the set, not an order): every value > T, then values == T by
+ * smallest latent, where T bounds the k-th largest. scratch: 2 * nc floats. */
+static void topk_among(const float *row, const int32_t *cand, int nc, int k, int32_t *idx,
+                       float *val, float *scratch)
+{
+    float *v = scratch;
+    for (int t = 0; t < nc; t++)
+        v[t] = relu(row[cand[t]]);
+    const float T = k < nc ? kth_value(v, nc, k, scratch + nc) : 0.0f;
+    int eq_left = k - count_gt(v, nc, T), s = 0;
+    for (int t = 0; t < nc && s < k; t++) {
+        if (v[t] > T || (v[t] == T && eq_left-- > 0)) {
+            idx[s] = cand[t];
+            val[s] = v[t];
+            s++;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -339,7 +497,7 @@ void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float
     const int m = sae->cfg.n_latents, k = sae->cfg.k;
 #pragma omp parallel for schedule(static) if (B >= 64)
     for (int b = 0; b < B; b++)
-        topk_row(pre + (size_t)b * m, m, k, idx + (size_t)b * k, val + (size_t)b * k);
+        topk_row(pre + (size_t)b * m, m, k, idx + (size_t)b * k, val + (size_t)b * k, 1);
 }
 
 /* out [d] (= or +=) Σ_s val[s] W_dec[idx[s]] over n slots; zero values are skipped. */
@@ -351,6 +509,7 @@ static void decode_row(const float *W_dec, int d, const int32_t *idx, const floa
             continue;
         const float *w = W_dec + (size_t)idx[s] * d;
         const float z = val[s];
+#pragma omp simd
         for (int i = 0; i < d; i++)
             out[i] += z * w[i];
     }
@@ -397,12 +556,13 @@ struct ps_sae_workspace {
     int nthreads;        /* OpenMP threads of the chunk loop (fixed at creation) */
     int chunk;           /* rows per chunk buffer: min(max_batch, CHUNK) */
     float *pre;          /* [nthreads, chunk, m] per-thread pre-activation chunks */
+    float *sel;          /* [nthreads, 2m] per-thread AuxK selection scratch */
     double *mean;        /* [d] batch mean */
     float *cbias;        /* [m] folded encoder bias */
     int32_t *idx;        /* [B,k] TopK latents */
     float *val;          /* [B,k] their ReLU'd pre-activations */
     float *dz;           /* [B,k] dL/dpre at those slots */
-    int32_t *aidx;       /* [B,ka] AuxK latents (ka = min(k_aux, #dead), row stride ka) */
+    int32_t *aidx;       /* [B,ka] AuxK latents (ka = min(k_aux, #dead), row stride ka), by index */
     float *aval, *adz;   /* [B,ka] */
     float *dhat;         /* [B,d] dL/dĥ (the residual ĥ − h before scaling) */
     float *dehat;        /* [B,d] dL/dê */
@@ -421,6 +581,7 @@ void ps_sae_workspace_free(ps_sae_workspace *ws)
     if (!ws)
         return;
     free(ws->pre);
+    free(ws->sel);
     free(ws->mean);
     free(ws->cbias);
     free(ws->idx);
@@ -469,6 +630,7 @@ ps_sae_workspace *ps_sae_workspace_new(const ps_sae *sae, int max_batch, ps_erro
     ws->chunk = max_batch < CHUNK ? max_batch : CHUNK;
     int ok = (ws->pre = ps_calloc((size_t)ws->nthreads * (size_t)ws->chunk, m * sizeof(float),
                                   "SAE pre-activation chunks", err)) &&
+             (ws->sel = ps_calloc((size_t)ws->nthreads * 2, m * sizeof(float), "SAE AuxK scratch", err)) &&
              (ws->mean = ps_calloc(d, sizeof(double), "SAE batch mean", err)) &&
              (ws->cbias = ps_calloc(m, sizeof(float), "SAE encoder bias", err)) &&
              (ws->idx = ps_calloc(B * k, sizeof(int32_t), "SAE TopK indices", err)) &&
@@ -530,7 +692,7 @@ typedef struct batch_ctx {
 
 /* Rows [r0, r1): pre-activations into the thread's chunk buffer, TopK and AuxK selections,
  * reconstruction and AuxK errors, and the per-row backward (dL/dĥ, dL/dê, dL/dpre at the slots). */
-static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre)
+static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre, float *sel)
 {
     const ps_sae *sae = bc->sae;
     ps_sae_workspace *ws = bc->ws;
@@ -543,11 +705,12 @@ static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre)
         int32_t *idx = ws->idx + (size_t)b * k;
         float *val = ws->val + (size_t)b * k;
         float *res = ws->dhat + (size_t)b * d;
-        topk_row(prow, m, k, idx, val);
+        topk_row(prow, m, k, idx, val, 0); /* the loss does not need the slots in order */
         /* res = ĥ − h */
         memcpy(res, p.b_dec, (size_t)d * sizeof(float));
         decode_row(p.W_dec, d, idx, val, k, res);
         double sse = 0.0;
+#pragma omp simd reduction(+ : sse)
         for (int i = 0; i < d; i++) {
             res[i] -= hb[i];
             sse += (double)res[i] * res[i];
@@ -558,10 +721,11 @@ static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre)
             int32_t *aidx = ws->aidx + (size_t)b * ka;
             float *aval = ws->aval + (size_t)b * ka;
             float *diff = ws->dehat + (size_t)b * d;
-            topk_row_among(prow, ws->dead, bc->n_dead, ka, aidx, aval);
+            topk_among(prow, ws->dead, bc->n_dead, ka, aidx, aval, sel);
             memset(diff, 0, (size_t)d * sizeof(float));
             decode_row(p.W_dec, d, aidx, aval, ka, diff);
             double aux = 0.0;
+#pragma omp simd reduction(+ : aux)
             for (int i = 0; i < d; i++) {
                 diff[i] += res[i];
                 aux += (double)diff[i] * diff[i];
@@ -578,6 +742,7 @@ static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre)
             float g = 0.0f;
             if (val[s] > 0.0f) {
                 const float *w = p.W_dec + (size_t)idx[s] * d;
+#pragma omp simd reduction(+ : g)
                 for (int i = 0; i < d; i++)
                     g += res[i] * w[i];
             }
@@ -594,6 +759,7 @@ static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre)
                 float g = 0.0f;
                 if (aval[s] > 0.0f) {
                     const float *w = p.W_dec + (size_t)aidx[s] * d;
+#pragma omp simd reduction(+ : g)
                     for (int i = 0; i < d; i++)
                         g += dehat[i] * w[i];
                 }
@@ -661,6 +827,7 @@ static void backward_weights(const batch_ctx *bc, ps_sae_tensors g)
                 dv = ws->dehat + (size_t)b * d;
             }
             const float *hb = bc->h + (size_t)b * d;
+#pragma omp simd
             for (int i = 0; i < d; i++) {
                 gD[i] += z * dv[i];
                 gE[i] += dp * (hb[i] - b_dec[i]);
@@ -689,6 +856,7 @@ static void backward_biases(const batch_ctx *bc, ps_sae_tensors g)
         if (s == 0.0f)
             continue;
         const float *w = W_enc + (size_t)j * d;
+#pragma omp simd
         for (int i = 0; i < d; i++)
             t[i] += s * w[i];
     }
@@ -754,8 +922,8 @@ int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, i
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ws->nthreads)
     for (int t = 0; t < n_chunks; t++) {
         const int r0 = t * CHUNK, r1 = r0 + CHUNK < B ? r0 + CHUNK : B;
-        float *pre = ws->pre + (size_t)omp_get_thread_num() * (size_t)ws->chunk * m;
-        forward_rows(&bc, r0, r1, pre);
+        const size_t th = (size_t)omp_get_thread_num();
+        forward_rows(&bc, r0, r1, ws->pre + th * (size_t)ws->chunk * m, ws->sel + th * 2 * m);
     }
     blas_serial_end(saved);
 

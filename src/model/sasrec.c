@@ -3,7 +3,6 @@
 #include "model/sasrec_internal.h"
 #include "nn/nn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,5 +224,5 @@ void ps_sasrec_score(const ps_sasrec *m, const float *h, int B, float *scores)
 {
     const int V = m->cfg.n_items + 1, d = m->cfg.d;
     const float *E = m->params + m->tensors[SASREC_ITEM_EMB].offset;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, V, d, 1.0f, h, d, E, d, 0.0f, scores, V);
+    ps_nn_sgemm(0, 1, B, V, d, 1.0f, h, d, E, d, 0.0f, scores, V);
 }

@@ -31,7 +31,8 @@ struct ps_sasrec_ws {
     ps_sasrec_config cfg; /* of the model it was made for */
     int max_B;
     int for_training;
-    float *mem; /* every float buffer below points into this one allocation */
+    size_t n_floats; /* size of mem */
+    float *mem;      /* every float buffer below points into this one allocation */
     int32_t *imem;
     /* embedding stage: emb = E[seq] + P; ln0 = LN(emb); x0 = dropout(ln0) */
     float *emb, *ln0_mean, *ln0_rstd, *ln0, *x0;
@@ -76,7 +77,6 @@ static void layout(ps_sasrec_ws *ws, carver *c)
     const size_t BL = (size_t)ws->max_B * k->max_len, d = (size_t)k->d, F = (size_t)k->d_ff;
     const size_t att = (size_t)ws->max_B * k->n_heads * k->max_len * k->max_len;
     const int train = ws->for_training;
-    const int split_probs = train && k->attn_dropout > 0.0f;
 
     ws->emb = carve(c, BL * d);
     ws->ln0_mean = carve(c, BL);
@@ -99,7 +99,9 @@ static void layout(ps_sasrec_ws *ws, carver *c)
         }
         a->qkv = carve(c, BL * 3 * d);
         a->probs = carve(c, att);
-        a->probs_d = split_probs ? carve(c, att) : a->probs;
+        /* backward needs the probabilities before and after dropout; an eval workspace drops in
+         * place (whatever the model's dropout settings are later changed to) */
+        a->probs_d = train ? carve(c, att) : a->probs;
         a->ctx = carve(c, BL * d);
         a->res1 = carve(c, BL * d);
         a->ln1_mean = carve(c, BL);
@@ -151,6 +153,7 @@ int ps_sasrec_ws_create(ps_sasrec_ws **out, const ps_sasrec *m, int max_batch, i
         goto fail;
     carver c = {NULL, 0};
     layout(ws, &c);
+    ws->n_floats = c.used;
     ws->mem = ps_calloc(c.used, sizeof(float), "sasrec activations", err);
     if (!ws->mem)
         goto fail;
@@ -184,6 +187,11 @@ void ps_sasrec_ws_free(ps_sasrec_ws *ws)
 int ps_sasrec_ws_max_batch(const ps_sasrec_ws *ws)
 {
     return ws->max_B;
+}
+
+size_t ps_sasrec_ws_bytes(const ps_sasrec_ws *ws)
+{
+    return ws->n_floats * sizeof(float) + 3 * (size_t)ws->max_B * ws->cfg.max_len * sizeof(int32_t);
 }
 
 const float *ps_sasrec_ws_hidden(const ps_sasrec_ws *ws)
@@ -362,9 +370,12 @@ int ps_sasrec_loss(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target,
 /* ---------------------------------------------------------------------------------------------
  * Backward */
 
+/* Gradient scratch is zeroed before every += kernel; two threads get more memory bandwidth. */
 static void zero(float *p, size_t n)
 {
-    memset(p, 0, n * sizeof *p);
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        p[i] = 0.0f;
 }
 
 /* In: ws->g_a = dL/d(block output). Out: ws->g_a = dL/d(block input x). */

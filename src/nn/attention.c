@@ -17,7 +17,14 @@ static int small_gemms(int L, int hd)
     return (double)L * L * hd <= 262144.0;
 }
 
-static void softmax_masked_rows(float *S, const int32_t *ids, int L)
+/* Parallel over (batch, head) when the products are small enough for OpenBLAS to run them
+ * single-threaded and there is enough work to pay for waking the threads. */
+static int parallel_heads(int BH, int L, int hd)
+{
+    return small_gemms(L, hd) && (double)BH * L * L * hd > 65536.0;
+}
+
+PS_NN_CLONES static void softmax_masked_rows(float *S, const int32_t *ids, int L)
 {
     for (int i = 0; i < L; i++) {
         float *row = S + (size_t)i * L;
@@ -46,7 +53,7 @@ void ps_nn_attention_forward(float *ctx, float *probs, float *probs_drop, const 
     const int C3 = 3 * C, hd = C / H, BH = B * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t LL = (size_t)L * L;
-    const int par = small_gemms(L, hd);
+    const int par = parallel_heads(BH, L, hd);
 
 #pragma omp parallel for schedule(static) if (par)
     for (int bh = 0; bh < BH; bh++) {
@@ -85,7 +92,7 @@ void ps_nn_attention_backward(float *dqkv, float *dscratch, const float *dctx, c
     const int C3 = 3 * C, hd = C / H, BH = B * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t LL = (size_t)L * L;
-    const int par = small_gemms(L, hd);
+    const int par = parallel_heads(BH, L, hd);
     const int dropping = drop && drop->p > 0.0f;
     const float *Pd_all = dropping ? probs_drop : probs;
 

@@ -6,7 +6,7 @@
 void ps_nn_embedding_forward(float *out, const int32_t *ids, const float *table, const float *pos,
                              int B, int L, int C)
 {
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if ((size_t)B * L * C > 32768)
     for (int b = 0; b < B; b++) {
         for (int l = 0; l < L; l++) {
             float *o = out + ((size_t)b * L + l) * C;
@@ -24,7 +24,7 @@ void ps_nn_embedding_forward(float *out, const int32_t *ids, const float *table,
 void ps_nn_embedding_backward(float *dtable, float *dpos, const float *dout, const int32_t *ids,
                               int B, int L, int C, int padding_idx)
 {
-#pragma omp parallel
+#pragma omp parallel if ((size_t)B * L * C > 32768)
     {
         int c0, c1;
         ps_nn_split(C, omp_get_num_threads(), omp_get_thread_num(), &c0, &c1);

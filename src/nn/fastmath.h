@@ -15,6 +15,16 @@
  * declines ps_nn_ferf at -O2 on size alone. */
 #define PS_NN_INLINE static inline __attribute__((always_inline))
 
+/* The build targets x86-64-v2 (SSE4.2, 4 floats per vector). Hot elementwise loops are also
+ * compiled for AVX2 (8 floats) and picked at load time. No FMA is enabled, and ISO C mode keeps
+ * -ffp-contract=off, so both versions round every operation alike; only the order of simd
+ * reductions (sums within a row) follows the vector width. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PS_NN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PS_NN_CLONES
+#endif
+
 PS_NN_INLINE int32_t ps_nn_fbits(float x)
 {
     int32_t i;
@@ -52,12 +62,13 @@ PS_NN_INLINE float ps_nn_fexp(float x)
     return ps_nn_bitsf(ps_nn_fbits(res) & keep);
 }
 
-/* erf(x), absolute error < 2.5e-7 (glibc erff: 5e-8). Both pieces are evaluated and one is
- * selected, so the code stays branch-free: for |x| < 1 the odd/even rational minimax
- * approximation used by Eigen and XLA (accurate near 0, where the other one cancels); for
- * |x| >= 1 Abramowitz & Stegun 7.1.26, 1 - t(a1 + a2 t + ... + a5 t^4) exp(-x^2) with
- * t = 1/(1 + p|x|) (the form PyTorch's vectorised CPU erf uses). */
-PS_NN_INLINE float ps_nn_ferf(float x)
+/* erf(x) given ex = exp(-x^2), absolute error < 2.5e-7 (glibc erff: 5e-8). Both pieces are
+ * evaluated and one is selected, so the code stays branch-free: for |x| < 1 the odd/even
+ * rational minimax approximation used by Eigen and XLA (accurate near 0, where the other one
+ * cancels); for |x| >= 1 Abramowitz & Stegun 7.1.26, 1 - t(a1 + a2 t + ... + a5 t^4) exp(-x^2)
+ * with t = 1/(1 + p|x|) (the form PyTorch's vectorised CPU erf uses). Taking exp(-x^2) as an
+ * argument lets GELU's backward share it with the normal density. */
+PS_NN_INLINE float ps_nn_ferf_with_exp(float x, float ex)
 {
     float ax = fabsf(x);
     /* rational piece (garbage, then discarded, where |x| >= 1) */
@@ -78,10 +89,15 @@ PS_NN_INLINE float ps_nn_ferf(float x)
     float t = 1.0f / (1.0f + 0.3275911f * ax);
     float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
                   0.254829592f) * t;
-    float big = copysignf(1.0f - poly * ps_nn_fexp(-ax * ax), x);
+    float big = copysignf(1.0f - poly * ex, x);
     /* for non-negative floats the bit patterns order like the values */
     int32_t use_small = -(int32_t)(ps_nn_fbits(ax) < ps_nn_fbits(1.0f));
     return ps_nn_bitsf((ps_nn_fbits(small) & use_small) | (ps_nn_fbits(big) & ~use_small));
+}
+
+PS_NN_INLINE float ps_nn_ferf(float x)
+{
+    return ps_nn_ferf_with_exp(x, ps_nn_fexp(-x * x));
 }
 
 #endif

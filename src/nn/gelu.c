@@ -7,22 +7,43 @@
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define PAR_MIN 16384
 
-void ps_nn_gelu_forward(float *out, const float *x, size_t n)
+PS_NN_CLONES static void gelu_span(float *out, const float *x, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         out[i] = 0.5f * v * (1.0f + ps_nn_ferf(v * INV_SQRT2));
     }
 }
 
+PS_NN_CLONES static void gelu_backward_span(float *dx, const float *x, const float *dout, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], z = v * INV_SQRT2;
+        float ez = ps_nn_fexp(-z * z); /* exp(-v^2/2): in erf's tail and in the density */
+        float cdf = 0.5f * (1.0f + ps_nn_ferf_with_exp(z, ez));
+        float pdf = INV_SQRT_2PI * ez;
+        dx[i] += dout[i] * (cdf + v * pdf);
+    }
+}
+
+void ps_nn_gelu_forward(float *out, const float *x, size_t n)
+{
+#pragma omp parallel if (n > PAR_MIN)
+    {
+        size_t lo, hi;
+        ps_nn_thread_span(n, &lo, &hi);
+        gelu_span(out + lo, x + lo, hi - lo);
+    }
+}
+
 void ps_nn_gelu_backward(float *dx, const float *x, const float *dout, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + ps_nn_ferf(v * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * ps_nn_fexp(-0.5f * v * v);
-        dx[i] += dout[i] * (cdf + v * pdf);
+#pragma omp parallel if (n > PAR_MIN)
+    {
+        size_t lo, hi;
+        ps_nn_thread_span(n, &lo, &hi);
+        gelu_backward_span(dx + lo, x + lo, dout + lo, hi - lo);
     }
 }

@@ -9,7 +9,7 @@
 void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                              const float *b, int N, int C, float eps)
 {
-#pragma omp parallel for schedule(static) if (N > 256)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > 32768)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         double s = 0.0;
@@ -38,7 +38,7 @@ void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *
 void ps_nn_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                               const float *w, const float *mean, const float *rstd, int N, int C)
 {
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * C > 32768)
     {
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {

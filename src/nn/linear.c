@@ -11,6 +11,14 @@ void ps_nn_split(int n, int nth, int t, int *lo, int *hi)
     *hi = *lo + base + (t < rem ? 1 : 0);
 }
 
+void ps_nn_thread_span(size_t n, size_t *lo, size_t *hi)
+{
+    size_t nth = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    size_t base = n / nth, rem = n % nth;
+    *lo = t * base + (t < rem ? t : rem);
+    *hi = *lo + base + (t < rem ? 1 : 0);
+}
+
 void ps_nn_colsum_acc(float *out, const float *x, int N, int C)
 {
 #pragma omp parallel if ((size_t)N * C > 32768)
@@ -22,6 +30,35 @@ void ps_nn_colsum_acc(float *out, const float *x, int N, int C)
             for (int c = c0; c < c1; c++)
                 out[c] += xr[c];
         }
+    }
+}
+
+#define GEMM_PAR_MIN 1048576.0 /* m*n*k below which one thread does the whole product */
+#define GEMM_CHUNKS 8           /* blocks a product is cut into, whatever the thread count */
+
+void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (openblas_get_num_threads() > 1 || (double)M * N * K < GEMM_PAR_MIN) {
+        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* The larger of M and N is cut into blocks of a size that depends on the shape only (a
+     * multiple of 16, the micro-kernels' unroll), each block one single-threaded sgemm: every
+     * output element is computed by the same call for any number of threads. */
+    const int split_m = M >= N, dim = split_m ? M : N;
+    const int blk = ((dim + GEMM_CHUNKS - 1) / GEMM_CHUNKS + 15) / 16 * 16;
+    const int nblk = (dim + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (int i = 0; i < nblk; i++) {
+        int lo = i * blk, n = dim - lo < blk ? dim - lo : blk;
+        if (split_m) /* rows lo.. of C come from rows (columns, when transposed) of A */
+            cblas_sgemm(CblasRowMajor, TA, TB, n, N, K, alpha, ta ? A + lo : A + (size_t)lo * lda, lda, B,
+                        ldb, beta, C + (size_t)lo * ldc, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, TA, TB, M, n, K, alpha, A, lda, tb ? B + (size_t)lo * ldb : B + lo,
+                        ldb, beta, C + lo, ldc);
     }
 }
 
@@ -40,17 +77,16 @@ void ps_nn_linear_forward(float *y, const float *x, const float *W, const float 
         }
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, x, IC, W, IC, beta, y, OC);
+    ps_nn_sgemm(0, 1, N, OC, IC, 1.0f, x, IC, W, IC, beta, y, OC);
 }
 
 void ps_nn_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                            const float *W, int N, int IC, int OC)
 {
     if (dx) /* dx [N,IC] += dy [N,OC] W [OC,IC] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dy, OC, W, IC, 1.0f,
-                    dx, IC);
+        ps_nn_sgemm(0, 0, N, IC, OC, 1.0f, dy, OC, W, IC, 1.0f, dx, IC);
     /* dW [OC,IC] += dy^T [OC,N] x [N,IC] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dy, OC, x, IC, 1.0f, dW, IC);
+    ps_nn_sgemm(1, 0, OC, IC, N, 1.0f, dy, OC, x, IC, 1.0f, dW, IC);
     if (db)
         ps_nn_colsum_acc(db, dy, N, OC);
 }

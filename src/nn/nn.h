@@ -8,8 +8,10 @@
  * - non-BLAS loops use OpenMP with static schedules, and no reduction depends on the thread
  *   count: sums over rows are split by output column (each output is summed in row order by
  *   one thread), so results are bitwise identical for any OMP_NUM_THREADS.
- * - GEMMs go through cblas_sgemm. OpenBLAS splits the M/N dimensions only (never K), so they are
- *   also independent of its thread count. */
+ * - GEMMs go through ps_nn_sgemm (below). When OpenBLAS threads a product itself, its last bits
+ *   depend on OpenBLAS's thread count; with OpenBLAS single-threaded, ps_nn_sgemm splits
+ *   products in a thread-count-independent way and the whole model is bitwise independent of
+ *   OMP_NUM_THREADS. */
 #ifndef POPSTEER_NN_H
 #define POPSTEER_NN_H
 
@@ -66,6 +68,18 @@ void ps_nn_linear_forward(float *y, const float *x, const float *W, const float 
 /* dy [N,OC] -> dx [N,IC] += dy W, dW [OC,IC] += dy^T x, db [OC] += sum_n dy. dx/db may be NULL. */
 void ps_nn_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                            const float *W, int N, int IC, int OC);
+
+/* Row-major C [M,N] = alpha op(A) op(B) + beta C (cblas_sgemm arguments, ta/tb nonzero =
+ * transposed). Two threading modes, picked per call:
+ * - OpenBLAS runs more than one thread: one cblas_sgemm call, OpenBLAS threads it;
+ * - OpenBLAS runs one thread (openblas_set_num_threads(1) or OPENBLAS_NUM_THREADS=1) and we are
+ *   not inside a parallel region: the larger of M and N is cut into at most 8 blocks whose size
+ *   depends on the shape only, shared out between the OpenMP threads, each block one
+ *   single-threaded sgemm. One thread pool for everything (OpenMP workers waiting at a barrier
+ *   never compete with OpenBLAS workers for the cores), and results independent of the
+ *   OpenMP thread count. */
+void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Column sums: out[c] += sum_n x[n,c] for x [N,C] (deterministic, used for biases). */
 void ps_nn_colsum_acc(float *out, const float *x, int N, int C);
@@ -142,5 +156,7 @@ void ps_nn_adam_step(float *p, const float *g, float *m, float *v, size_t n, dou
 
 /* Splits [0, n) into nth near-equal contiguous parts; part t is [*lo, *hi). */
 void ps_nn_split(int n, int nth, int t, int *lo, int *hi);
+/* Inside a parallel region: this thread's contiguous part of [0, n). */
+void ps_nn_thread_span(size_t n, size_t *lo, size_t *hi);
 
 #endif

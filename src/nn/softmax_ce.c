@@ -3,7 +3,6 @@
 #include "nn/fastmath.h"
 #include "nn/nn.h"
 
-#include <cblas.h>
 #include <math.h>
 
 /* logits [block,V] + per-row losses as doubles (+1 float to 8-byte align them) */
@@ -22,7 +21,7 @@ static double *row_loss_buffer(float *scratch, int block, int V)
 
 /* One row: loss = log(sum_j exp(l_j - max)) + max - l_t in double; optionally turns the row into
  * grad_scale * (softmax - onehot(t)). */
-static double ce_row(float *row, int V, int32_t t, int want_grad, float grad_scale)
+PS_NN_CLONES static double ce_row(float *row, int V, int32_t t, int want_grad, float grad_scale)
 {
     float mx = row[0];
 #pragma omp simd reduction(max : mx)
@@ -57,19 +56,17 @@ double ps_nn_softmax_ce(float *dh, float *dE, const float *h, const float *E, co
         const int nb = N - r0 < block ? N - r0 : block;
         const float *hb = h + (size_t)r0 * C;
         /* logits [nb,V] = hb [nb,C] E^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, V, C, 1.0f, hb, C, E, C, 0.0f, logits, V);
-#pragma omp parallel for schedule(static)
+        ps_nn_sgemm(0, 1, nb, V, C, 1.0f, hb, C, E, C, 0.0f, logits, V);
+#pragma omp parallel for schedule(static) if ((size_t)nb * V > 32768)
         for (int r = 0; r < nb; r++)
             losses[r] = ce_row(logits + (size_t)r * V, V, target[r0 + r], want_grad, grad_scale);
         for (int r = 0; r < nb; r++) /* serial, in row order: deterministic */
             total += losses[r];
         if (want_grad) {
             /* dh [nb,C] += G [nb,V] E [V,C];  dE [V,C] += G^T hb */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, C, V, 1.0f, logits, V, E, C, 1.0f,
-                        dh + (size_t)r0 * C, C);
+            ps_nn_sgemm(0, 0, nb, C, V, 1.0f, logits, V, E, C, 1.0f, dh + (size_t)r0 * C, C);
             if (dE)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nb, 1.0f, logits, V, hb, C, 1.0f,
-                            dE, C);
+                ps_nn_sgemm(1, 0, V, C, nb, 1.0f, logits, V, hb, C, 1.0f, dE, C);
         }
     }
     return total;

@@ -1,0 +1,182 @@
+/* popsteer probe: Cohen's d of every SAE latent between popular-only and long-tail-only users. */
+#include "cli.h"
+#include "progress.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "popsteer/checkpoint.h"
+#include "popsteer/items.h"
+#include "popsteer/popsteer.h"
+
+static const char HELP[] =
+    "usage: popsteer probe --data PATH --model MODEL --sae SAE --out LATENTS.csv [options]\n\n"
+    "Makes one popular-only and one long-tail-only synthetic user per training prefix (same length),\n"
+    "runs SASRec and the SAE encoder on them, and scores every latent with Cohen's d (SPEC §4).\n"
+    "The CSV has one row per latent: d, both groups' mean and std, the TopK firing rate on real\n"
+    "users and the items whose embedding activates the latent most.\n\n"
+    "Probe options:\n"
+    "  --sae FILE         the sparse autoencoder (popsteer sae train)\n"
+    "  --out FILE         the per-latent table (required)\n"
+    "  --cap N            use N training prefixes, sampled uniformly (default: all)\n"
+    "  --items FILE       item titles for the top-items column\n"
+    "  --top N            strongest latents of each sign to print (default 5)\n"
+    "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
+
+enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT_ITEMS, OPT_TOP };
+
+typedef struct probe_args {
+    const char *model, *sae, *out, *items;
+    long cap, top;
+} probe_args;
+
+static void on_progress(void *ctx, const char *stage, int64_t done, int64_t total)
+{
+    cli_progress_live(ctx, done == total, "probe: %s %lld/%lld", stage, (long long)done, (long long)total);
+}
+
+static void print_latent(const ps_dataset *ds, const ps_probe_result *r, const ps_item_titles *titles, int j)
+{
+    printf("  latent %4d  d %+.3f  fires %.3f  top:", j, r->table.d[j], r->table.fire_rate[j]);
+    for (int t = 0; t < 3 && t < r->n_top; t++) {
+        int32_t item = r->top_items[(size_t)j * r->n_top + t];
+        const char *title = ps_item_title(titles, item);
+        if (item)
+            printf(" %s", title ? title : ps_strings_get(&ds->item_tokens, item));
+        if (item && t < 2)
+            putchar(';');
+    }
+    putchar('\n');
+}
+
+static void print_summary(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_probe_result *r,
+                          const ps_latents_summary *s, const ps_item_titles *titles)
+{
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "latents", a->out);
+        cJSON_AddNumberToObject(o, "n_latents", s->m);
+        cJSON_AddNumberToObject(o, "synthetic_users_per_group", (double)r->n_synthetic);
+        cJSON_AddNumberToObject(o, "pop_latents", s->n_pos);
+        cJSON_AddNumberToObject(o, "unpop_latents", s->n_neg);
+        cJSON_AddNumberToObject(o, "zero_latents", s->n_zero);
+        const char *names[3] = {"abs_d_gt_0.2", "abs_d_gt_0.5", "abs_d_gt_0.8"};
+        for (int i = 0; i < 3; i++)
+            cJSON_AddNumberToObject(o, names[i], s->n_abs_gt[i]);
+        char *txt = cJSON_Print(o);
+        if (txt)
+            puts(txt);
+        free(txt);
+        cJSON_Delete(o);
+        return;
+    }
+    printf("latents        %s (%d latents, %lld synthetic users per group)\n", a->out, s->m,
+           (long long)r->n_synthetic);
+    printf("lean popular   %d (d > 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", s->n_pos, s->n_pos_gt[0],
+           s->n_pos_gt[1], s->n_pos_gt[2]);
+    printf("lean long-tail %d (d < 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", s->n_neg, s->n_neg_gt[0],
+           s->n_neg_gt[1], s->n_neg_gt[2]);
+    if (s->n_zero)
+        printf("no difference  %d\n", s->n_zero);
+    printf("strongest popular latents:\n");
+    for (int i = 0; i < s->n_top_pos; i++)
+        print_latent(ds, r, titles, s->top_pos[i]);
+    printf("strongest long-tail latents:\n");
+    for (int i = 0; i < s->n_top_neg; i++)
+        print_latent(ds, r, titles, s->top_neg[i]);
+}
+
+static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_item_titles *titles)
+{
+    ps_error err;
+    ps_sasrec *m = NULL;
+    ps_sae *sae = NULL;
+    ps_probe_result r = {0};
+    int rc = ps_sasrec_load(&m, a->model, &err);
+    if (rc == PS_OK)
+        rc = ps_sasrec_check_dataset(m, ds->n_items, ds->max_seq_len, a->model, &err);
+    if (rc == PS_OK && !(sae = ps_sae_load(a->sae, &err)))
+        rc = PS_ERR;
+    cli_progress p;
+    cli_progress_init(&p, c->quiet);
+    ps_probe_options o;
+    ps_probe_options_init(&o);
+    o.cap = a->cap;
+    o.seed = c->seed;
+    o.progress = on_progress;
+    o.progress_ctx = &p;
+    if (rc == PS_OK)
+        rc = ps_probe_run(m, sae, ds, &o, &r, &err);
+    cli_progress_done(&p);
+    ps_latents_summary s;
+    if (rc == PS_OK) {
+        ps_latent_items li = {r.top_items, r.n_top, &ds->item_tokens, titles ? titles->title : NULL};
+        rc = ps_latents_csv_write(a->out, &r.table, &li, &err);
+    }
+    if (rc == PS_OK)
+        rc = ps_latents_summary_make(r.table.d, r.table.m, (int)a->top, &s, &err);
+    if (rc == PS_OK)
+        print_summary(c, a, ds, &r, &s, titles);
+    ps_probe_result_free(&r);
+    ps_sae_free(sae);
+    ps_sasrec_free(m);
+    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+}
+
+int cmd_probe(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
+        {"model", required_argument, 0, OPT_MODEL}, {"sae", required_argument, 0, OPT_SAE_FILE},
+        {"out", required_argument, 0, OPT_OUT}, {"cap", required_argument, 0, OPT_CAP},
+        {"items", required_argument, 0, OPT_ITEMS}, {"top", required_argument, 0, OPT_TOP}, {0, 0, 0, 0}};
+    cli_common c;
+    cli_data d;
+    probe_args a = {0};
+    a.top = 5;
+    cli_common_init(&c, "probe");
+    cli_data_init(&d);
+    for (int opt; (opt = cli_getopt(&c, argc, argv, opts)) != -1;) {
+        int r = cli_common_option(&c, opt, optarg);
+        if (r == 0)
+            r = cli_data_option(&c, &d, opt, optarg);
+        if (r == 0) {
+            r = 1;
+            switch (opt) {
+            case OPT_MODEL: a.model = optarg; break;
+            case OPT_SAE_FILE: a.sae = optarg; break;
+            case OPT_OUT: a.out = optarg; break;
+            case OPT_ITEMS: a.items = optarg; break;
+            case OPT_CAP: r = cli_parse_long(&c, "cap", optarg, 0, 1L << 40, &a.cap) < 0 ? -1 : 1; break;
+            case OPT_TOP: r = cli_parse_long(&c, "top", optarg, 0, PS_LATENTS_SUMMARY_MAX_TOP, &a.top) < 0 ? -1 : 1; break;
+            default: r = 0;
+            }
+        }
+        if (r < 0)
+            return 2;
+        if (r == 0)
+            return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (c.help)
+        return fputs(HELP, stdout), 0;
+    if (optind < argc)
+        return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
+    if (!a.model || !a.sae || !a.out)
+        return cli_usage_error(&c, "--model, --sae and --out are required");
+    cli_apply_threads(&c);
+    ps_dataset ds;
+    int rc = cli_load_dataset(&c, &d, &ds);
+    if (rc)
+        return rc;
+    ps_item_titles titles = {0};
+    ps_error err;
+    if (a.items && ps_item_titles_load(&titles, &ds, a.items, &err) != PS_OK)
+        rc = cli_error(&c, "%s", err.msg);
+    if (!rc)
+        rc = probe(&c, &a, &ds, a.items ? &titles : NULL);
+    ps_item_titles_free(&titles);
+    ps_dataset_free(&ds);
+    return rc;
+}

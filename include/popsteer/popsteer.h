@@ -1,0 +1,68 @@
+/* PopSteer end to end on one model (SPEC §3–§5): user vectors for the SAE, the probe that scores
+ * every latent, and the steered recommender, as a scorer for evaluation or one user at a time.
+ *
+ *   h = SASRec(prefix)                      ps_user_vectors
+ *   a = W_enc (h − b_dec) + b_enc           ps_sae_encode_pre
+ *   a_j += shift_j for the steered latents  ps_steer_apply
+ *   ĥ = decode(TopK(ReLU(a)))               ps_sae_topk + ps_sae_decode
+ *   s_i = ĥ · E[i]                          ps_sasrec_score
+ * ps_steer_user runs that chain for a single prefix. */
+#ifndef POPSTEER_POPSTEER_H
+#define POPSTEER_POPSTEER_H
+
+#include <stdint.h>
+
+#include "popsteer/dataset.h"
+#include "popsteer/evaluate.h"
+#include "popsteer/probe.h"
+#include "popsteer/sae.h"
+#include "popsteer/sasrec.h"
+#include "popsteer/steer.h"
+
+/* Eval-mode user vectors of n samples' prefixes: out [n, d]. progress may be NULL. */
+int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
+                    void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
+
+/* ---- the steered recommender ---- */
+
+typedef struct ps_steer_scorer {
+    const ps_sasrec *model;
+    const ps_sae *sae;
+    const ps_steer_plan *plan; /* NULL: the plain SAE-reconstructed recommender (alpha = 0) */
+    ps_sasrec_ws *ws;
+    float *h, *pre, *val, *hrec;
+    int32_t *idx;
+    int max_batch;
+} ps_steer_scorer;
+
+int ps_steer_scorer_init(ps_steer_scorer *s, const ps_sasrec *m, const ps_sae *sae, const ps_steer_plan *plan,
+                         int max_batch, ps_error *err);
+void ps_steer_scorer_free(ps_steer_scorer *s);
+ps_scorer ps_steer_scorer_as_scorer(ps_steer_scorer *s);
+/* Scores of one user: seq [len] (oldest first, len <= max_len) -> scores [n_items + 1]. */
+int ps_steer_user(ps_steer_scorer *s, const int32_t *seq, int len, float *scores, ps_error *err);
+
+/* ---- the probe ---- */
+
+typedef struct ps_probe_options {
+    int64_t cap;        /* training prefixes used for synthetic users (0 = all) */
+    uint64_t seed;
+    int n_top;          /* top items per latent (10) */
+    void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total);
+    void *progress_ctx;
+} ps_probe_options;
+
+void ps_probe_options_init(ps_probe_options *o);
+
+typedef struct ps_probe_result {
+    ps_latent_table table;   /* d, means, stds, fire rates */
+    int32_t *top_items;      /* [m * n_top] items whose embedding activates each latent most */
+    int n_top;
+    int64_t n_synthetic;     /* users per group */
+} ps_probe_result;
+
+int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, const ps_probe_options *o,
+                 ps_probe_result *r, ps_error *err);
+void ps_probe_result_free(ps_probe_result *r);
+
+#endif

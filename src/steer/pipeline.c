@@ -1,0 +1,282 @@
+/* PopSteer's model-dependent glue: SASRec user vectors, the SAE + steering scorer and the probe. */
+#include "popsteer/popsteer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VEC_BATCH 256
+
+int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
+                    void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
+{
+    int L = m->cfg.max_len;
+    ps_sasrec_ws *ws = NULL;
+    int32_t *seq = ps_calloc((size_t)VEC_BATCH * (size_t)L, sizeof *seq, "batch", err);
+    int32_t *len = ps_calloc(VEC_BATCH, sizeof *len, "batch", err);
+    int rc = (seq && len) ? ps_sasrec_ws_create(&ws, m, VEC_BATCH, 0, err) : PS_ERR;
+    for (int64_t first = 0; rc == PS_OK && first < n; first += VEC_BATCH) {
+        int B = (int)(n - first < VEC_BATCH ? n - first : VEC_BATCH);
+        ps_batch_prefixes(ds, samples + first, B, L, seq, len);
+        rc = ps_sasrec_user_vectors(m, ws, seq, len, B, out + first * m->cfg.d, err);
+        if (progress)
+            progress(ctx, first + B, n);
+    }
+    ps_sasrec_ws_free(ws);
+    free(seq);
+    free(len);
+    return rc;
+}
+
+/* ---------- the steered recommender ---------- */
+
+void ps_steer_scorer_free(ps_steer_scorer *s)
+{
+    ps_sasrec_ws_free(s->ws);
+    free(s->h);
+    free(s->pre);
+    free(s->val);
+    free(s->hrec);
+    free(s->idx);
+    memset(s, 0, sizeof *s);
+}
+
+int ps_steer_scorer_init(ps_steer_scorer *s, const ps_sasrec *m, const ps_sae *sae, const ps_steer_plan *plan,
+                         int max_batch, ps_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (sae->cfg.d_in != m->cfg.d)
+        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional: was it "
+                            "trained on another model?",
+                       sae->cfg.d_in, m->cfg.d);
+    if (plan && plan->m != sae->cfg.n_latents)
+        return ps_fail(err, "the steering plan has %d latents but the SAE has %d", plan->m, sae->cfg.n_latents);
+    s->model = m;
+    s->sae = sae;
+    s->plan = plan;
+    s->max_batch = max_batch;
+    size_t B = (size_t)max_batch, d = (size_t)m->cfg.d, k = (size_t)sae->cfg.k;
+    s->h = ps_calloc(B * d, sizeof *s->h, "user vectors", err);
+    s->hrec = ps_calloc(B * d, sizeof *s->hrec, "user vectors", err);
+    s->pre = ps_calloc(B * (size_t)sae->cfg.n_latents, sizeof *s->pre, "pre-activations", err);
+    s->val = ps_calloc(B * k, sizeof *s->val, "codes", err);
+    s->idx = ps_calloc(B * k, sizeof *s->idx, "codes", err);
+    if (!s->h || !s->hrec || !s->pre || !s->val || !s->idx || ps_sasrec_ws_create(&s->ws, m, max_batch, 0, err)) {
+        ps_steer_scorer_free(s);
+        return PS_ERR;
+    }
+    return PS_OK;
+}
+
+static int steer_score(void *ctx, const int32_t *seq, const int32_t *len, int B, float *scores, ps_error *err)
+{
+    ps_steer_scorer *s = ctx;
+    if (ps_sasrec_user_vectors(s->model, s->ws, seq, len, B, s->h, err) != PS_OK)
+        return PS_ERR;
+    ps_sae_encode_pre(s->sae, s->h, B, s->pre);
+    if (s->plan)
+        ps_steer_apply(s->plan, s->pre, B);
+    ps_sae_topk(s->sae, s->pre, B, s->idx, s->val);
+    ps_sae_decode(s->sae, s->idx, s->val, B, s->hrec);
+    ps_sasrec_score(s->model, s->hrec, B, scores);
+    return PS_OK;
+}
+
+ps_scorer ps_steer_scorer_as_scorer(ps_steer_scorer *s)
+{
+    return (ps_scorer){s, s->max_batch, steer_score};
+}
+
+int ps_steer_user(ps_steer_scorer *s, const int32_t *seq, int len, float *scores, ps_error *err)
+{
+    int L = s->model->cfg.max_len;
+    if (len < 1 || len > L)
+        return ps_fail(err, "a sequence must hold 1 to %d items (got %d)", L, len);
+    int32_t *row = ps_calloc((size_t)L, sizeof *row, "sequence", err);
+    if (!row)
+        return PS_ERR;
+    memcpy(row, seq, (size_t)len * sizeof *row);
+    int32_t n = len;
+    int rc = steer_score(s, row, &n, 1, scores, err);
+    free(row);
+    return rc;
+}
+
+/* ---------- the probe ---------- */
+
+void ps_probe_options_init(ps_probe_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->seed = 42;
+    o->n_top = 10;
+}
+
+void ps_probe_result_free(ps_probe_result *r)
+{
+    ps_latent_table_free(&r->table);
+    free(r->top_items);
+    memset(r, 0, sizeof *r);
+}
+
+typedef struct probe_run {
+    const ps_sasrec *m;
+    const ps_sae *sae;
+    const ps_dataset *ds;
+    const ps_probe_options *o;
+    ps_sasrec_ws *ws;
+    float *h, *pre, *val;
+    int32_t *idx, *len;
+} probe_run;
+
+static void report(const probe_run *p, const char *stage, int64_t done, int64_t total)
+{
+    if (p->o->progress)
+        p->o->progress(p->o->progress_ctx, stage, done, total);
+}
+
+/* Dense pre-activations of the synthetic users of one group, streamed into its statistics. */
+static int probe_group(probe_run *p, const ps_probe_users *u, int64_t first_row, const char *stage,
+                       ps_latent_stats *st, ps_error *err)
+{
+    for (int64_t r = 0; r < u->n_group; r += VEC_BATCH) {
+        int B = (int)(u->n_group - r < VEC_BATCH ? u->n_group - r : VEC_BATCH);
+        const int32_t *seq = ps_probe_users_row(u, first_row + r);
+        if (ps_sasrec_user_vectors(p->m, p->ws, seq, u->len + first_row + r, B, p->h, err) != PS_OK)
+            return PS_ERR;
+        ps_sae_encode_pre(p->sae, p->h, B, p->pre);
+        if (ps_latent_stats_add(st, p->pre, B, err) != PS_OK)
+            return PS_ERR;
+        report(p, stage, r + B, u->n_group);
+    }
+    return PS_OK;
+}
+
+/* How often each latent is in the TopK of real users (their most recent, validation prefix). */
+static int fire_rates(probe_run *p, double *rate, ps_error *err)
+{
+    int m = p->sae->cfg.n_latents, L = p->m->cfg.max_len, k = p->sae->cfg.k;
+    int64_t n = p->ds->n_users;
+    int64_t *count = ps_calloc((size_t)m, sizeof *count, "fire counts", err);
+    int32_t *seq = ps_calloc((size_t)VEC_BATCH * (size_t)L, sizeof *seq, "batch", err);
+    int rc = (count && seq) ? PS_OK : PS_ERR;
+    for (int64_t first = 0; rc == PS_OK && first < n; first += VEC_BATCH) {
+        int B = (int)(n - first < VEC_BATCH ? n - first : VEC_BATCH);
+        ps_batch_prefixes(p->ds, p->ds->valid + first, B, L, seq, p->len);
+        rc = ps_sasrec_user_vectors(p->m, p->ws, seq, p->len, B, p->h, err);
+        if (rc == PS_OK) {
+            ps_sae_encode_pre(p->sae, p->h, B, p->pre);
+            ps_sae_topk(p->sae, p->pre, B, p->idx, p->val);
+            rc = ps_fire_counts_add(count, m, p->idx, p->val, B, k, err);
+        }
+    }
+    if (rc == PS_OK)
+        ps_fire_rate(count, m, n, rate);
+    free(count);
+    free(seq);
+    return rc;
+}
+
+/* Inserts item into latent j's top list (descending activation) if it belongs there. */
+static void top_insert(int32_t *top, float *act, int n_top, int32_t item, float a)
+{
+    if (top[n_top - 1] != 0 && a <= act[n_top - 1])
+        return;
+    int pos = n_top - 1;
+    while (pos > 0 && (top[pos - 1] == 0 || a > act[pos - 1])) {
+        top[pos] = top[pos - 1];
+        act[pos] = act[pos - 1];
+        pos--;
+    }
+    top[pos] = item;
+    act[pos] = a;
+}
+
+/* The items whose embedding, passed as h, activates each latent most (SPEC §4). */
+static int top_items(probe_run *p, int32_t *top, int n_top, ps_error *err)
+{
+    int m = p->sae->cfg.n_latents, d = p->m->cfg.d;
+    const float *E = p->m->params + ps_sasrec_find(p->m, "item_embedding.weight")->offset;
+    float *act = ps_calloc((size_t)m * (size_t)n_top, sizeof *act, "activations", err);
+    if (!act)
+        return PS_ERR;
+    for (int32_t first = 1; first <= p->ds->n_items; first += VEC_BATCH) {
+        int B = p->ds->n_items - first + 1 < VEC_BATCH ? p->ds->n_items - first + 1 : VEC_BATCH;
+        ps_sae_encode_pre(p->sae, E + (size_t)first * d, B, p->pre);
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < m; j++)
+            for (int b = 0; b < B; b++)
+                top_insert(top + (size_t)j * n_top, act + (size_t)j * n_top, n_top, first + b,
+                           p->pre[(size_t)b * m + j]);
+    }
+    free(act);
+    return PS_OK;
+}
+
+static int probe_stats(probe_run *p, ps_probe_result *r, ps_error *err)
+{
+    int m = p->sae->cfg.n_latents;
+    ps_probe_users u;
+    if (ps_probe_users_make(p->ds, p->o->cap, p->o->seed, &u, err) != PS_OK)
+        return PS_ERR;
+    r->n_synthetic = u.n_group;
+    ps_latent_stats pop, unpop;
+    ps_latent_stats_result rp = {0}, ru = {0};
+    memset(&pop, 0, sizeof pop);
+    memset(&unpop, 0, sizeof unpop);
+    int rc = PS_ERR;
+    if (ps_latent_stats_init(&pop, m, err) == PS_OK && ps_latent_stats_init(&unpop, m, err) == PS_OK &&
+        probe_group(p, &u, 0, "popular-only users", &pop, err) == PS_OK &&
+        probe_group(p, &u, u.n_group, "long-tail-only users", &unpop, err) == PS_OK &&
+        ps_latent_stats_finish(&pop, &rp, err) == PS_OK && ps_latent_stats_finish(&unpop, &ru, err) == PS_OK &&
+        ps_cohens_d(&rp, &ru, r->table.d, err) == PS_OK) {
+        memcpy(r->table.mean_pop, rp.mean, (size_t)m * sizeof *rp.mean);
+        memcpy(r->table.std_pop, rp.std, (size_t)m * sizeof *rp.std);
+        memcpy(r->table.mean_unpop, ru.mean, (size_t)m * sizeof *ru.mean);
+        memcpy(r->table.std_unpop, ru.std, (size_t)m * sizeof *ru.std);
+        rc = PS_OK;
+    }
+    ps_latent_stats_result_free(&rp);
+    ps_latent_stats_result_free(&ru);
+    ps_latent_stats_free(&pop);
+    ps_latent_stats_free(&unpop);
+    ps_probe_users_free(&u);
+    return rc;
+}
+
+int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, const ps_probe_options *o,
+                 ps_probe_result *r, ps_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if (sae->cfg.d_in != m->cfg.d)
+        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional", sae->cfg.d_in,
+                       m->cfg.d);
+    int nl = sae->cfg.n_latents, k = sae->cfg.k;
+    probe_run p = {.m = m, .sae = sae, .ds = ds, .o = o};
+    r->n_top = o->n_top > 0 ? o->n_top : 10;
+    p.h = ps_calloc((size_t)VEC_BATCH * (size_t)m->cfg.d, sizeof *p.h, "user vectors", err);
+    p.pre = ps_calloc((size_t)VEC_BATCH * (size_t)nl, sizeof *p.pre, "pre-activations", err);
+    p.val = ps_calloc((size_t)VEC_BATCH * (size_t)k, sizeof *p.val, "codes", err);
+    p.idx = ps_calloc((size_t)VEC_BATCH * (size_t)k, sizeof *p.idx, "codes", err);
+    p.len = ps_calloc(VEC_BATCH, sizeof *p.len, "lengths", err);
+    r->top_items = ps_calloc((size_t)nl * (size_t)r->n_top, sizeof *r->top_items, "top items", err);
+    int rc = (p.h && p.pre && p.val && p.idx && p.len && r->top_items) ? PS_OK : PS_ERR;
+    if (rc == PS_OK)
+        rc = ps_sasrec_ws_create(&p.ws, m, VEC_BATCH, 0, err);
+    if (rc == PS_OK)
+        rc = ps_latent_table_alloc(&r->table, nl, err);
+    if (rc == PS_OK)
+        rc = probe_stats(&p, r, err);
+    if (rc == PS_OK)
+        rc = fire_rates(&p, r->table.fire_rate, err);
+    if (rc == PS_OK)
+        rc = top_items(&p, r->top_items, r->n_top, err);
+    ps_sasrec_ws_free(p.ws);
+    free(p.h);
+    free(p.pre);
+    free(p.val);
+    free(p.idx);
+    free(p.len);
+    if (rc != PS_OK)
+        ps_probe_result_free(r);
+    return rc;
+}
