@@ -36,6 +36,8 @@ typedef struct ps_eval_options {
     int k;                      /* list length, default 10 */
     int mask_seen;              /* exclude items the user interacted with before the target */
     const ps_list_filter *filter; /* NULL: plain top-k */
+    /* if non-NULL, receives c_i: in how many top-k lists item i appears, [n_items + 1] */
+    int64_t *exposure_out;
     /* called after every batch with the number of users done, for progress lines; may be NULL */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;

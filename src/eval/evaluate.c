@@ -148,6 +148,8 @@ int ps_evaluate(const ps_dataset *ds, const ps_scorer *sc, const ps_eval_options
         rc = ps_metrics_acc_merge(&w[0].acc, &w[t].acc, err);
     if (rc == PS_OK)
         ps_metrics_acc_finish(&w[0].acc, m);
+    if (rc == PS_OK && o->exposure_out)
+        memcpy(o->exposure_out, w[0].acc.exposure, ((size_t)ds->n_items + 1) * sizeof *o->exposure_out);
     if (w)
         free_workers(w, nth);
     free(seq);

@@ -539,6 +539,47 @@ static void test_gradcheck_full_loss(void **state)
     ps_sae_free(sae);
 }
 
+/* AuxK selection with ties: pre-activations from a handful of exact values (W_enc has one non-zero
+ * column, h's first component is -1, 0 or 1), 20 dead latents for k_aux 8, so rows have ties at
+ * the k_aux boundary and some rows fewer than 8 positive dead values. A different choice among tied
+ * latents decodes other W_dec rows and changes AuxK, so matching the reference's AuxK (ties to the
+ * smaller latent index) checks the selection itself. */
+static void test_auxk_selection_ties(void **state)
+{
+    (void)state;
+    float h[GB * GD];
+    uint8_t dead[GM];
+    ps_sae *sae = grad_problem(h, dead, 17, 0.5f);
+    ps_sae_tensors p = ps_sae_view(sae, sae->params);
+    memset(p.W_enc, 0, sizeof(float) * GM * GD);
+    for (int j = 0; j < GM; j++) {
+        p.W_enc[j * GD] = (float)((j * 7) % 5 - 2) * 0.5f;
+        p.b_enc[j] = (float)((j * 3) % 4) * 0.25f - 0.25f;
+    }
+    p.b_dec[0] = 0.0f;
+    for (int b = 0; b < GB; b++)
+        h[b * GD] = (float)(b % 3 - 1);
+    memset(dead, 0, GM);
+    for (int j = 0; j < GM; j += 3)
+        dead[j] = 1;
+    for (int j = 1; j < GM && j < 20; j += 3)
+        dead[j] = 1; /* 11 + 7 = 18 dead */
+    dead[2] = dead[5] = 1;
+    ref_params r;
+    to_ref(sae, &r);
+    double rf, ra;
+    double rl = ref_loss(&r, h, dead, 0.5, NULL, NULL, NULL, &rf, &ra);
+    ps_sae_batch_loss L;
+    analytic_grads(sae, h, dead, &L);
+    printf("  %d dead: auxk %.9g (ref %.9g), fvu %.9g (ref %.9g)\n", L.n_dead, L.auxk, ra, L.fvu, rf);
+    assert_int_equal(L.n_dead, 20);
+    assert_true(ra > 0.0);
+    assert_true(fabs(L.fvu - rf) <= 1e-5 * rf);
+    assert_true(fabs(L.auxk - ra) <= 1e-5 * ra);
+    assert_true(fabs(L.loss - rl) <= 1e-5 * rl);
+    ps_sae_free(sae);
+}
+
 static void test_gradcheck_fvu_through_library(void **state)
 {
     (void)state;
@@ -989,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_topk_ties_and_few_positive),
         cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_gradcheck_full_loss),
+        cmocka_unit_test(test_auxk_selection_ties),
         cmocka_unit_test(test_gradcheck_fvu_through_library),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_training),
