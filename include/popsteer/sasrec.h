@@ -20,14 +20,11 @@
  *   ps_sasrec_backward(m, ws, target, 0, &stats, &err);
  *   ps_sasrec_adam_step(m, 1e-3f, &err);
  *
- * Threading: OpenMP inside, GEMMs in OpenBLAS; a model and a workspace are used by one caller
- * thread at a time. Results are bitwise reproducible for a given thread setup (OMP_NUM_THREADS
- * and OpenBLAS's thread count; no float atomics anywhere). The non-BLAS kernels do not even
- * depend on the OpenMP thread count; OpenBLAS's last bits do depend on how it splits a product.
- * Performance: OpenMP workers spin after each parallel region while OpenBLAS's own threads
- * want the same cores; run with OMP_WAIT_POLICY=passive (read at program start), or set
- * OpenBLAS to one thread (OPENBLAS_NUM_THREADS=1 / openblas_set_num_threads(1)), in which case
- * the large products are split between the OpenMP threads instead (see ps_nn_sgemm). */
+ * Threading: OpenMP inside (a model and a workspace are used by one caller thread at a time).
+ * No float atomics; every reduction has a fixed order and large GEMMs are split into blocks that
+ * depend on the shape only (ps_nn_sgemm), so with the OpenMP build of OpenBLAS that CMake links
+ * the results are bitwise identical for any OMP_NUM_THREADS. (With a multi-threaded pthreads
+ * OpenBLAS, GEMMs are left to OpenBLAS and reproducible only for a given thread count.) */
 #ifndef POPSTEER_SASREC_H
 #define POPSTEER_SASREC_H
 
@@ -120,8 +117,10 @@ const float *ps_sasrec_ws_hidden(const ps_sasrec_ws *ws);
 
 /* Forward pass over B <= max_batch sequences seq [B, L] (item ids in 0..n_items, 0 = pad),
  * result in ps_sasrec_ws_hidden(ws). training = 1 applies dropout; its masks are a function of
- * (dropout_seed, step, call site, element) only, so a step can be replayed exactly.
- * Rejects out-of-range ids and B outside 1..max_batch. */
+ * (dropout_seed, step, call site, element index in the batch) only, so a step can be replayed
+ * exactly: pass a different step for every training forward (a running batch counter; two
+ * micro-batches given the same step get the same masks). Rejects out-of-range ids and B outside
+ * 1..max_batch. */
 int ps_sasrec_forward(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, int B, int training,
                       uint64_t dropout_seed, uint64_t step, ps_error *err);
 

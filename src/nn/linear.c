@@ -1,4 +1,4 @@
-/* Linear layers in PyTorch layout (W [out, in]) through cblas_sgemm, plus small helpers. */
+/* Linear layers in PyTorch layout (W [out, in]), the sgemm wrapper they use, small helpers. */
 #include "nn/nn.h"
 
 #include <cblas.h>
@@ -40,7 +40,10 @@ void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *
                  const float *B, int ldb, float beta, float *C, int ldc)
 {
     const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    if (openblas_get_num_threads() > 1 || (double)M * N * K < GEMM_PAR_MIN) {
+    /* An OpenMP build of OpenBLAS runs single-threaded inside our parallel region; a pthreads
+     * build with several threads would start its own pool there, so it gets the whole call. */
+    const int blas_in_our_pool = openblas_get_parallel() == OPENBLAS_OPENMP || openblas_get_num_threads() == 1;
+    if (!blas_in_our_pool || (double)M * N * K < GEMM_PAR_MIN) {
         cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

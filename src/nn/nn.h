@@ -8,9 +8,8 @@
  * - non-BLAS loops use OpenMP with static schedules, and no reduction depends on the thread
  *   count: sums over rows are split by output column (each output is summed in row order by
  *   one thread), so results are bitwise identical for any OMP_NUM_THREADS.
- * - GEMMs go through ps_nn_sgemm (below). When OpenBLAS threads a product itself, its last bits
- *   depend on OpenBLAS's thread count; with OpenBLAS single-threaded, ps_nn_sgemm splits
- *   products in a thread-count-independent way and the whole model is bitwise independent of
+ * - GEMMs go through ps_nn_sgemm (below), which splits products in a thread-count-independent
+ *   way, so with the OpenMP build of OpenBLAS the whole model is bitwise independent of
  *   OMP_NUM_THREADS. */
 #ifndef POPSTEER_NN_H
 #define POPSTEER_NN_H
@@ -70,14 +69,13 @@ void ps_nn_linear_backward(float *dx, float *dW, float *db, const float *dy, con
                            const float *W, int N, int IC, int OC);
 
 /* Row-major C [M,N] = alpha op(A) op(B) + beta C (cblas_sgemm arguments, ta/tb nonzero =
- * transposed). Two threading modes, picked per call:
- * - OpenBLAS runs more than one thread: one cblas_sgemm call, OpenBLAS threads it;
- * - OpenBLAS runs one thread (openblas_set_num_threads(1) or OPENBLAS_NUM_THREADS=1) and we are
- *   not inside a parallel region: the larger of M and N is cut into at most 8 blocks whose size
- *   depends on the shape only, shared out between the OpenMP threads, each block one
- *   single-threaded sgemm. One thread pool for everything (OpenMP workers waiting at a barrier
- *   never compete with OpenBLAS workers for the cores), and results independent of the
- *   OpenMP thread count. */
+ * transposed). Large products (m*n*k >= 2^20) are threaded by us when OpenBLAS is the OpenMP
+ * build (what CMake links) or runs one thread: the larger of M and N is cut into at most 8
+ * blocks whose size depends on the shape only, the blocks are shared out between the OpenMP
+ * threads, each block is one single-threaded sgemm. One thread pool for everything, and every
+ * output element comes from the same call whatever the thread count, so results do not depend
+ * on OMP_NUM_THREADS. With a multi-threaded pthreads OpenBLAS the call goes to OpenBLAS whole
+ * (its last bits then depend on its thread count). */
 void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
