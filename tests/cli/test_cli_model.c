@@ -10,16 +10,6 @@
 
 static char *g_dir, *g_data, *g_model;
 
-static double json_number(const char *json, const char *key)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    if (!p)
-        fail_msg("key %s missing in %s", key, json);
-    return strtod(p + strlen(pat), NULL);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -54,7 +44,7 @@ static void test_authors_model_reproduces_logged_ndcg(void **state)
     char args[8192], *out;
     snprintf(args, sizeof args, "eval --json --split valid --data '%s' --model '%s'", data_copy, model);
     assert_int_equal(tu_run_cli(args, &out, NULL), 0);
-    double ndcg = json_number(out, "ndcg@10");
+    double ndcg = tu_json_number(out, "ndcg@10");
     printf("authors' model, validation NDCG@10 = %.4f (logged 0.6273)\n", ndcg);
     assert_true(fabs(ndcg - 0.6273) <= 0.0015);
     free(out);
@@ -70,9 +60,9 @@ static void test_eval_json_has_every_key(void **state)
                           "ndcg_mid@5", "ndcg_tail@5", "coverage@5", "lt_coverage@5", "deep_lt_coverage@5",
                           "gini@5", "arp@5", "arp_distinct@5", "aplt@5", "entropy@5"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        (void)json_number(out, keys[i]);
-    assert_int_equal((int)json_number(out, "users"), 300);
-    double ndcg = json_number(out, "ndcg@5");
+        (void)tu_json_number(out, keys[i]);
+    assert_int_equal((int)tu_json_number(out, "users"), 300);
+    double ndcg = tu_json_number(out, "ndcg@5");
     assert_true(ndcg > 0 && ndcg <= 1);
     free(out);
 }

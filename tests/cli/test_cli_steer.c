@@ -9,16 +9,6 @@
 
 static char *g_dir, *g_data, *g_model, *g_sae, *g_latents;
 
-static double json_number(const char *json, const char *key)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    if (!p)
-        fail_msg("key %s missing in %s", key, json);
-    return strtod(p + strlen(pat), NULL);
-}
-
 static int run_ok(const char *args)
 {
     char *err;
@@ -80,10 +70,10 @@ static void test_steering_lowers_gini(void **state)
     char *base = eval_json(steer);
     snprintf(steer, sizeof steer, "--sae '%s' --latents '%s' --alpha 2", g_sae, g_latents);
     char *steered = eval_json(steer);
-    double g0 = json_number(base, "gini@10"), g1 = json_number(steered, "gini@10");
-    double d0 = json_number(base, "deep_lt_coverage@10"), d1 = json_number(steered, "deep_lt_coverage@10");
+    double g0 = tu_json_number(base, "gini@10"), g1 = tu_json_number(steered, "gini@10");
+    double d0 = tu_json_number(base, "deep_lt_coverage@10"), d1 = tu_json_number(steered, "deep_lt_coverage@10");
     printf("alpha 0: gini %.4f deep-LT %.4f ndcg %.4f; alpha 2: gini %.4f deep-LT %.4f ndcg %.4f\n", g0, d0,
-           json_number(base, "ndcg@10"), g1, d1, json_number(steered, "ndcg@10"));
+           tu_json_number(base, "ndcg@10"), g1, d1, tu_json_number(steered, "ndcg@10"));
     assert_true(g1 < g0);
     assert_true(d1 > d0);
     free(base);
@@ -101,7 +91,7 @@ static void test_alpha_zero_is_reconstruction(void **state)
     char *zero = eval_json(a);
     const char *keys[] = {"ndcg@10", "gini@10", "coverage@10"};
     for (int i = 0; i < 3; i++)
-        assert_true(json_number(plain, keys[i]) == json_number(zero, keys[i]));
+        assert_true(tu_json_number(plain, keys[i]) == tu_json_number(zero, keys[i]));
     free(plain);
     free(zero);
 }

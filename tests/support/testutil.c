@@ -123,3 +123,13 @@ const char *tu_shared(const char *relpath)
     }
     return buf;
 }
+
+double tu_json_number(const char *json, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p)
+        fail_msg("key %s missing in %s", key, json);
+    return strtod(p + strlen(pat), NULL);
+}

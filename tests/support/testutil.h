@@ -26,6 +26,9 @@ int tu_count_entries(const char *dir);
  * (malloc'ed, NUL-terminated) and returns the exit status (or -1 if it did not exit). */
 int tu_run_cli(const char *args, char **out, char **err);
 
+/* The number after "key": in a JSON text (fails the test when the key is missing). */
+double tu_json_number(const char *json, const char *key);
+
 /* Path of a file under ../shared, or NULL when it is absent (and prints why). */
 const char *tu_shared(const char *relpath);
 /* Skips the current cmocka test, printing the reason. */
