@@ -1,14 +1,31 @@
 #define _DEFAULT_SOURCE /* wait4 */
-/* popsteer benchmark suite (`make bench`): speed of every stage as a ratio to the machine's own
- * sgemm peak measured in the same run, plus peak memory per stage.
+/* popsteer benchmark suite (`make bench`): the speed of every stage, side by side for each thread
+ * count, GFLOP/s as a ratio to the machine's sgemm peak measured in the same run, and the peak
+ * resident memory of each stage.
  *
- * Every stage runs in a forked child so that its peak resident memory (wait4 rusage) is its own.
- * FLOPs are counted from the model shapes (docs/performance.md has the formula):
- *   forward per sequence of L positions, per layer: 2L·3d² (QKV) + 2L²d (QKᵀ) + 2L²d (PV)
- *   + 2Ld² (output) + 4L·d·d_ff (FFN); logits 2·d·V per target position;
- *   training = 3 × forward (backward costs two matmuls per forward matmul).
- * Usage: bench_main DATA.inter [--threads N] [--json OUT] [--epochs N] */
+ * Every stage runs in a forked child, so its peak RSS (wait4 rusage) is its own and no stage
+ * warms another's caches or heap. Models are freshly initialised (speed does not depend on the
+ * weights' values); the steering plan is a deterministic synthetic one over all latents.
+ *
+ * FLOPs are counted from the model shapes, only for the work the model needs (docs/performance.md):
+ *   one layer over n real positions: n (8 d^2 + 4 d F) for the Linear layers
+ *                                    + 2 d n (n+1) for QK^T and PV over the causal pairs;
+ *   scores / logits: 2 d V per target (V = n_items + 1);
+ *   training = 3 x forward (backward = two products per forward product);
+ *   a user vector: every layer but the last over its n positions, the last layer's K/V
+ *   projection (4 d^2 per position) and the rest of that layer for the last position only.
+ * Padding positions, the skipped (future) attention pairs and the last layer's unused rows are
+ * not counted, so GFLOP/s is useful work per second.
+ *
+ * sgemm peak: the best of (a) OpenBLAS cblas_sgemm as linked (its default kernels), (b) OpenBLAS
+ * with OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 (measured in a re-executed child:
+ * the core is chosen when the library loads), (c) our own ps_nn_gemm — over a few shapes,
+ * each with the stage's thread count. The ratio is to the largest.
+ *
+ * Usage: bench_main DATA.inter [--threads N] [--epochs N] [--json OUT] [--only a,b,...]
+ *        [--probe-cap N] [--label NAME] */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +36,38 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nn/nn.h"
 #include "popsteer/dataset.h"
+#include "popsteer/evaluate.h"
 #include "popsteer/popsteer.h"
+#include "popsteer/rerank.h"
+#include "popsteer/sae.h"
+#include "popsteer/steer.h"
 #include "popsteer/train.h"
 
-typedef struct stage_result {
-    double seconds;       /* the stage's own timed section */
-    double work;          /* stage-specific count (targets, users, FLOPs ...) */
-    double gflops;        /* 0 if not a FLOP-counted stage */
-    long peak_kb;         /* child's peak RSS */
+#define MAX_RESULTS 16
+
+typedef struct result {
+    char name[48];
+    char unit[24];
+    double seconds; /* the timed section */
+    double work;    /* units of work done in it (targets, users, vectors ...) */
+    double flops;   /* counted FLOPs (0 if not counted) */
+    double value;   /* for stages that report a value instead of a rate (0 = none) */
+} result;
+
+typedef struct stage_out {
+    int n;
+    result r[MAX_RESULTS];
     int ok;
-} stage_result;
+} stage_out;
+
+typedef struct bench_opts {
+    const char *data;
+    int threads;
+    int epochs;
+    int64_t probe_cap;
+} bench_opts;
 
 static double now(void)
 {
@@ -38,32 +76,97 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static result *add(stage_out *o, const char *name, const char *unit, double seconds, double work, double flops)
+{
+    if (o->n >= MAX_RESULTS)
+        return NULL;
+    result *r = &o->r[o->n++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->unit, sizeof r->unit, "%s", unit);
+    r->seconds = seconds;
+    r->work = work;
+    r->flops = flops;
+    return r;
+}
+
 /* ---------- sgemm peak ---------- */
 
-static double sgemm_gflops(int M, int N, int K, int reps)
+static void fill(float *p, size_t n, int mod)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(i % (size_t)mod) * 0.01f - 0.02f;
+}
+
+/* Best GFLOP/s of C [M,N] = A [M,K] B [K,N]; ours splits the rows between the threads. */
+static double gemm_gflops(int ours, int M, int N, int K, int threads)
 {
     float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N),
           *C = malloc(sizeof(float) * (size_t)M * N);
-    if (!A || !B || !C)
+    if (!A || !B || !C) {
+        free(A), free(B), free(C);
         return 0;
-    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.01f;
-    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.01f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, K, B, N, 0, C, N);
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, K, B, N, 0, C, N);
-        double t = now() - t0;
-        if (t < best)
-            best = t;
     }
-    free(A); free(B); free(C);
-    return 2.0 * M * N * K / best / 1e9;
+    fill(A, (size_t)M * K, 7), fill(B, (size_t)K * N, 5);
+    double flop = 2.0 * M * N * K, best = 1e30;
+    int reps = (int)(3e9 / flop) + 1;
+    for (int trial = 0; trial < 6; trial++) {
+        double t0 = now();
+        for (int r = 0; r < reps; r++) {
+            if (ours) {
+#pragma omp parallel num_threads(threads)
+                {
+                    int lo, hi;
+                    ps_nn_split(M, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
+                    ps_nn_gemm(hi - lo, N, K, A + (size_t)lo * K, K, 1, B, N, C + (size_t)lo * N, N, 1.0f, NULL, 0);
+                }
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, K, B, N, 0, C, N);
+            }
+        }
+        double t = (now() - t0) / reps;
+        best = t < best ? t : best;
+    }
+    free(A), free(B), free(C);
+    return flop / best / 1e9;
 }
 
-/* ---------- stages (run in children) ---------- */
+static const int PEAK_SHAPES[][3] = {{2048, 2048, 2048}, {4096, 3417, 64}, {8192, 256, 256}, {12800, 192, 64}};
+#define N_PEAK_SHAPES (int)(sizeof PEAK_SHAPES / sizeof PEAK_SHAPES[0])
 
-typedef int (*stage_fn)(const char *data, int threads, int epochs, stage_result *r);
+static double peak_of(int ours, int threads)
+{
+    double best = 0;
+    for (int s = 0; s < N_PEAK_SHAPES; s++) {
+        double g = gemm_gflops(ours, PEAK_SHAPES[s][0], PEAK_SHAPES[s][1], PEAK_SHAPES[s][2], threads);
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+/* OpenBLAS with its AVX-512 kernels: a re-executed copy of this program (OPENBLAS_CORETYPE is
+ * read when the library loads) prints its peak. 0 when not applicable or it fails. */
+static double openblas_skylakex_peak(int threads)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f"))
+        return 0;
+#endif
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=SkylakeX OMP_NUM_THREADS=%d /proc/%d/exe --openblas-peak %d",
+             threads, (int)getpid(), threads);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return 0;
+    double g = 0;
+    if (fscanf(p, "%lf", &g) != 1)
+        g = 0;
+    pclose(p);
+    return g;
+}
+
+/* ---------- helpers for stages ---------- */
 
 static int load(const char *data, ps_dataset *ds)
 {
@@ -77,24 +180,63 @@ static int load(const char *data, ps_dataset *ds)
     return 0;
 }
 
-static int stage_load(const char *data, int threads, int epochs, stage_result *r)
+static ps_sasrec *make_model(const ps_dataset *ds)
 {
-    (void)threads; (void)epochs;
-    ps_dataset ds;
-    double t0 = now();
-    if (load(data, &ds))
-        return -1;
-    r->seconds = now() - t0;
-    r->work = (double)ds.n_inter;
-    ps_dataset_free(&ds);
-    return 0;
+    ps_sasrec_config cfg;
+    ps_sasrec_config_default(&cfg, ds->n_items);
+    ps_sasrec *m;
+    ps_error err;
+    if (ps_sasrec_create(&m, &cfg, &err) != PS_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return NULL;
+    }
+    ps_sasrec_init_weights(m, 1);
+    return m;
 }
 
-static double forward_flops_per_seq(const ps_sasrec_config *c, int targets)
+/* Forward FLOPs of one layer over n positions (see the top of the file). */
+static double layer_flops(const ps_sasrec_config *c, double n)
 {
-    double L = c->max_len, d = c->d, f = c->d_ff, V = c->n_items + 1.0;
-    double layer = 2 * L * 3 * d * d + 2 * L * L * d + 2 * L * L * d + 2 * L * d * d + 4 * L * d * f;
-    return c->n_layers * layer + 2.0 * targets * d * V;
+    double d = c->d, F = c->d_ff;
+    return n * (8 * d * d + 4 * d * F) + 2 * d * n * (n + 1);
+}
+
+/* A user vector from a prefix of n positions. */
+static double user_vector_flops(const ps_sasrec_config *c, double n)
+{
+    double d = c->d, F = c->d_ff;
+    double last = n * 4 * d * d + (4 * d * d + 4 * d * F) + 4 * d * n;
+    return (c->n_layers - 1) * layer_flops(c, n) + last;
+}
+
+static int prefix_len(const ps_dataset *ds, ps_sample s)
+{
+    int n;
+    ps_sample_prefix(ds, s, &n);
+    return n < ds->max_seq_len ? n : ds->max_seq_len;
+}
+
+static double eval_flops(const ps_dataset *ds, const ps_sasrec_config *c, const ps_sample *samples, int64_t n)
+{
+    double f = 0;
+    for (int64_t i = 0; i < n; i++)
+        f += user_vector_flops(c, prefix_len(ds, samples[i])) + 2.0 * c->d * (c->n_items + 1.0);
+    return f;
+}
+
+/* ---------- stages ---------- */
+
+typedef int (*stage_fn)(const bench_opts *o, stage_out *out);
+
+static int stage_load(const bench_opts *o, stage_out *out)
+{
+    ps_dataset ds;
+    double t0 = now();
+    if (load(o->data, &ds))
+        return -1;
+    add(out, "load", "rows/s", now() - t0, (double)ds.n_inter, 0);
+    ps_dataset_free(&ds);
+    return 0;
 }
 
 typedef struct epoch_probe {
@@ -109,80 +251,283 @@ static void on_epoch(void *ctx, const ps_epoch_report *e)
     p->targets += e->targets;
 }
 
-static int stage_train(const char *data, int threads, int epochs, stage_result *r)
+/* Useful FLOPs of one training epoch in the default window layout. */
+static double train_epoch_flops(const ps_dataset *ds, const ps_sasrec_config *c, const ps_train_options *o,
+                                int64_t *targets_out)
 {
-    (void)threads;
+    const int L = c->max_len;
+    double f = 0;
+    int64_t targets = 0;
+    for (int32_t u = 1; u <= ds->n_users; u++) {
+        int64_t last = (int64_t)ps_user_len(ds, u) - 3, covered = last < L ? last : L;
+        if (last < 1)
+            continue;
+        f += c->n_layers * layer_flops(c, (double)covered); /* first window: covered positions */
+        targets += covered;
+        while (covered < last) {
+            int64_t end = covered + o->window_stride < last ? covered + o->window_stride : last;
+            f += c->n_layers * layer_flops(c, L);
+            targets += end - covered;
+            covered = end;
+        }
+    }
+    f += (double)targets * 2.0 * c->d * (c->n_items + 1.0);
+    *targets_out = targets;
+    return 3.0 * f;
+}
+
+static int stage_train(const bench_opts *o, stage_out *out)
+{
     ps_dataset ds;
-    if (load(data, &ds))
+    if (load(o->data, &ds))
         return -1;
-    ps_sasrec_config cfg;
-    ps_sasrec_config_default(&cfg, ds.n_items);
-    ps_sasrec *m;
-    ps_error err;
-    if (ps_sasrec_create(&m, &cfg, &err) != PS_OK)
+    ps_sasrec *m = make_model(&ds);
+    if (!m)
         return -1;
-    ps_train_options o;
-    ps_train_options_init(&o);
-    o.max_epochs = o.min_epochs = epochs;
+    ps_train_options to;
+    ps_train_options_init(&to);
+    to.max_epochs = to.min_epochs = o->epochs;
     epoch_probe p = {0, 0};
-    o.on_epoch = on_epoch;
-    o.cb_ctx = &p;
+    to.on_epoch = on_epoch;
+    to.cb_ctx = &p;
     ps_train_result res;
-    if (ps_sasrec_train(m, &ds, &o, &res, &err) != PS_OK) {
+    ps_error err;
+    if (ps_sasrec_train(m, &ds, &to, &res, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
     }
-    /* windows of the default layout: one pass of L positions per window */
-    int64_t windows = 0;
-    for (int32_t u = 1; u <= ds.n_users; u++) {
-        int64_t last = ps_user_len(&ds, u) - 3;
-        if (last >= 1)
-            windows += 1 + (last > cfg.max_len ? (last - cfg.max_len + o.window_stride - 1) / o.window_stride : 0);
-    }
-    double flops = 3.0 * (windows * forward_flops_per_seq(&cfg, 0) + 2.0 * (double)(p.targets / epochs) * cfg.d *
-                                                                       (cfg.n_items + 1.0));
-    r->seconds = p.train_seconds / epochs;
-    r->work = (double)p.targets / epochs;
-    r->gflops = flops / r->seconds / 1e9;
+    int64_t targets;
+    double flops = train_epoch_flops(&ds, &m->cfg, &to, &targets);
+    add(out, "sasrec_train_epoch", "targets/s", p.train_seconds / o->epochs, (double)p.targets / o->epochs, flops);
     ps_sasrec_free(m);
     ps_dataset_free(&ds);
     return 0;
 }
 
-static int stage_eval(const char *data, int threads, int epochs, stage_result *r)
+static int run_eval(const ps_dataset *ds, const ps_scorer *sc, const ps_list_filter *filter, double *seconds)
 {
-    (void)threads; (void)epochs;
-    ps_dataset ds;
-    if (load(data, &ds))
-        return -1;
-    ps_sasrec_config cfg;
-    ps_sasrec_config_default(&cfg, ds.n_items);
-    ps_sasrec *m;
+    ps_eval_options eo;
+    ps_eval_options_init(&eo);
+    eo.split = PS_SPLIT_TEST;
+    eo.filter = filter;
+    ps_metrics met;
     ps_error err;
-    if (ps_sasrec_create(&m, &cfg, &err) != PS_OK)
+    double t0 = now();
+    if (ps_evaluate(ds, sc, &eo, &met, &err) != PS_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
-    ps_sasrec_init_weights(m, 1);
-    double ndcg, t0 = now();
-    if (ps_sasrec_quick_eval(m, &ds, PS_SPLIT_TEST, &ndcg, NULL, &err) != PS_OK)
+    }
+    *seconds = now() - t0;
+    return 0;
+}
+
+static ps_sae *make_sae(void)
+{
+    ps_sae_config cfg;
+    ps_sae_config_init(&cfg, PS_SAE_DEFAULT_D_IN, PS_SAE_DEFAULT_SCALE);
+    ps_error err;
+    ps_sae *sae = ps_sae_create(&cfg, &err);
+    if (!sae) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return NULL;
+    }
+    ps_sae_init(sae, 7);
+    return sae;
+}
+
+/* A deterministic plan over every latent (speed does not depend on the probe's values). */
+static int synthetic_plan(int m, ps_steer_plan *plan)
+{
+    double *d = malloc(sizeof(double) * m), *sp = malloc(sizeof(double) * m), *su = malloc(sizeof(double) * m);
+    if (!d || !sp || !su) {
+        free(d), free(sp), free(su);
         return -1;
-    r->seconds = now() - t0;
-    r->work = ds.n_users;
-    double flops = ds.n_users * (forward_flops_per_seq(&cfg, 0) + 2.0 * cfg.d * (cfg.n_items + 1.0));
-    r->gflops = flops / r->seconds / 1e9;
+    }
+    for (int j = 0; j < m; j++) {
+        d[j] = sin(0.37 * j + 1.0);
+        sp[j] = 0.5 + 0.25 * cos(0.11 * j);
+        su[j] = 0.5 + 0.25 * sin(0.13 * j);
+    }
+    ps_error err;
+    int rc = ps_steer_plan_make(d, sp, su, m, m, 1.5, plan, &err);
+    if (rc != PS_OK)
+        fprintf(stderr, "bench: %s\n", err.msg);
+    free(d), free(sp), free(su);
+    return rc == PS_OK ? 0 : -1;
+}
+
+/* Full-ranking evaluation of every test user: plain, SAE-reconstructed (alpha 0) and steered. */
+static int stage_eval(const bench_opts *o, stage_out *out)
+{
+    (void)o;
+    ps_dataset ds;
+    if (load(o->data, &ds))
+        return -1;
+    ps_sasrec *m = make_model(&ds);
+    ps_sae *sae = make_sae();
+    if (!m || !sae)
+        return -1;
+    ps_error err;
+    double flops = eval_flops(&ds, &m->cfg, ds.test, ds.n_users), t;
+    ps_sasrec_scorer s;
+    if (ps_sasrec_scorer_init(&s, m, 512, &err) != PS_OK)
+        return -1;
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
+    if (run_eval(&ds, &sc, NULL, &t))
+        return -1;
+    add(out, "eval_all_users", "users/s", t, ds.n_users, flops);
+    ps_sasrec_scorer_free(&s);
+
+    ps_steer_plan plan;
+    if (synthetic_plan(sae->cfg.n_latents, &plan))
+        return -1;
+    for (int steered = 0; steered < 2; steered++) {
+        ps_steer_scorer ss;
+        if (ps_steer_scorer_init(&ss, m, sae, steered ? &plan : NULL, 512, &err) != PS_OK) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            return -1;
+        }
+        ps_scorer sc2 = ps_steer_scorer_as_scorer(&ss);
+        if (run_eval(&ds, &sc2, NULL, &t))
+            return -1;
+        add(out, steered ? "eval_steered" : "eval_sae_alpha0", "users/s", t, ds.n_users, 0);
+        ps_steer_scorer_free(&ss);
+    }
+    ps_steer_plan_free(&plan);
+    ps_sae_free(sae);
+    ps_sasrec_free(m);
+    ps_dataset_free(&ds);
+    return 0;
+}
+
+/* Full-ranking evaluation with each re-ranker (default parameters) on the top-100. */
+static int stage_rerank(const bench_opts *o, stage_out *out)
+{
+    ps_dataset ds;
+    if (load(o->data, &ds))
+        return -1;
+    ps_sasrec *m = make_model(&ds);
+    if (!m)
+        return -1;
+    ps_error err;
+    ps_sasrec_scorer s;
+    if (ps_sasrec_scorer_init(&s, m, 512, &err) != PS_OK)
+        return -1;
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
+    for (int i = 0; i < ps_rerank_method_count(); i++) {
+        const ps_rerank_method_info *info = ps_rerank_method_at(i);
+        ps_rerank_ctx ctx = {ds.n_items, ds.label, ds.train_count, 10, PS_RERANK_DEFAULT_L, 42, ds.n_users};
+        ps_reranker *r = ps_reranker_create(info->name, &ctx, NULL, 0, &err);
+        ps_rerank_filter f;
+        if (!r || ps_rerank_filter_init(&f, r, &ds, PS_RERANK_DEFAULT_L, &err) != PS_OK) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            return -1;
+        }
+        double t;
+        if (run_eval(&ds, &sc, &f.filter, &t))
+            return -1;
+        char name[48];
+        snprintf(name, sizeof name, "eval_rerank_%s", info->name);
+        add(out, name, "users/s", t, ds.n_users, 0);
+        ps_rerank_filter_free(&f);
+        ps_reranker_free(r);
+    }
+    ps_sasrec_scorer_free(&s);
+    ps_sasrec_free(m);
+    ps_dataset_free(&ds);
+    return 0;
+}
+
+/* SASRec user vectors of every training prefix, then one SAE epoch on them. */
+static int stage_sae(const bench_opts *o, stage_out *out)
+{
+    ps_dataset ds;
+    if (load(o->data, &ds))
+        return -1;
+    ps_sasrec *m = make_model(&ds);
+    ps_sae *sae = make_sae();
+    if (!m || !sae)
+        return -1;
+    const int d = m->cfg.d;
+    float *X = malloc(sizeof(float) * (size_t)ds.n_train * d), *Xv = malloc(sizeof(float) * (size_t)ds.n_users * d);
+    if (!X || !Xv)
+        return -1;
+    ps_error err;
+    double t0 = now();
+    if (ps_user_vectors(m, &ds, ds.train, ds.n_train, X, NULL, NULL, &err) != PS_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    double t = now() - t0, f = 0;
+    for (int64_t i = 0; i < ds.n_train; i++)
+        f += user_vector_flops(&m->cfg, prefix_len(&ds, ds.train[i]));
+    add(out, "user_vectors_train", "vectors/s", t, (double)ds.n_train, f);
+    if (ps_user_vectors(m, &ds, ds.valid, ds.n_users, Xv, NULL, NULL, &err) != PS_OK)
+        return -1;
+    ps_sae_train_options so;
+    ps_sae_train_options_init(&so);
+    so.max_epochs = 1;
+    ps_sae_train_result res;
+    t0 = now();
+    if (ps_sae_train(sae, X, ds.n_train, Xv, ds.n_users, &so, NULL, NULL, &res, &err) != PS_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    t = now() - t0;
+    /* encoder + decoder GEMM work per vector: 2 d m (encode) + 2 k d (decode) forward, x3 */
+    double fv = 3.0 * (2.0 * d * sae->cfg.n_latents + 2.0 * sae->cfg.k * d);
+    add(out, "sae_train_epoch", "vectors/s", t, (double)ds.n_train, fv * (double)ds.n_train);
+    free(X), free(Xv);
+    ps_sae_free(sae);
+    ps_sasrec_free(m);
+    ps_dataset_free(&ds);
+    return 0;
+}
+
+static int stage_probe(const bench_opts *o, stage_out *out)
+{
+    ps_dataset ds;
+    if (load(o->data, &ds))
+        return -1;
+    ps_sasrec *m = make_model(&ds);
+    ps_sae *sae = make_sae();
+    if (!m || !sae)
+        return -1;
+    ps_probe_options po;
+    ps_probe_options_init(&po);
+    po.cap = o->probe_cap;
+    ps_probe_result r;
+    ps_error err;
+    double t0 = now();
+    if (ps_probe_run(m, sae, &ds, &po, &r, &err) != PS_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    double t = now() - t0;
+    add(out, "probe", "synth users/s", t, 2.0 * (double)r.n_synthetic, 0);
+    ps_probe_result_free(&r);
+    ps_sae_free(sae);
     ps_sasrec_free(m);
     ps_dataset_free(&ds);
     return 0;
 }
 
 typedef struct stage {
-    const char *name, *unit;
+    const char *name;
     stage_fn fn;
 } stage;
 
-static stage_result run_stage(const stage *s, const char *data, int threads, int epochs)
+static const stage STAGES[] = {
+    {"load", stage_load},   {"train", stage_train}, {"eval", stage_eval},
+    {"rerank", stage_rerank}, {"sae", stage_sae},     {"probe", stage_probe},
+};
+#define N_STAGES (int)(sizeof STAGES / sizeof STAGES[0])
+
+static stage_out run_stage(const stage *s, const bench_opts *o, long *peak_kb)
 {
-    stage_result r;
+    stage_out r;
     memset(&r, 0, sizeof r);
+    *peak_kb = 0;
     int fd[2];
     if (pipe(fd) != 0)
         return r;
@@ -190,90 +535,135 @@ static stage_result run_stage(const stage *s, const char *data, int threads, int
     pid_t pid = fork();
     if (pid == 0) {
         close(fd[0]);
-        omp_set_num_threads(threads);
-        openblas_set_num_threads(threads);
-        stage_result cr;
+        omp_set_num_threads(o->threads);
+        openblas_set_num_threads(o->threads);
+        stage_out cr;
         memset(&cr, 0, sizeof cr);
-        cr.ok = s->fn(data, threads, epochs, &cr) == 0;
+        cr.ok = s->fn(o, &cr) == 0;
         ssize_t w = write(fd[1], &cr, sizeof cr);
         _exit(w == (ssize_t)sizeof cr ? 0 : 1);
     }
     close(fd[1]);
-    ssize_t got = read(fd[0], &r, sizeof r);
+    size_t got = 0;
+    while (pid > 0 && got < sizeof r) {
+        ssize_t n = read(fd[0], (char *)&r + got, sizeof r - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
     close(fd[0]);
     int status;
     struct rusage ru;
-    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || got != (ssize_t)sizeof r)
+    memset(&ru, 0, sizeof ru);
+    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || got != sizeof r)
         r.ok = 0;
-    r.peak_kb = ru.ru_maxrss;
+    *peak_kb = ru.ru_maxrss;
     return r;
+}
+
+static double loadavg(void)
+{
+    double l[1] = {0};
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
 }
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--openblas-peak")) { /* the re-executed child */
+        int th = atoi(argv[2]);
+        openblas_set_num_threads(th);
+        printf("%.3f\n", peak_of(0, th));
+        return 0;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_main DATA.inter [--threads N] [--epochs N] [--json OUT]\n");
+        fprintf(stderr, "usage: bench_main DATA.inter [--threads N] [--epochs N] [--json OUT] [--only a,b] "
+                        "[--probe-cap N] [--label NAME]\n");
         return 2;
     }
-    const char *data = argv[1], *json = NULL;
-    int threads_list[2] = {1, 2}, n_threads = 2, epochs = 1;
+    bench_opts o = {argv[1], 1, 1, 86016};
+    const char *json = NULL, *only = NULL, *label = argv[1];
+    int threads_list[2] = {1, 2}, n_threads = 2;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) {
             threads_list[0] = atoi(argv[i + 1]);
             n_threads = 1;
         } else if (!strcmp(argv[i], "--epochs")) {
-            epochs = atoi(argv[i + 1]);
+            o.epochs = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--json")) {
             json = argv[i + 1];
+        } else if (!strcmp(argv[i], "--only")) {
+            only = argv[i + 1];
+        } else if (!strcmp(argv[i], "--probe-cap")) {
+            o.probe_cap = atoll(argv[i + 1]);
+        } else if (!strcmp(argv[i], "--label")) {
+            label = argv[i + 1];
         }
     }
-    static const stage stages[] = {
-        {"load", "rows/s", stage_load},
-        {"sasrec_train_epoch", "targets/s", stage_train},
-        {"sasrec_eval_all_users", "users/s", stage_eval},
-    };
     FILE *js = json ? fopen(json, "w") : NULL;
     if (js)
-        fprintf(js, "{\n  \"data\": \"%s\",\n  \"runs\": [\n", data);
-    printf("%-24s %7s %10s %14s %9s %8s %9s\n", "stage", "threads", "seconds", "throughput", "GFLOP/s", "of peak",
-           "peak MB");
+        fprintf(js, "{\n  \"data\": \"%s\",\n  \"gemm_isa\": \"%s\",\n  \"openblas_core\": \"%s\",\n  \"runs\": [\n",
+                label, ps_nn_gemm_isa(), openblas_get_corename());
+    printf("data %s; our GEMM: %s; OpenBLAS core: %s; load average at start %.2f\n", label, ps_nn_gemm_isa(),
+           openblas_get_corename(), loadavg());
+    printf("%-26s %3s %9s %19s %8s %7s %8s %6s\n", "stage", "thr", "seconds", "throughput", "GFLOP/s", "of peak",
+           "peak MB", "load");
+    int first = 1;
     for (int t = 0; t < n_threads; t++) {
-        int th = threads_list[t];
-        openblas_set_num_threads(th);
-        double peak = 0;
-        int shapes[][3] = {{2048, 2048, 2048}, {12800, 192, 64}, {4096, 3417, 64}};
-        for (int s = 0; s < 3; s++) {
-            double g = sgemm_gflops(shapes[s][0], shapes[s][1], shapes[s][2], 5);
-            if (g > peak)
-                peak = g;
+        o.threads = threads_list[t];
+        omp_set_num_threads(o.threads);
+        openblas_set_num_threads(o.threads);
+        double pk_blas = peak_of(0, o.threads), pk_ours = peak_of(1, o.threads);
+        double pk_skx = openblas_skylakex_peak(o.threads);
+        double peak = pk_blas > pk_ours ? pk_blas : pk_ours;
+        peak = pk_skx > peak ? pk_skx : peak;
+        printf("%-26s %3d %9s %19s %8.1f %7s %8s %6.2f\n", "sgemm_peak_openblas", o.threads, "", "", pk_blas, "", "",
+               loadavg());
+        if (pk_skx > 0)
+            printf("%-26s %3d %9s %19s %8.1f %7s %8s %6.2f\n", "sgemm_peak_openblas_skx", o.threads, "", "", pk_skx, "",
+                   "", loadavg());
+        printf("%-26s %3d %9s %19s %8.1f %7s %8s %6.2f\n", "sgemm_peak_ps_nn_gemm", o.threads, "", "", pk_ours, "", "",
+               loadavg());
+        if (js) {
+            fprintf(js,
+                    "%s    {\"stage\": \"sgemm_peak\", \"threads\": %d, \"gflops\": %.2f, \"openblas\": %.2f, "
+                    "\"openblas_skylakex\": %.2f, \"ps_nn_gemm\": %.2f, \"loadavg\": %.2f}",
+                    first ? "" : ",\n", o.threads, peak, pk_blas, pk_skx, pk_ours, loadavg());
+            first = 0;
         }
-        printf("%-24s %7d %10s %14s %9.1f %8s %9s\n", "sgemm_peak", th, "", "", peak, "100%", "");
-        if (js)
-            fprintf(js, "    {\"stage\": \"sgemm_peak\", \"threads\": %d, \"gflops\": %.2f},\n", th, peak);
-        for (size_t s = 0; s < sizeof stages / sizeof stages[0]; s++) {
-            stage_result r = run_stage(&stages[s], data, th, epochs);
+        for (int s = 0; s < N_STAGES; s++) {
+            if (only && !strstr(only, STAGES[s].name))
+                continue;
+            long peak_kb;
+            double la = loadavg();
+            stage_out r = run_stage(&STAGES[s], &o, &peak_kb);
             if (!r.ok) {
-                printf("%-24s %7d FAILED\n", stages[s].name, th);
+                printf("%-26s %3d FAILED\n", STAGES[s].name, o.threads);
                 continue;
             }
-            char thr[32], ratio[16] = "", gf[16] = "";
-            snprintf(thr, sizeof thr, "%.0f %s", r.work / r.seconds, stages[s].unit);
-            if (r.gflops > 0) {
-                snprintf(gf, sizeof gf, "%.1f", r.gflops);
-                snprintf(ratio, sizeof ratio, "%.0f%%", 100 * r.gflops / peak);
+            for (int i = 0; i < r.n; i++) {
+                const result *x = &r.r[i];
+                char thr[40], ratio[16] = "", gf[16] = "";
+                snprintf(thr, sizeof thr, "%.0f %s", x->work / x->seconds, x->unit);
+                double g = x->flops > 0 ? x->flops / x->seconds / 1e9 : 0;
+                if (g > 0) {
+                    snprintf(gf, sizeof gf, "%.1f", g);
+                    snprintf(ratio, sizeof ratio, "%.0f%%", 100 * g / peak);
+                }
+                printf("%-26s %3d %9.3f %19s %8s %7s %8.0f %6.2f\n", x->name, o.threads, x->seconds, thr, gf, ratio,
+                       peak_kb / 1024.0, la);
+                if (js)
+                    fprintf(js,
+                            ",\n    {\"stage\": \"%s\", \"threads\": %d, \"seconds\": %.4f, \"throughput\": %.1f, "
+                            "\"unit\": \"%s\", \"gflops\": %.2f, \"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, "
+                            "\"stage_group\": \"%s\", \"loadavg\": %.2f}",
+                            x->name, o.threads, x->seconds, x->work / x->seconds, x->unit, g, g / peak,
+                            peak_kb / 1024.0, STAGES[s].name, la);
             }
-            printf("%-24s %7d %10.2f %14s %9s %8s %9.0f\n", stages[s].name, th, r.seconds, thr, gf, ratio,
-                   r.peak_kb / 1024.0);
-            if (js)
-                fprintf(js,
-                        "    {\"stage\": \"%s\", \"threads\": %d, \"seconds\": %.4f, \"throughput\": %.1f, \"unit\": "
-                        "\"%s\", \"gflops\": %.2f, \"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f},\n",
-                        stages[s].name, th, r.seconds, r.work / r.seconds, stages[s].unit, r.gflops,
-                        r.gflops / peak, r.peak_kb / 1024.0);
+            fflush(stdout);
         }
     }
     if (js) {
-        fprintf(js, "    {\"stage\": \"end\"}\n  ]\n}\n");
+        fprintf(js, "\n  ]\n}\n");
         fclose(js);
     }
     return 0;

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What cli_getopt returns after it has printed why an option word is wrong: every command hands
+ * it to cli_common_option first, which answers "bad value, already printed" (-1, exit status 2). */
+#define OPT_ALREADY_REPORTED (-2)
+
 void cli_common_init(cli_common *c, const char *cmd)
 {
     memset(c, 0, sizeof *c);
@@ -108,6 +112,7 @@ int cli_common_option(cli_common *c, int opt, const char *arg)
     case OPT_JSON: c->json = 1; return 1;
     case OPT_QUIET: c->quiet = 1; return 1;
     case OPT_HELP: c->help = 1; return 1;
+    case OPT_ALREADY_REPORTED: return -1;
     default: return 0;
     }
 }
@@ -173,9 +178,55 @@ int cli_load_dataset(const cli_common *c, const cli_data *d, ps_dataset *ds)
     return 0;
 }
 
+/* The option of opts whose code is val, for its full name in messages. */
+static const struct option *option_by_val(const struct option *opts, int val)
+{
+    for (; opts->name; opts++)
+        if (opts->val == val)
+            return opts;
+    return NULL;
+}
+
+/* getopt_long reports every problem as '?' (or ':' with a leading ':' in the short options),
+ * and the option word is not always argv[optind - 1]: say precisely what is wrong. */
+static void report_bad_option(const cli_common *c, int argc, char **argv, const struct option *opts, int opt)
+{
+    const char *word = optind - 1 >= 1 && optind - 1 < argc ? argv[optind - 1] : "?";
+    const struct option *o = optopt >= 256 ? option_by_val(opts, optopt) : NULL;
+    if (opt == ':' && o) {
+        cli_usage_error(c, "option '--%s' needs a value", o->name);
+        return;
+    }
+    if (o) { /* a value given to an option that takes none: --json=3 */
+        cli_usage_error(c, "option '--%s' takes no value (got '%s')", o->name, word);
+        return;
+    }
+    if (optopt > 0 && optopt < 256) { /* a short option: in "-xy", argv[optind - 1] is the word before */
+        cli_usage_error(c, "unknown option '-%c' (options are long: --NAME)", optopt);
+        return;
+    }
+    /* a long option that is unknown or an ambiguous abbreviation (glibc reports both alike) */
+    size_t n = strcspn(word + 2, "=");
+    char list[512] = "";
+    int matches = 0;
+    if (strncmp(word, "--", 2) == 0 && n > 0)
+        for (const struct option *p = opts; p->name; p++)
+            if (strncmp(p->name, word + 2, n) == 0 && strlen(list) + strlen(p->name) + 8 < sizeof list) {
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s--%s", matches ? ", " : "", p->name);
+                matches++;
+            }
+    if (matches > 1)
+        cli_usage_error(c, "option '%.*s' is ambiguous: %s", (int)(n + 2), word, list);
+    else
+        cli_usage_error(c, "unknown option '%s'", word);
+}
+
 int cli_getopt(const cli_common *c, int argc, char **argv, const struct option *opts)
 {
-    (void)c;
     opterr = 0;
-    return getopt_long(argc, argv, "", opts, NULL);
+    int opt = getopt_long(argc, argv, ":", opts, NULL);
+    if (opt != '?' && opt != ':')
+        return opt;
+    report_bad_option(c, argc, argv, opts, opt);
+    return OPT_ALREADY_REPORTED;
 }

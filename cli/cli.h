@@ -94,5 +94,61 @@ int cmd_eval(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* ---- the sweep options shared by `sweep` and `run` (defined in cmd_sweep.c) ---- */
+#include "popsteer/sweep.h"
+
+enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_SWEEP_K, OPT_MAX_DROP, OPT_OBJECTIVE,
+       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT };
+
+#define CLI_SWEEP_OPTIONS                                                                                \
+    {"alphas", required_argument, 0, OPT_ALPHAS}, {"neurons", required_argument, 0, OPT_SWEEP_NEURONS},  \
+    {"methods", required_argument, 0, OPT_METHODS}, {"candidates", required_argument, 0, OPT_CANDIDATES_L}, \
+    {"k", required_argument, 0, OPT_SWEEP_K}, {"max-drop", required_argument, 0, OPT_MAX_DROP},           \
+    {"objective", required_argument, 0, OPT_OBJECTIVE}, {"base", required_argument, 0, OPT_BASE},         \
+    {"tight-drop", required_argument, 0, OPT_TIGHT_DROP}, {"gnuplot", required_argument, 0, OPT_GNUPLOT}
+
+#define CLI_SWEEP_HELP                                                                                   \
+    "Sweep options:\n"                                                                                   \
+    "  --alphas LIST      steering strengths, comma-separated (default 0,0.5,1,1.5,2,3,4,5)\n"           \
+    "  --neurons LIST     numbers N of steered latents; 'all' = every latent (default 256,1024,2048,all)\n" \
+    "  --methods LIST     re-ranking baselines, each over its default grid (default\n"                  \
+    "                     random,penalty,fair,xquad,cp,pmmf; 'none' for none)\n"                         \
+    "  --candidates L     re-rankers re-order SASRec's top L (default 100)\n"                            \
+    "  --k N              list length (default 10)\n"                                                     \
+    "  --max-drop X       selection: largest relative NDCG@k drop allowed (default 0.05, SPEC 7)\n"      \
+    "  --objective O      selection: tradeoff (default: max Gini reduction - NDCG drop, relative) or\n"  \
+    "                     max-gini (max relative Gini reduction)\n"                                       \
+    "  --base B           what PopSteer's changes are measured against when selecting: sasrec (default)\n" \
+    "                     or sae (the alpha=0 SAE-reconstructed model); re-rankers always use sasrec\n"  \
+    "  --tight-drop X     NDCG@k loss of the report's 'largest Gini reduction' answer (default 0.01)\n"  \
+    "  --gnuplot PROG     the gnuplot program that draws the images (default: gnuplot from PATH)\n"
+
+typedef struct cli_sweep {
+    double alphas[PS_SWEEP_MAX_GRID];
+    int neurons[PS_SWEEP_MAX_GRID];
+    char *methods_buf;                    /* --methods, split in place */
+    const char *methods[PS_SWEEP_MAX_GRID];
+    ps_sweep_options so;
+    ps_select_rule rule;
+    ps_sweep_base base;
+    double tight_drop;
+    const char *gnuplot;
+} cli_sweep;
+
+void cli_sweep_init(cli_sweep *s);
+void cli_sweep_free(cli_sweep *s);
+int cli_sweep_option(const cli_common *c, cli_sweep *s, int opt, const char *arg);
+/* Fails (printing why, returning the exit status) when gnuplot cannot draw the report's images:
+ * checked before any long stage runs. */
+int cli_sweep_preflight(const cli_common *c, const cli_sweep *s);
+/* Runs the sweep (progress on stderr), writes the report into dir and prints its summary on stdout
+ * (or JSON with --json). info->stages may end with a "sweep" entry that this fills in. Returns
+ * the exit status. */
+int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, const ps_sae *sae,
+                     const ps_latent_table *latents, const ps_dataset *ds, const char *dir, ps_report_info *info,
+                     ps_report_stage *sweep_stage);
 
 #endif

@@ -3,8 +3,15 @@
 #include "progress.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "popsteer/checkpoint.h"
 #include "popsteer/train.h"
@@ -29,17 +36,47 @@ static const char HELP[] =
     "  --dropout X        hidden and attention dropout (default 0.5)\n"
     "  --hidden N, --layers N, --heads N, --inner N   model size (default 64, 2, 2, 256)\n"
     "  --resume           continue from MODEL.safetensors.state (same options and data)\n"
+    "  --max-memory SIZE  refuse to start when the memory estimate (printed before training) is\n"
+    "                     larger than SIZE bytes; K, M, G and T suffixes (powers of 1024)\n"
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_OUT = OPT_FIRST_COMMAND_OPTION, OPT_LAYOUT, OPT_STRIDE, OPT_EPOCHS, OPT_MIN_EPOCHS, OPT_PATIENCE, OPT_LR,
-       OPT_BATCH, OPT_MICRO, OPT_DROPOUT, OPT_HIDDEN, OPT_LAYERS, OPT_HEADS, OPT_INNER, OPT_RESUME };
+       OPT_BATCH, OPT_MICRO, OPT_DROPOUT, OPT_HIDDEN, OPT_LAYERS, OPT_HEADS, OPT_INNER, OPT_RESUME, OPT_MAX_MEMORY };
 
 typedef struct train_args {
     const char *out;
     ps_train_options to;
     ps_sasrec_config mc; /* n_items filled in after loading the data */
     int min_epochs_set;
+    double max_memory; /* bytes; 0 = no limit */
 } train_args;
+
+/* "512M", "1.5G", "2000000": bytes, with K/M/G/T meaning powers of 1024 (an optional trailing "B"
+ * or "iB" is accepted, so "512MB" and "512MiB" read the same). */
+static int parse_bytes(const cli_common *c, const char *opt, const char *arg, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    double unit = 1;
+    const char *units = "KMGT";
+    const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (u) {
+        for (const char *k = units; k <= u; k++)
+            unit *= 1024;
+        end++;
+        if (*end == 'i' && end[1] == 'B')
+            end += 2;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (errno || end == arg || *end != '\0' || !isfinite(v) || !(v > 0) || v * unit > 1e18) {
+        cli_usage_error(c, "--%s: expected a size in bytes such as 2000000, 512M or 1.5G, got '%s'", opt, arg);
+        return -1;
+    }
+    *out = v * unit;
+    return 1;
+}
 
 static int parse_int(const cli_common *c, const char *name, const char *arg, long min, long max, int *out)
 {
@@ -81,6 +118,7 @@ static int train_option(const cli_common *c, train_args *a, int opt, const char 
     case OPT_HEADS: return parse_int(c, "heads", arg, 1, 64, &a->mc.n_heads);
     case OPT_INNER: return parse_int(c, "inner", arg, 1, 65536, &a->mc.d_ff);
     case OPT_RESUME: a->to.resume = 1; return 1;
+    case OPT_MAX_MEMORY: return parse_bytes(c, "max-memory", arg, &a->max_memory);
     default: return 0;
     }
 }
@@ -120,7 +158,7 @@ static int parse_args(int argc, char **argv, cli_common *c, cli_data *d, train_a
         {"micro-batch", required_argument, 0, OPT_MICRO}, {"dropout", required_argument, 0, OPT_DROPOUT},
         {"hidden", required_argument, 0, OPT_HIDDEN}, {"layers", required_argument, 0, OPT_LAYERS},
         {"heads", required_argument, 0, OPT_HEADS}, {"inner", required_argument, 0, OPT_INNER},
-        {"resume", no_argument, 0, OPT_RESUME}, {0, 0, 0, 0}};
+        {"resume", no_argument, 0, OPT_RESUME}, {"max-memory", required_argument, 0, OPT_MAX_MEMORY}, {0, 0, 0, 0}};
     for (int opt; (opt = cli_getopt(c, argc, argv, opts)) != -1;) {
         int r = cli_common_option(c, opt, optarg);
         if (r == 0)
@@ -143,8 +181,87 @@ static int parse_args(int argc, char **argv, cli_common *c, cli_data *d, train_a
     return 0;
 }
 
+/* What training will hold at its peak, in bytes. The sizes follow the allocations of
+ * ps_sasrec_train (src/model/train.c) and of the workspaces it creates (src/model/sasrec_ws.c):
+ * a training workspace of micro_batch sequences that keeps every layer's activations, and the
+ * eval workspace, user vectors and score rows of the validation pass after each epoch, which are
+ * alive at the same time. sasrec.h quotes the per-sequence figures for the SPEC model (~780 KB
+ * training, ~260 KB eval); the formulas below give exactly those. The model and the training
+ * workspace are touched in full (measured: 716-763 KB per micro-batch sequence); the validation
+ * pass only touches the rows of the chunks its threads work on, so its allocation, counted here,
+ * is an upper bound. OpenMP/OpenBLAS thread buffers come on top. */
+typedef struct train_memory {
+    double model;      /* parameters, gradients, Adam moments, best copy */
+    double per_seq;    /* training workspace bytes per micro-batch sequence */
+    double activations; /* the whole training workspace and batch buffers */
+    double eval;       /* validation pass */
+    double data;       /* the loaded dataset and the training windows */
+    double total;
+} train_memory;
+
+static train_memory estimate_memory(const ps_sasrec *m, const ps_dataset *ds, const ps_train_options *o)
+{
+    const ps_sasrec_config *k = &m->cfg;
+    const double L = k->max_len, d = k->d, F = k->d_ff, nl = k->n_layers, V = (double)ds->n_items + 1;
+    const double att = (double)k->n_heads * L * L; /* attention probabilities per sequence */
+    const double f = sizeof(float), eval_batch = 256; /* ps_sasrec_quick_eval scores 256 users at a time */
+    train_memory r;
+    r.model = 5.0 * (double)m->n_params * f;
+    /* per position: embeddings and LayerNorm (4d + 2), per layer qkv/ctx/residuals/LN/out (8d + 4) and
+     * the FFN pair (2F), the selected rows (d), backward scratch (8d + 2F); per sequence: attention
+     * probabilities before/after dropout per layer and their gradient; plus three int32 id rows */
+    double pos = d * (13 + 8 * nl) + F * (2 * nl + 2) + 2 + 4 * nl;
+    r.per_seq = (L * pos + att * (2 * nl + 1)) * f + 3 * L * sizeof(int32_t) + 2 * L * sizeof(int32_t);
+    r.activations = (double)o->micro_batch * r.per_seq + 256.0 * V * f; /* + softmax scratch */
+    double eval_seq = (L * (14 * d + F + 6) + att) * f + 3 * L * sizeof(int32_t) + d * f;
+    r.eval = eval_batch * eval_seq + 256.0 * V * f /* softmax scratch */ + eval_batch * V * f /* scores */;
+    r.data = (double)ds->n_inter * sizeof(int32_t) + (double)(ds->n_users + 2) * sizeof(int64_t) +
+             (double)ds->n_train * (sizeof(ps_sample) + 24) /* samples, windows x2 */ +
+             (double)ds->n_users * 2 * sizeof(ps_sample) + V * (sizeof(int64_t) + 1);
+    r.total = r.model + r.activations + r.eval + r.data;
+    return r;
+}
+
+static void format_bytes(double b, char *buf, size_t size)
+{
+    const char *units[] = {"bytes", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1024 && u < 4)
+        b /= 1024, u++;
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+/* Prints the estimate; refuses (exit status 1) when it is above --max-memory. */
+static int check_memory(const cli_common *c, const train_args *a, const train_memory *r)
+{
+    char total[32], model[32], act[32], seq[32], eval[32], data[32], limit[32];
+    format_bytes(r->total, total, sizeof total);
+    format_bytes(r->model, model, sizeof model);
+    format_bytes(r->activations, act, sizeof act);
+    format_bytes(r->per_seq, seq, sizeof seq);
+    format_bytes(r->eval, eval, sizeof eval);
+    format_bytes(r->data, data, sizeof data);
+    cli_note(c, "memory estimate: %s (model and optimizer %s, activations %s = --micro-batch %d x %s, "
+                "validation %s, data %s)",
+             total, model, act, a->to.micro_batch, seq, eval, data);
+    if (a->max_memory <= 0 || r->total <= a->max_memory)
+        return 0;
+    format_bytes(a->max_memory, limit, sizeof limit);
+    double fixed = r->total - (double)a->to.micro_batch * r->per_seq;
+    double fits = floor((a->max_memory - fixed) / r->per_seq);
+    if (fits >= 1)
+        return cli_error(c, "training needs about %s, more than --max-memory %s; --micro-batch %.0f or less would fit "
+                            "(each sequence of a micro-batch takes %s)",
+                         total, limit, fits, seq);
+    char rest[32];
+    format_bytes(fixed + r->per_seq, rest, sizeof rest);
+    return cli_error(c, "training needs about %s, more than --max-memory %s, and even --micro-batch 1 would need %s: "
+                        "the model, its optimizer state and the validation pass do not fit",
+                     total, limit, rest);
+}
+
 static void print_summary(const cli_common *c, const train_args *a, const ps_train_result *res, double test_ndcg,
-                          double test_hit)
+                          double test_hit, double memory_estimate)
 {
     if (c->json) {
         cJSON *o = cJSON_CreateObject();
@@ -156,6 +273,7 @@ static void print_summary(const cli_common *c, const train_args *a, const ps_tra
         cJSON_AddNumberToObject(o, "test_hit@10", test_hit);
         cJSON_AddNumberToObject(o, "seconds", res->seconds);
         cJSON_AddNumberToObject(o, "targets_per_epoch", (double)res->targets_per_epoch);
+        cJSON_AddNumberToObject(o, "memory_estimate_bytes", memory_estimate);
         char *s = cJSON_Print(o);
         if (s)
             puts(s);
@@ -172,6 +290,40 @@ static void print_summary(const cli_common *c, const train_args *a, const ps_tra
     printf("time           %s (%lld target positions per epoch)\n", t, (long long)res->targets_per_epoch);
 }
 
+/* Removes "<path>.tmp.<pid>.<n>" files (ps_atomic_open's temporaries) whose writer process is gone:
+ * what a run killed in the middle of writing the model or its state leaves behind. A live pid is
+ * left alone (another run may be writing right now). Best effort: failures change nothing. */
+static void remove_stale_temporaries(const cli_common *c, const char *path)
+{
+    char *dir_copy = strdup(path), *base_copy = strdup(path);
+    DIR *dir = dir_copy && base_copy ? opendir(dirname(dir_copy)) : NULL;
+    if (dir) {
+        const char *base = basename(base_copy);
+        size_t n = strlen(base);
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            long pid;
+            unsigned counter;
+            char tail;
+            if (strncmp(e->d_name, base, n) != 0 || strncmp(e->d_name + n, ".tmp.", 5) != 0 ||
+                sscanf(e->d_name + n + 5, "%ld.%u%c", &pid, &counter, &tail) != 2 || pid <= 0 ||
+                (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+                continue;
+            size_t len = strlen(dir_copy) + strlen(e->d_name) + 2;
+            char *stale = malloc(len);
+            if (stale) {
+                snprintf(stale, len, "%s/%s", dir_copy, e->d_name);
+                if (unlink(stale) == 0)
+                    cli_note(c, "removed %s, left by an interrupted run", stale);
+                free(stale);
+            }
+        }
+        closedir(dir);
+    }
+    free(dir_copy);
+    free(base_copy);
+}
+
 static int train_and_save(const cli_common *c, const cli_data *d, train_args *a, ps_dataset *ds)
 {
     ps_error err;
@@ -180,6 +332,11 @@ static int train_and_save(const cli_common *c, const cli_data *d, train_args *a,
     a->mc.max_len = ds->max_seq_len;
     if (ps_sasrec_create(&m, &a->mc, &err) != PS_OK)
         return cli_error(c, "%s", err.msg);
+    train_memory mem = estimate_memory(m, ds, &a->to);
+    if (check_memory(c, a, &mem) != 0) {
+        ps_sasrec_free(m);
+        return 1;
+    }
     size_t n = strlen(a->out) + 8;
     char *state = malloc(n);
     if (!state) {
@@ -187,6 +344,8 @@ static int train_and_save(const cli_common *c, const cli_data *d, train_args *a,
         return cli_error(c, "out of memory");
     }
     snprintf(state, n, "%s.state", a->out);
+    remove_stale_temporaries(c, a->out);
+    remove_stale_temporaries(c, state);
     train_ui ui;
     cli_progress_init(&ui.p, c->quiet);
     ui.max_epochs = a->to.max_epochs;
@@ -207,7 +366,7 @@ static int train_and_save(const cli_common *c, const cli_data *d, train_args *a,
     if (rc == PS_OK)
         rc = ps_sasrec_save(m, &info, a->out, &err);
     if (rc == PS_OK)
-        print_summary(c, a, &res, test_ndcg, test_hit);
+        print_summary(c, a, &res, test_ndcg, test_hit, mem.total);
     free(state);
     ps_sasrec_free(m);
     return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);

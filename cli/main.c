@@ -17,6 +17,8 @@ static const command COMMANDS[] = {
     {"recommend", cmd_recommend, "top-k items for one user, with scores and titles"},
     {"sae", cmd_sae, "train the TopK sparse autoencoder on SASRec user vectors"},
     {"probe", cmd_probe, "score every SAE latent by Cohen's d between popular and long-tail users"},
+    {"sweep", cmd_sweep, "PopSteer's alpha x N grid against re-ranking baselines, with the report"},
+    {"run", cmd_run, "the whole pipeline end to end: stats, SASRec, SAE, probe, sweep, report"},
 };
 
 static void usage(FILE *fp)

@@ -59,8 +59,9 @@ typedef struct ps_sae {
     float *grads;                    /* same layout; NULL until ps_sae_alloc_grads */
     float *adam_m, *adam_v;          /* same layout; NULL until ps_sae_alloc_adam */
     int64_t adam_t;                  /* Adam steps taken */
-    int trained_epochs;              /* epochs of the last ps_sae_train (0 = untrained/unknown) */
-    double val_fvu;                  /* best validation FVU of that training (NaN = unknown) */
+    int trained_epochs;              /* epochs behind the kept parameters, summed over ps_sae_train
+                                        calls (0 = untrained/unknown) */
+    double val_fvu;                  /* best validation FVU of the last training (NaN = unknown) */
 } ps_sae;
 
 /* Pointers to the four tensors inside a flat buffer laid out like params. */
@@ -100,7 +101,8 @@ int ps_sae_adam_step(ps_sae *sae, float lr, float beta1, float beta2, float eps,
  * b_enc − W_enc b_dec (computed in double), so no scratch copy of h − b_dec is needed. */
 void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre);
 /* pre [B,m] -> idx [B,k], val [B,k] = TopK_k(ReLU(pre)) per row, in the order above. Partial
- * selection (a k-heap per row), never a full sort. */
+ * selection, never a full sort: a threshold from 16-wide block maxima, then a k-heap over the few
+ * values above it. */
 void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float *val);
 /* idx [B,k], val [B,k] -> out [B,d] = Σ_s val[s] W_dec[idx[s]] + b_dec. idx must be in [0, m). */
 void ps_sae_decode(const ps_sae *sae, const int32_t *idx, const float *val, int B, float *out);

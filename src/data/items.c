@@ -57,11 +57,14 @@ static int index_tokens(const ps_dataset *ds, ps_intern *idx, ps_error *err)
     return PS_OK;
 }
 
-static int32_t lookup(ps_intern *idx, ps_field f, ps_error *err)
+/* Item id of a token: 1..n_items, 0 when the token is not an item of the dataset, -1 when out of
+ * memory. Unknown tokens are interned too and get ids from n_known up, so the test is against
+ * the dataset's token count: comparing with the table's size before the call (as this once did)
+ * let an unknown token seen a second time pass as an item and index past the title array. */
+static int32_t lookup(ps_intern *idx, int32_t n_known, ps_field f, ps_error *err)
 {
-    int32_t n = idx->n;
     int32_t id = ps_intern_get(idx, f.s, f.len, err);
-    return id >= n ? -1 : id; /* a new token was added: not an item of the dataset */
+    return id >= n_known ? 0 : id;
 }
 
 static int parse(ps_item_titles *t, ps_lines *lines, ps_intern *idx, ps_error *err)
@@ -86,8 +89,12 @@ static int parse(ps_item_titles *t, ps_lines *lines, ps_intern *idx, ps_error *e
         }
         if (f.n <= col)
             continue;
-        int32_t id = lookup(idx, f.f[0], err);
-        if (id <= 0 || t->title[id])
+        int32_t id = lookup(idx, t->n, f.f[0], err);
+        if (id < 0) {
+            rc = PS_ERR;
+            break;
+        }
+        if (id == 0 || t->title[id])
             continue;
         t->title[id] = strndup(f.f[col].s, f.f[col].len);
         if (!t->title[id]) {

@@ -199,20 +199,33 @@ static uint64_t read_u64_le(const unsigned char *p)
     return v;
 }
 
+/* cJSON spends about 64 bytes on every value, so a 100 MB header of `[0,0,0,...` would take
+ * 3 GB before any check could refuse it. A real header has about ten values per tensor; this
+ * allows 100,000 tensors and bounds cJSON's memory to ~64 MB. */
+#define MAX_HEADER_VALUES ((size_t)1 << 20)
+
 /* Checks what cJSON does not: the header is UTF-8, has no raw control bytes (JSON allows only
- * tab, CR and LF, between tokens) and no escaped NUL (\u0000), which C strings would silently
- * truncate so that two different names could read back as one. */
+ * tab, CR and LF, between tokens), no escaped NUL (\u0000), which C strings would silently
+ * truncate so that two different names could read back as one, and not more JSON values than
+ * MAX_HEADER_VALUES (every value but the first follows a ',', ':', '[' or '{' outside strings). */
 static int check_header_text(const char *label, const unsigned char *h, size_t n, ps_error *err)
 {
     size_t bad = utf8_invalid_at(h, n);
     if (bad < n)
         return ps_fail(err, "%s: header is not valid JSON: invalid UTF-8 at byte %zu of the header", label,
                        bad);
+    size_t values = 1;
+    int in_string = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned c = h[i];
         if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
             return ps_fail(err, "%s: header is not valid JSON: control byte 0x%02x at byte %zu of the header",
                            label, c, i);
+        if (c == '"')
+            in_string = !in_string;
+        else if (!in_string && (c == ',' || c == ':' || c == '[' || c == '{') && ++values > MAX_HEADER_VALUES)
+            return ps_fail(err, "%s: header holds more than %zu JSON values (corrupt, or not a model file)", label,
+                           MAX_HEADER_VALUES);
         if (c != '\\' || i + 1 >= n)
             continue;
         if (h[i + 1] == 'u' && i + 6 <= n && memcmp(h + i + 2, "0000", 4) == 0)

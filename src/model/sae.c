@@ -23,6 +23,9 @@
 #define CHUNK 128
 /* Latents per dynamic-schedule task in the sparse weight-gradient pass. */
 #define LATENT_TASK 32
+/* Row groups of the latent index build: fixed (not the thread count), so the order of every
+ * latent's list, and with it every gradient sum, is the same for any number of threads. */
+#define INDEX_GROUPS 16
 
 /* ---------------------------------------------------------------------------------------------
  * Configuration and parameters */
@@ -367,7 +370,7 @@ static void topk_row(const float *row, int n, int k, int32_t *idx, float *val, i
     }
     int c = count_ge(bm, nb, lo);
     for (int it = 0; it < 24 && c > k + k / 4; it++) {
-        const float mid = 0.5f * (lo + hi);
+        const float mid = lo + 0.5f * (hi - lo);
         const int cm = count_ge(bm, nb, mid);
         if (cm >= k) {
             lo = mid;
@@ -434,19 +437,26 @@ static float kth_value(const float *v, int n, int k, float *scratch)
     return kth_largest(scratch, c, k);
 }
 
-/* The k best of relu(row[cand[t]]) over the candidates cand[0..nc) (increasing), k <= nc, in
- * increasing latent order (AuxK needs the set, not an order): every value > T, then values == T by
- * smallest latent, where T bounds the k-th largest. scratch: 2 * nc floats. */
+/* The k best of relu(row[cand[t]]) over the candidates cand[0..nc) (increasing), k <= nc: every
+ * value > T in latent order, then values == T by smallest latent, where T bounds the k-th largest
+ * (AuxK needs the set, not an order). The first pass is branch-free: it writes every candidate and
+ * advances only past those kept, so idx and val need one spare slot (k + 1 entries).
+ * scratch: 2 * nc floats. */
 static void topk_among(const float *row, const int32_t *cand, int nc, int k, int32_t *idx,
                        float *val, float *scratch)
 {
     float *v = scratch;
     for (int t = 0; t < nc; t++)
         v[t] = relu(row[cand[t]]);
-    const float T = k < nc ? kth_value(v, nc, k, scratch + nc) : 0.0f;
-    int eq_left = k - count_gt(v, nc, T), s = 0;
-    for (int t = 0; t < nc && s < k; t++) {
-        if (v[t] > T || (v[t] == T && eq_left-- > 0)) {
+    const float T = k < nc ? kth_value(v, nc, k, scratch + nc) : -1.0f;
+    int s = 0;
+    for (int t = 0; t < nc; t++) {
+        idx[s] = cand[t];
+        val[s] = v[t];
+        s += v[t] > T;
+    }
+    for (int t = 0; t < nc && s < k; t++) { /* ties at T, smallest latent first */
+        if (v[t] == T) {
             idx[s] = cand[t];
             val[s] = v[t];
             s++;
@@ -500,18 +510,58 @@ void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float
         topk_row(pre + (size_t)b * m, m, k, idx + (size_t)b * k, val + (size_t)b * k, 1);
 }
 
-/* out [d] (= or +=) Σ_s val[s] W_dec[idx[s]] over n slots; zero values are skipped. */
+/* out [d] += Σ_s val[s] W_dec[idx[s]] over n slots. Four slots per pass over out, so out is
+ * loaded and stored a quarter as often (W_dec holds finite values, so a zero slot adds 0). */
 static void decode_row(const float *W_dec, int d, const int32_t *idx, const float *val, int n,
                        float *out)
 {
-    for (int s = 0; s < n; s++) {
-        if (val[s] == 0.0f)
-            continue;
+    int s = 0;
+    for (; s + 4 <= n; s += 4) {
+        const float *w0 = W_dec + (size_t)idx[s] * d, *w1 = W_dec + (size_t)idx[s + 1] * d;
+        const float *w2 = W_dec + (size_t)idx[s + 2] * d, *w3 = W_dec + (size_t)idx[s + 3] * d;
+        const float z0 = val[s], z1 = val[s + 1], z2 = val[s + 2], z3 = val[s + 3];
+#pragma omp simd
+        for (int i = 0; i < d; i++)
+            out[i] += (z0 * w0[i] + z1 * w1[i]) + (z2 * w2[i] + z3 * w3[i]);
+    }
+    for (; s < n; s++) {
         const float *w = W_dec + (size_t)idx[s] * d;
         const float z = val[s];
 #pragma omp simd
         for (int i = 0; i < d; i++)
             out[i] += z * w[i];
+    }
+}
+
+/* dz[s] = dv · W_dec[idx[s]] where val[s] > 0 (the TopK/ReLU mask), else 0. Four dot products
+ * per pass, so the four sums are independent dependency chains. */
+static void slot_grads(const float *W_dec, int d, const float *dv, const int32_t *idx,
+                       const float *val, int n, float *dz)
+{
+    int s = 0;
+    for (; s + 4 <= n; s += 4) {
+        const float *w0 = W_dec + (size_t)idx[s] * d, *w1 = W_dec + (size_t)idx[s + 1] * d;
+        const float *w2 = W_dec + (size_t)idx[s + 2] * d, *w3 = W_dec + (size_t)idx[s + 3] * d;
+        float g0 = 0.0f, g1 = 0.0f, g2 = 0.0f, g3 = 0.0f;
+#pragma omp simd reduction(+ : g0, g1, g2, g3)
+        for (int i = 0; i < d; i++) {
+            g0 += dv[i] * w0[i];
+            g1 += dv[i] * w1[i];
+            g2 += dv[i] * w2[i];
+            g3 += dv[i] * w3[i];
+        }
+        dz[s] = val[s] > 0.0f ? g0 : 0.0f;
+        dz[s + 1] = val[s + 1] > 0.0f ? g1 : 0.0f;
+        dz[s + 2] = val[s + 2] > 0.0f ? g2 : 0.0f;
+        dz[s + 3] = val[s + 3] > 0.0f ? g3 : 0.0f;
+    }
+    for (; s < n; s++) {
+        const float *w = W_dec + (size_t)idx[s] * d;
+        float g = 0.0f;
+#pragma omp simd reduction(+ : g)
+        for (int i = 0; i < d; i++)
+            g += dv[i] * w[i];
+        dz[s] = val[s] > 0.0f ? g : 0.0f;
     }
 }
 
@@ -557,6 +607,8 @@ struct ps_sae_workspace {
     int chunk;           /* rows per chunk buffer: min(max_batch, CHUNK) */
     float *pre;          /* [nthreads, chunk, m] per-thread pre-activation chunks */
     float *sel;          /* [nthreads, 2m] per-thread AuxK selection scratch */
+    int32_t *sel_idx;    /* [nthreads, k_aux+1] per-thread AuxK selection (one spare slot) */
+    float *sel_val;      /* [nthreads, k_aux+1] */
     double *mean;        /* [d] batch mean */
     float *cbias;        /* [m] folded encoder bias */
     int32_t *idx;        /* [B,k] TopK latents */
@@ -570,8 +622,9 @@ struct ps_sae_workspace {
     double *row_aux;     /* [B] ‖ê − e‖² */
     int32_t *dead;       /* [m] dead latents, increasing */
     int32_t *start;      /* [m+1] CSR: slots of latent j are entry[start[j] .. start[j+1]) */
-    int32_t *cursor;     /* [m] fill position while building the CSR */
+    int32_t *gcount;     /* [INDEX_GROUPS, m] per row-group counts, then fill cursors */
     int32_t *entry;      /* [B*(k+k_aux)] slot ids: b*k+s (TopK), B*k + b*ka+s (AuxK) */
+    int32_t *entry_row;  /* [B*(k+k_aux)] the row b of each slot */
     float *lat_sum;      /* [m] Σ dL/dpre per latent (= the b_enc gradient of the batch) */
     float *tmp_d;        /* [d] */
 };
@@ -582,6 +635,8 @@ void ps_sae_workspace_free(ps_sae_workspace *ws)
         return;
     free(ws->pre);
     free(ws->sel);
+    free(ws->sel_idx);
+    free(ws->sel_val);
     free(ws->mean);
     free(ws->cbias);
     free(ws->idx);
@@ -596,8 +651,9 @@ void ps_sae_workspace_free(ps_sae_workspace *ws)
     free(ws->row_aux);
     free(ws->dead);
     free(ws->start);
-    free(ws->cursor);
+    free(ws->gcount);
     free(ws->entry);
+    free(ws->entry_row);
     free(ws->lat_sum);
     free(ws->tmp_d);
     free(ws);
@@ -631,6 +687,10 @@ ps_sae_workspace *ps_sae_workspace_new(const ps_sae *sae, int max_batch, ps_erro
     int ok = (ws->pre = ps_calloc((size_t)ws->nthreads * (size_t)ws->chunk, m * sizeof(float),
                                   "SAE pre-activation chunks", err)) &&
              (ws->sel = ps_calloc((size_t)ws->nthreads * 2, m * sizeof(float), "SAE AuxK scratch", err)) &&
+             (ws->sel_idx = ps_calloc((size_t)ws->nthreads, (ka + 1) * sizeof(int32_t),
+                                      "SAE AuxK scratch", err)) &&
+             (ws->sel_val = ps_calloc((size_t)ws->nthreads, (ka + 1) * sizeof(float),
+                                      "SAE AuxK scratch", err)) &&
              (ws->mean = ps_calloc(d, sizeof(double), "SAE batch mean", err)) &&
              (ws->cbias = ps_calloc(m, sizeof(float), "SAE encoder bias", err)) &&
              (ws->idx = ps_calloc(B * k, sizeof(int32_t), "SAE TopK indices", err)) &&
@@ -645,8 +705,9 @@ ps_sae_workspace *ps_sae_workspace_new(const ps_sae *sae, int max_batch, ps_erro
              (ws->row_aux = ps_calloc(B, sizeof(double), "SAE row AuxK errors", err)) &&
              (ws->dead = ps_calloc(m, sizeof(int32_t), "SAE dead list", err)) &&
              (ws->start = ps_calloc(m + 1, sizeof(int32_t), "SAE latent index", err)) &&
-             (ws->cursor = ps_calloc(m, sizeof(int32_t), "SAE latent index", err)) &&
+             (ws->gcount = ps_calloc(INDEX_GROUPS * m, sizeof(int32_t), "SAE latent index", err)) &&
              (ws->entry = ps_calloc(B * (k + ka), sizeof(int32_t), "SAE latent index", err)) &&
+             (ws->entry_row = ps_calloc(B * (k + ka), sizeof(int32_t), "SAE latent index", err)) &&
              (ws->lat_sum = ps_calloc(m, sizeof(float), "SAE latent sums", err)) &&
              (ws->tmp_d = ps_calloc(d, sizeof(float), "SAE scratch", err));
     if (!ok) {
@@ -692,12 +753,17 @@ typedef struct batch_ctx {
 
 /* Rows [r0, r1): pre-activations into the thread's chunk buffer, TopK and AuxK selections,
  * reconstruction and AuxK errors, and the per-row backward (dL/dĥ, dL/dê, dL/dpre at the slots). */
-static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre, float *sel)
+static void forward_rows(const batch_ctx *bc, int r0, int r1, int th)
 {
     const ps_sae *sae = bc->sae;
     ps_sae_workspace *ws = bc->ws;
     const int m = ws->m, d = ws->d, k = ws->k, ka = bc->ka;
     ps_sae_tensors p = ps_sae_view(sae, sae->params);
+    /* this thread's scratch */
+    float *pre = ws->pre + (size_t)th * ws->chunk * m;
+    float *sel = ws->sel + (size_t)th * 2 * m;
+    int32_t *sel_idx = ws->sel_idx + (size_t)th * (ws->k_aux + 1);
+    float *sel_val = ws->sel_val + (size_t)th * (ws->k_aux + 1);
     pre_from_bias(sae, bc->h + (size_t)r0 * d, r1 - r0, ws->cbias, pre);
     for (int b = r0; b < r1; b++) {
         const float *prow = pre + (size_t)(b - r0) * m;
@@ -721,7 +787,9 @@ static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre, float 
             int32_t *aidx = ws->aidx + (size_t)b * ka;
             float *aval = ws->aval + (size_t)b * ka;
             float *diff = ws->dehat + (size_t)b * d;
-            topk_among(prow, ws->dead, bc->n_dead, ka, aidx, aval, sel);
+            topk_among(prow, ws->dead, bc->n_dead, ka, sel_idx, sel_val, sel);
+            memcpy(aidx, sel_idx, (size_t)ka * sizeof(int32_t));
+            memcpy(aval, sel_val, (size_t)ka * sizeof(float));
             memset(diff, 0, (size_t)d * sizeof(float));
             decode_row(p.W_dec, d, aidx, aval, ka, diff);
             double aux = 0.0;
@@ -737,63 +805,76 @@ static void forward_rows(const batch_ctx *bc, int r0, int r1, float *pre, float 
         for (int i = 0; i < d; i++)
             res[i] *= bc->scale_fvu;
         /* dL/dpre = dL/dz at kept slots with pre > 0 (the ReLU/TopK mask); zero elsewhere */
-        float *dz = ws->dz + (size_t)b * k;
-        for (int s = 0; s < k; s++) {
-            float g = 0.0f;
-            if (val[s] > 0.0f) {
-                const float *w = p.W_dec + (size_t)idx[s] * d;
-#pragma omp simd reduction(+ : g)
-                for (int i = 0; i < d; i++)
-                    g += res[i] * w[i];
-            }
-            dz[s] = g;
-        }
+        slot_grads(p.W_dec, d, res, idx, val, k, ws->dz + (size_t)b * k);
         if (ka > 0) {
-            const int32_t *aidx = ws->aidx + (size_t)b * ka;
-            const float *aval = ws->aval + (size_t)b * ka;
             float *dehat = ws->dehat + (size_t)b * d;
-            float *adz = ws->adz + (size_t)b * ka;
             for (int i = 0; i < d; i++)
                 dehat[i] *= bc->scale_aux;
-            for (int s = 0; s < ka; s++) {
-                float g = 0.0f;
-                if (aval[s] > 0.0f) {
-                    const float *w = p.W_dec + (size_t)aidx[s] * d;
-#pragma omp simd reduction(+ : g)
-                    for (int i = 0; i < d; i++)
-                        g += dehat[i] * w[i];
-                }
-                adz[s] = g;
-            }
+            slot_grads(p.W_dec, d, dehat, ws->aidx + (size_t)b * ka, ws->aval + (size_t)b * ka, ka,
+                       ws->adz + (size_t)b * ka);
         }
     }
 }
 
-/* Latent-major list of the non-zero slots: TopK slots in row order, then AuxK slots in row order,
- * so every latent's sum below has a fixed order. */
+/* Latent-major list of the non-zero slots (a counting sort by latent). Within a latent the slots
+ * come by row group, and inside a group TopK slots in row order, then AuxK slots in row order.
+ * Each group counts and fills its own rows in parallel; the offsets are a prefix sum over
+ * (latent, group). entry_row keeps the row of each slot so the gradient pass needs no division. */
 static void build_latent_index(const batch_ctx *bc)
 {
     ps_sae_workspace *ws = bc->ws;
     const int m = ws->m, B = bc->B, k = ws->k, ka = bc->ka;
-    const size_t nk = (size_t)B * k, nka = (size_t)B * ka;
-    int32_t *start = ws->start;
-    memset(start, 0, ((size_t)m + 1) * sizeof(int32_t));
-    for (size_t e = 0; e < nk; e++)
-        if (ws->val[e] > 0.0f)
-            start[ws->idx[e] + 1]++;
-    for (size_t e = 0; e < nka; e++)
-        if (ws->aval[e] > 0.0f)
-            start[ws->aidx[e] + 1]++;
-    for (int j = 0; j < m; j++)
-        start[j + 1] += start[j];
-    memcpy(ws->cursor, start, (size_t)m * sizeof(int32_t));
-    for (size_t e = 0; e < nk; e++)
-        if (ws->val[e] > 0.0f)
-            ws->entry[ws->cursor[ws->idx[e]]++] = (int32_t)e;
-    for (size_t e = 0; e < nka; e++)
-        if (ws->aval[e] > 0.0f)
-            ws->entry[ws->cursor[ws->aidx[e]]++] = (int32_t)(nk + e);
+    const int G = B < INDEX_GROUPS ? B : INDEX_GROUPS;
+    const int32_t nk = (int32_t)((size_t)B * k);
+#pragma omp parallel for schedule(static) num_threads(ws->nthreads)
+    for (int g = 0; g < G; g++) {
+        int32_t *cnt = ws->gcount + (size_t)g * m;
+        int lo, hi;
+        ps_nn_split(B, G, g, &lo, &hi);
+        memset(cnt, 0, (size_t)m * sizeof(int32_t));
+        for (size_t e = (size_t)lo * k; e < (size_t)hi * k; e++)
+            cnt[ws->idx[e]] += ws->val[e] > 0.0f;
+        for (size_t e = (size_t)lo * ka; e < (size_t)hi * ka; e++)
+            cnt[ws->aidx[e]] += ws->aval[e] > 0.0f;
+    }
+    int32_t pos = 0;
+    for (int j = 0; j < m; j++) { /* gcount becomes each (group, latent)'s fill cursor */
+        ws->start[j] = pos;
+        for (int g = 0; g < G; g++) {
+            int32_t c = ws->gcount[(size_t)g * m + j];
+            ws->gcount[(size_t)g * m + j] = pos;
+            pos += c;
+        }
+    }
+    ws->start[m] = pos;
+#pragma omp parallel for schedule(static) num_threads(ws->nthreads)
+    for (int g = 0; g < G; g++) {
+        int32_t *cur = ws->gcount + (size_t)g * m;
+        int lo, hi;
+        ps_nn_split(B, G, g, &lo, &hi);
+        for (int b = lo; b < hi; b++)
+            for (int s = 0; s < k; s++) {
+                const int32_t e = b * k + s;
+                if (ws->val[e] > 0.0f) {
+                    const int32_t q = cur[ws->idx[e]]++;
+                    ws->entry[q] = e;
+                    ws->entry_row[q] = b;
+                }
+            }
+        for (int b = lo; b < hi; b++)
+            for (int s = 0; s < ka; s++) {
+                const int32_t e = b * ka + s;
+                if (ws->aval[e] > 0.0f) {
+                    const int32_t q = cur[ws->aidx[e]]++;
+                    ws->entry[q] = nk + e;
+                    ws->entry_row[q] = b;
+                }
+            }
+    }
 }
+
+/* Slots ahead whose input rows are prefetched: the rows are scattered over the batch. */
+#define PREFETCH_AHEAD 4
 
 /* dW_dec[j] += Σ z dL/d(ĥ or ê)_b; dW_enc[j] += Σ dL/dpre (h_b − b_dec); lat_sum[j] = Σ dL/dpre,
  * over the slots of latent j. One latent per iteration, so no two threads touch the same row. */
@@ -801,7 +882,7 @@ static void backward_weights(const batch_ctx *bc, ps_sae_tensors g)
 {
     const ps_sae *sae = bc->sae;
     ps_sae_workspace *ws = bc->ws;
-    const int m = ws->m, d = ws->d, k = ws->k, ka = bc->ka;
+    const int m = ws->m, d = ws->d, k = ws->k;
     const int32_t nk = (int32_t)((size_t)bc->B * k);
     const float *b_dec = sae->params + sae->offset[PS_SAE_B_DEC];
 #pragma omp parallel for schedule(dynamic, LATENT_TASK) num_threads(ws->nthreads)
@@ -809,24 +890,31 @@ static void backward_weights(const batch_ctx *bc, ps_sae_tensors g)
         float *restrict gD = g.W_dec + (size_t)j * d;
         float *restrict gE = g.W_enc + (size_t)j * d;
         float s = 0.0f;
-        for (int32_t q = ws->start[j]; q < ws->start[j + 1]; q++) {
-            int32_t e = ws->entry[q];
-            int b;
+        const int32_t q1 = ws->start[j + 1];
+        for (int32_t q = ws->start[j]; q < q1; q++) {
+            if (q + PREFETCH_AHEAD < q1) {
+                const int32_t ef = ws->entry[q + PREFETCH_AHEAD];
+                const size_t rf = (size_t)ws->entry_row[q + PREFETCH_AHEAD] * d;
+                const float *dvf = (ef < nk ? ws->dhat : ws->dehat) + rf;
+                for (int i = 0; i < d; i += 16) {
+                    __builtin_prefetch(dvf + i);
+                    __builtin_prefetch(bc->h + rf + i);
+                }
+            }
+            const int32_t e = ws->entry[q];
+            const size_t r = (size_t)ws->entry_row[q] * d;
             float z, dp;
             const float *dv;
             if (e < nk) {
-                b = e / k;
                 z = ws->val[e];
                 dp = ws->dz[e];
-                dv = ws->dhat + (size_t)b * d;
+                dv = ws->dhat + r;
             } else {
-                e -= nk;
-                b = e / ka;
-                z = ws->aval[e];
-                dp = ws->adz[e];
-                dv = ws->dehat + (size_t)b * d;
+                z = ws->aval[e - nk];
+                dp = ws->adz[e - nk];
+                dv = ws->dehat + r;
             }
-            const float *hb = bc->h + (size_t)b * d;
+            const float *hb = bc->h + r;
 #pragma omp simd
             for (int i = 0; i < d; i++) {
                 gD[i] += z * dv[i];
@@ -922,8 +1010,7 @@ int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, i
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ws->nthreads)
     for (int t = 0; t < n_chunks; t++) {
         const int r0 = t * CHUNK, r1 = r0 + CHUNK < B ? r0 + CHUNK : B;
-        const size_t th = (size_t)omp_get_thread_num();
-        forward_rows(&bc, r0, r1, ws->pre + th * (size_t)ws->chunk * m, ws->sel + th * 2 * m);
+        forward_rows(&bc, r0, r1, omp_get_thread_num());
     }
     blas_serial_end(saved);
 

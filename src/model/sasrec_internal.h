@@ -39,4 +39,12 @@ static inline float *sasrec_at(const ps_sasrec *m, float *base, int idx)
     return base + m->tensors[idx].offset;
 }
 
+/* ps_sasrec_forward over the first len[b] positions of each sequence only (1..max_len): the
+ * positions after them are neither read nor computed. Exact for every position < len[b] (a
+ * query never sees later positions), so training windows shorter than max_len skip their
+ * padding. The workspace's hidden states are then stored per chunk, not as [B, L, d]: use
+ * ps_sasrec_backward / ps_sasrec_loss, whose targets must lie before len[b]. */
+int ps_sasrec_forward_len(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *len, int B,
+                          int training, uint64_t dropout_seed, uint64_t step, ps_error *err);
+
 #endif

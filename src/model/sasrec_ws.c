@@ -1,13 +1,32 @@
 /* SASRec passes over a preallocated activation workspace: forward, cross-entropy loss,
- * backward (accumulating into model->grads) and eval-mode user vectors. */
+ * backward (accumulating into model->grads) and eval-mode user vectors.
+ *
+ * Execution: a batch is cut into chunks of consecutive sequences whose size depends on the
+ * batch size only; one OpenMP region runs the chunks (dynamic schedule), each chunk on one
+ * thread with serial kernels (ps_nn_gemm and row loops), from the embedding to the last layer
+ * in the forward and from the loss back to the embedding in the backward. So a step has a
+ * handful of parallel regions instead of hundreds, and threads do not wait for each other
+ * between layers (what made a loaded machine slow: every barrier waited for a descheduled
+ * thread). Weight gradients go to one partial buffer per chunk, summed in chunk order at the
+ * end; with the row-independent GEMM every number is the same for any thread count.
+ *
+ * Truncation: a chunk's sequences are computed over Le = the longest effective length in the
+ * chunk instead of max_len (ps_sasrec_forward_len), exact because a query never sees later
+ * positions. The public ps_sasrec_forward keeps every position (its hidden states include the
+ * padding). A chunk's activations are stored compactly, [nb, Le, ...], from the row of its
+ * first sequence. */
 #include "model/sasrec_internal.h"
 #include "nn/nn.h"
 
 #include <limits.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CE_BLOCK 256 /* rows of logits alive at once in the softmax cross-entropy */
+#define CE_BLOCK 128                  /* rows of logits alive at once per thread */
+#define MAX_CHUNKS 16                 /* chunks per batch (at most) */
+#define PARTIAL_BUDGET (96u << 20)    /* bytes of per-chunk gradient buffers (at least 2 chunks) */
+#define MAX_SLOTS 64                  /* threads with their own scratch */
 
 /* Activations of one block, named after the forward:
  *   qkv = x Wqkv^T + b; ctx = attention(qkv); res1 = dropout(ctx Wd^T + bd) + x; ln1 = LN(res1)
@@ -27,6 +46,14 @@ typedef struct layer_acts {
     float *out;                 /* [BL, d] */
 } layer_acts;
 
+/* Per-thread scratch. */
+typedef struct slot {
+    float *att;    /* attention scratch */
+    float *logits; /* [CE_BLOCK, V] */
+    /* the last layer of user vectors, one row per sequence: [cs_max, d] (f [cs_max, F]) */
+    float *xl, *ql, *ctxl, *tmp, *res1, *ln1, *res2, *f, *mean, *rstd;
+} slot;
+
 struct ps_sasrec_ws {
     ps_sasrec_config cfg; /* of the model it was made for */
     int max_B;
@@ -34,22 +61,34 @@ struct ps_sasrec_ws {
     size_t n_floats; /* size of mem */
     float *mem;      /* every float buffer below points into this one allocation */
     int32_t *imem;
-    /* embedding stage: emb = E[seq] + P; ln0 = LN(emb); x0 = dropout(ln0) */
-    float *emb, *ln0_mean, *ln0_rstd, *ln0, *x0;
+    size_t n_ints;
+    /* embedding stage: emb = E[seq] + P; x0 = dropout(LN(emb)) (in place) */
+    float *emb, *ln0_mean, *ln0_rstd, *x0;
     float *tmp;        /* [BL, d] dense outputs before their dropout */
     layer_acts *layer; /* n_layers (all alike in an eval workspace) */
     /* cross-entropy over the selected positions */
     int32_t *sel_row, *sel_target; /* [BL] */
+    double *row_loss;              /* [BL] */
     float *hsel, *dhsel;           /* [BL, d] */
-    float *ce_scratch;
     /* backward scratch */
     float *g_a, *g_b, *g_c, *g_d; /* [BL, d] */
     float *g_f1, *g_f2;           /* [BL, F] */
     float *g_qkv;                 /* [BL, 3d] */
-    float *g_att;                 /* [B, H, L, L] */
-    /* the latest forward */
+    /* weights transposed for the GEMM (per layer: qkv [d,3d], dense [d,d], ff1 [d,F], ff2 [F,d])
+     * and the item table transposed [d, V] for the logits */
+    float *wt, *et;
+    size_t wt_per_layer;
+    /* per-chunk gradient buffers (training) */
+    float *partial;
+    int max_chunks;
+    /* threads */
+    slot slots[MAX_SLOTS];
+    int n_slots, cs_max;
+    /* the latest forward: seq in the chunks' compact layout */
     int32_t *seq; /* [BL] */
-    int B;
+    int B, n_chunks, chunk_size;
+    int Le[MAX_CHUNKS];
+    int chunk_sel0[MAX_CHUNKS + 1];
     int training;
     uint64_t seed, step;
     int have_forward;
@@ -75,13 +114,13 @@ static void layout(ps_sasrec_ws *ws, carver *c)
 {
     const ps_sasrec_config *k = &ws->cfg;
     const size_t BL = (size_t)ws->max_B * k->max_len, d = (size_t)k->d, F = (size_t)k->d_ff;
+    const size_t V = (size_t)k->n_items + 1;
     const size_t att = (size_t)ws->max_B * k->n_heads * k->max_len * k->max_len;
     const int train = ws->for_training;
 
     ws->emb = carve(c, BL * d);
     ws->ln0_mean = carve(c, BL);
     ws->ln0_rstd = carve(c, BL);
-    ws->ln0 = carve(c, BL * d);
     ws->x0 = carve(c, BL * d);
     ws->tmp = carve(c, BL * d);
     /* an eval workspace shares one set of block buffers, with the outputs alternating */
@@ -99,8 +138,7 @@ static void layout(ps_sasrec_ws *ws, carver *c)
         }
         a->qkv = carve(c, BL * 3 * d);
         a->probs = carve(c, att);
-        /* backward needs the probabilities before and after dropout; an eval workspace drops in
-         * place (whatever the model's dropout settings are later changed to) */
+        /* backward needs the probabilities before and after dropout */
         a->probs_d = train ? carve(c, att) : a->probs;
         a->ctx = carve(c, BL * d);
         a->res1 = carve(c, BL * d);
@@ -115,7 +153,25 @@ static void layout(ps_sasrec_ws *ws, carver *c)
         a->out = train ? carve(c, BL * d) : out_alt[0];
     }
     ws->hsel = carve(c, BL * d);
-    ws->ce_scratch = carve(c, ps_nn_softmax_ce_scratch_floats(CE_BLOCK, k->n_items + 1));
+    ws->row_loss = (double *)(void *)carve(c, 2 * BL);
+    ws->wt = carve(c, ws->wt_per_layer * (size_t)k->n_layers);
+    ws->et = carve(c, d * V);
+    for (int t = 0; t < ws->n_slots; t++) {
+        slot *s = &ws->slots[t];
+        const size_t cs = (size_t)ws->cs_max;
+        s->att = carve(c, ps_nn_attn_causal_scratch_floats(k->max_len, k->d, k->n_heads));
+        s->logits = carve(c, (size_t)CE_BLOCK * V);
+        s->xl = carve(c, cs * d);
+        s->ql = carve(c, cs * d);
+        s->ctxl = carve(c, cs * d);
+        s->tmp = carve(c, cs * d);
+        s->res1 = carve(c, cs * d);
+        s->ln1 = carve(c, cs * d);
+        s->res2 = carve(c, cs * d);
+        s->f = carve(c, cs * F);
+        s->mean = carve(c, cs);
+        s->rstd = carve(c, cs);
+    }
     if (train) {
         ws->dhsel = carve(c, BL * d);
         ws->g_a = carve(c, BL * d);
@@ -125,8 +181,15 @@ static void layout(ps_sasrec_ws *ws, carver *c)
         ws->g_f1 = carve(c, BL * F);
         ws->g_f2 = carve(c, BL * F);
         ws->g_qkv = carve(c, BL * 3 * d);
-        ws->g_att = carve(c, att);
     }
+}
+
+/* Gradient buffers of one chunk: the whole parameter table. */
+static size_t n_params_of(const ps_sasrec_config *k)
+{
+    const size_t d = (size_t)k->d, F = (size_t)k->d_ff;
+    size_t per_layer = 4 * d * d + 4 * d + 4 * d + d * F + F + F * d + d;
+    return ((size_t)k->n_items + 1) * d + (size_t)k->max_len * d + (size_t)k->n_layers * per_layer + 2 * d;
 }
 
 int ps_sasrec_ws_create(ps_sasrec_ws **out, const ps_sasrec *m, int max_batch, int for_training,
@@ -139,7 +202,8 @@ int ps_sasrec_ws_create(ps_sasrec_ws **out, const ps_sasrec *m, int max_batch, i
     /* kernels index rows of [B*L, max(3d, d_ff)] and [B*H, L, L] with int counts */
     int widest = 3 * k->d > k->d_ff ? 3 * k->d : k->d_ff;
     if ((double)max_batch * k->max_len * widest > INT_MAX ||
-        (double)max_batch * k->n_heads * k->max_len * k->max_len > INT_MAX)
+        (double)max_batch * k->n_heads * k->max_len * k->max_len > INT_MAX ||
+        (double)CE_BLOCK * (k->n_items + 1.0) > INT_MAX)
         return ps_fail(err, "sasrec workspace: batch size %d is too large for max_len %d", max_batch,
                        k->max_len);
     ps_sasrec_ws *ws = ps_calloc(1, sizeof *ws, "sasrec workspace", err);
@@ -148,20 +212,43 @@ int ps_sasrec_ws_create(ps_sasrec_ws **out, const ps_sasrec *m, int max_batch, i
     ws->cfg = *k;
     ws->max_B = max_batch;
     ws->for_training = for_training ? 1 : 0;
+    {
+        int nt = omp_get_max_threads(), np = omp_get_num_procs();
+        ws->n_slots = nt > np ? nt : np;
+        if (ws->n_slots > MAX_SLOTS)
+            ws->n_slots = MAX_SLOTS;
+        if (ws->n_slots < 1)
+            ws->n_slots = 1;
+    }
+    ws->max_chunks = MAX_CHUNKS;
+    if (for_training) {
+        size_t per = n_params_of(k) * sizeof(float);
+        size_t fit = PARTIAL_BUDGET / (per ? per : 1);
+        ws->max_chunks = fit < 2 ? 2 : (fit > MAX_CHUNKS ? MAX_CHUNKS : (int)fit);
+    }
+    {
+        int nch = max_batch < MAX_CHUNKS ? max_batch : MAX_CHUNKS;
+        ws->cs_max = (max_batch + nch - 1) / nch; /* eval chunks are never larger */
+    }
+    const size_t d = (size_t)k->d, F = (size_t)k->d_ff;
+    ws->wt_per_layer = 3 * d * d + d * d + d * F + F * d;
     ws->layer = ps_calloc((size_t)k->n_layers, sizeof *ws->layer, "sasrec workspace layers", err);
     if (!ws->layer)
         goto fail;
     carver c = {NULL, 0};
     layout(ws, &c);
-    ws->n_floats = c.used;
-    ws->mem = ps_calloc(c.used, sizeof(float), "sasrec activations", err);
+    size_t partial_floats = for_training ? (size_t)ws->max_chunks * n_params_of(k) : 0;
+    ws->n_floats = c.used + partial_floats;
+    ws->mem = ps_calloc(ws->n_floats, sizeof(float), "sasrec activations", err);
     if (!ws->mem)
         goto fail;
     c.base = ws->mem;
     c.used = 0;
     layout(ws, &c);
+    ws->partial = for_training ? ws->mem + c.used : NULL;
     const size_t BL = (size_t)max_batch * k->max_len;
-    ws->imem = ps_calloc(3 * BL, sizeof(int32_t), "sasrec workspace ids", err);
+    ws->n_ints = 3 * BL;
+    ws->imem = ps_calloc(ws->n_ints, sizeof(int32_t), "sasrec workspace ids", err);
     if (!ws->imem)
         goto fail;
     ws->seq = ws->imem;
@@ -191,7 +278,7 @@ int ps_sasrec_ws_max_batch(const ps_sasrec_ws *ws)
 
 size_t ps_sasrec_ws_bytes(const ps_sasrec_ws *ws)
 {
-    return ws->n_floats * sizeof(float) + 3 * (size_t)ws->max_B * ws->cfg.max_len * sizeof(int32_t);
+    return ws->n_floats * sizeof(float) + ws->n_ints * sizeof(int32_t);
 }
 
 const float *ps_sasrec_ws_hidden(const ps_sasrec_ws *ws)
@@ -203,6 +290,75 @@ static int same_shape(const ps_sasrec_config *a, const ps_sasrec_config *b)
 {
     return a->n_items == b->n_items && a->d == b->d && a->n_layers == b->n_layers &&
            a->n_heads == b->n_heads && a->d_ff == b->d_ff && a->max_len == b->max_len;
+}
+
+/* Threads for a region over n tasks: never more than the scratch slots. */
+static int region_threads(const ps_sasrec_ws *ws, int n)
+{
+    int t = omp_get_max_threads();
+    if (t > ws->n_slots)
+        t = ws->n_slots;
+    if (t > n)
+        t = n;
+    return t < 1 ? 1 : t;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Chunks */
+
+typedef struct chunk {
+    int b0, nb, Le; /* sequences b0..b0+nb-1, Le positions each */
+    size_t r0, pb;  /* where its rows start in the [B*L] buffers, its probabilities in [B,H,L,L] */
+} chunk;
+
+static void plan_chunks(ps_sasrec_ws *ws, int B, int max_chunks)
+{
+    int nch = B < max_chunks ? B : max_chunks;
+    int cs = (B + nch - 1) / nch;
+    ws->chunk_size = cs;
+    ws->n_chunks = (B + cs - 1) / cs;
+}
+
+static chunk chunk_at(const ps_sasrec_ws *ws, int c)
+{
+    chunk ch;
+    ch.b0 = c * ws->chunk_size;
+    ch.nb = ws->B - ch.b0 < ws->chunk_size ? ws->B - ch.b0 : ws->chunk_size;
+    ch.Le = ws->Le[c];
+    ch.r0 = (size_t)ch.b0 * ws->cfg.max_len;
+    ch.pb = (size_t)ch.b0 * ws->cfg.n_heads * ws->cfg.max_len * ws->cfg.max_len;
+    return ch;
+}
+
+/* The ids of a chunk's sequences (rows of seq, L apart) in the compact layout at its rows. */
+static void copy_ids(ps_sasrec_ws *ws, const chunk *ch, const int32_t *seq)
+{
+    const size_t L = (size_t)ws->cfg.max_len;
+    for (int s = 0; s < ch->nb; s++)
+        memcpy(ws->seq + ch->r0 + (size_t)s * ch->Le, seq + (size_t)(ch->b0 + s) * L, (size_t)ch->Le * sizeof *seq);
+}
+
+/* Chunk lengths from per-sequence effective lengths (NULL: every position), and (copy) the ids
+ * in the compact layout. A sequence that starts with padding keeps every position: its first
+ * rows attend to all keys (PyTorch's fully masked rows). */
+static void set_chunks(ps_sasrec_ws *ws, const int32_t *seq, const int32_t *eff_len, int copy)
+{
+    const int L = ws->cfg.max_len;
+    for (int c = 0; c < ws->n_chunks; c++) {
+        int b0 = c * ws->chunk_size, nb = ws->B - b0 < ws->chunk_size ? ws->B - b0 : ws->chunk_size;
+        int Le = 1;
+        for (int b = b0; b < b0 + nb; b++) {
+            int e = eff_len ? eff_len[b] : L;
+            if (seq[(size_t)b * L] == 0)
+                e = L;
+            Le = e > Le ? e : Le;
+        }
+        ws->Le[c] = Le;
+        if (copy) {
+            chunk ch = chunk_at(ws, c);
+            copy_ids(ws, &ch, seq);
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -220,43 +376,124 @@ static ps_nn_dropout dropout_at(const ps_sasrec_ws *ws, int site, float p)
     return d;
 }
 
-/* out [n] = dropout(y) + residual */
-static void dropout_add(float *out, const float *y, const float *residual, size_t n,
-                        const ps_nn_dropout *d)
-{
-    ps_nn_dropout_forward(out, y, n, d);
-#pragma omp parallel for simd schedule(static) if (n > 32768)
-    for (size_t i = 0; i < n; i++)
-        out[i] += residual[i];
-}
+typedef struct layer_w {
+    const float *qkv_t, *dense_t, *ff1_t, *ff2_t; /* transposed weights */
+    const float *qkv_w, *dense_w, *ff1_w, *ff2_w; /* PyTorch layout [out, in] */
+    const float *qkv_b, *dense_b, *ff1_b, *ff2_b;
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+} layer_w;
 
-static void layer_forward(const ps_sasrec *m, ps_sasrec_ws *ws, int l, const float *x)
+static layer_w weights_of(const ps_sasrec *m, const ps_sasrec_ws *ws, int l)
 {
-    const ps_sasrec_config *k = &m->cfg;
-    const int N = ws->B * k->max_len, d = k->d, F = k->d_ff;
-    const size_t Nd = (size_t)N * d;
-    layer_acts *a = &ws->layer[l];
+    const size_t d = (size_t)m->cfg.d, F = (size_t)m->cfg.d_ff;
+    const float *wt = ws->wt + ws->wt_per_layer * (size_t)l;
     float *P = m->params;
 #define W(which) sasrec_at(m, P, sasrec_layer_index(l, which))
+    layer_w w = {
+        wt, wt + 3 * d * d, wt + 4 * d * d, wt + 4 * d * d + d * F,
+        W(L_QKV_W), W(L_DENSE_W), W(L_FF1_W), W(L_FF2_W),
+        W(L_QKV_B), W(L_DENSE_B), W(L_FF1_B), W(L_FF2_B),
+        W(L_ATT_LN_W), W(L_ATT_LN_B), W(L_FF_LN_W), W(L_FF_LN_B),
+    };
+#undef W
+    return w;
+}
+
+/* The transposed copies of every Linear weight (d x 3d, d x d, d x F, F x d per layer). */
+static void pack_weights(const ps_sasrec *m, ps_sasrec_ws *ws)
+{
+    const int d = m->cfg.d, F = m->cfg.d_ff;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        layer_w w = weights_of(m, ws, l);
+        ps_nn_transpose((float *)w.qkv_t, w.qkv_w, 3 * d, d);
+        ps_nn_transpose((float *)w.dense_t, w.dense_w, d, d);
+        ps_nn_transpose((float *)w.ff1_t, w.ff1_w, F, d);
+        ps_nn_transpose((float *)w.ff2_t, w.ff2_w, d, F);
+    }
+}
+
+/* y [R, OC] = x [R, IC] W^T + b with the transposed weight wt [IC, OC] */
+static void linear(float *y, const float *x, const float *wt, const float *b, int R, int IC, int OC)
+{
+    ps_nn_gemm(R, OC, IC, x, IC, 1, wt, OC, y, OC, 1.0f, b, 0);
+}
+
+/* out = dropout(y) + residual over a chunk's rows; the mask of (sequence b, position l, c) is
+ * element (b*L + l)*C + c of a [B, L, C] array, whatever the chunk's Le. */
+static void dropout_add_chunk(const ps_sasrec_ws *ws, const chunk *ch, float *out, const float *y,
+                              const float *residual, int C, const ps_nn_dropout *d)
+{
+    const size_t L = (size_t)ws->cfg.max_len, span = (size_t)ch->Le * C;
+    for (int s = 0; s < ch->nb; s++) {
+        size_t o = (size_t)s * span;
+        ps_nn_dropout_span(out + o, y + o, residual ? residual + o : NULL, span, d,
+                           (uint64_t)(ch->b0 + s) * L * (uint64_t)C);
+    }
+}
+
+static void embed_chunk(const ps_sasrec *m, ps_sasrec_ws *ws, const chunk *ch)
+{
+    const ps_sasrec_config *k = &m->cfg;
+    const int d = k->d, R = ch->nb * ch->Le;
+    const float *E = sasrec_at(m, m->params, SASREC_ITEM_EMB), *Pos = sasrec_at(m, m->params, SASREC_POS_EMB);
+    const int ln = sasrec_ln_w_index(m);
+    float *emb = ws->emb + ch->r0 * d, *x0 = ws->x0 + ch->r0 * d;
+    const int32_t *ids = ws->seq + ch->r0;
+    for (int r = 0; r < R; r++) {
+        const float *e = E + (size_t)ids[r] * d, *p = Pos + (size_t)(r % ch->Le) * d;
+        float *o = emb + (size_t)r * d;
+#pragma omp simd
+        for (int c = 0; c < d; c++)
+            o[c] = e[c] + p[c];
+    }
+    ps_nn_layernorm_rows(x0, ws->ln0_mean + ch->r0, ws->ln0_rstd + ch->r0, emb, sasrec_at(m, m->params, ln),
+                         sasrec_at(m, m->params, ln + 1), R, d, k->ln_eps);
+    ps_nn_dropout d_emb = dropout_at(ws, 0, k->hidden_dropout);
+    dropout_add_chunk(ws, ch, x0, x0, NULL, d, &d_emb);
+}
+
+static void layer_forward_chunk(const ps_sasrec *m, ps_sasrec_ws *ws, int l, const chunk *ch, const float *x_all,
+                                slot *sl)
+{
+    const ps_sasrec_config *k = &m->cfg;
+    const int d = k->d, F = k->d_ff, H = k->n_heads, L = k->max_len, Le = ch->Le, R = ch->nb * Le;
+    const size_t r0 = ch->r0, pb = ch->pb;
+    layer_acts *a = &ws->layer[l];
+    layer_w w = weights_of(m, ws, l);
     ps_nn_dropout d_att = dropout_at(ws, 1 + 3 * l, k->attn_dropout);
     ps_nn_dropout d_ao = dropout_at(ws, 2 + 3 * l, k->hidden_dropout);
     ps_nn_dropout d_ff = dropout_at(ws, 3 + 3 * l, k->hidden_dropout);
+    const float *x = x_all + r0 * d;
+    float *qkv = a->qkv + r0 * 3 * d, *ctx = a->ctx + r0 * d, *tmp = ws->tmp + r0 * d;
 
-    ps_nn_linear_forward(a->qkv, x, W(L_QKV_W), W(L_QKV_B), N, d, 3 * d);
-    ps_nn_attention_forward(a->ctx, a->probs, a->probs_d, a->qkv, ws->seq, ws->B, k->max_len, d,
-                            k->n_heads, &d_att);
-    ps_nn_linear_forward(ws->tmp, a->ctx, W(L_DENSE_W), W(L_DENSE_B), N, d, d);
-    dropout_add(a->res1, ws->tmp, x, Nd, &d_ao);
-    ps_nn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->res1, W(L_ATT_LN_W), W(L_ATT_LN_B), N,
-                            d, k->ln_eps);
+    linear(qkv, x, w.qkv_t, w.qkv_b, R, d, 3 * d);
+    for (int s = 0; s < ch->nb; s++) {
+        size_t ro = (size_t)s * Le, po = pb + (size_t)s * H * Le * Le;
+        ps_nn_attn_causal_forward(ctx + ro * d, d, a->probs + po, a->probs_d + po, qkv + ro * 3 * d, 3 * d,
+                                  qkv + ro * 3 * d + d, 3 * d, ws->seq + r0 + ro, Le, 0, Le, d, H, &d_att,
+                                  (uint64_t)(ch->b0 + s) * H * L * L, L, sl->att);
+    }
+    linear(tmp, ctx, w.dense_t, w.dense_b, R, d, d);
+    dropout_add_chunk(ws, ch, a->res1 + r0 * d, tmp, x, d, &d_ao);
+    ps_nn_layernorm_rows(a->ln1 + r0 * d, a->ln1_mean + r0, a->ln1_rstd + r0, a->res1 + r0 * d, w.ln1_w, w.ln1_b,
+                         R, d, k->ln_eps);
+    linear(a->f1 + r0 * F, a->ln1 + r0 * d, w.ff1_t, w.ff1_b, R, d, F);
+    ps_nn_gelu_span(a->g + r0 * F, a->f1 + r0 * F, (size_t)R * F);
+    linear(tmp, a->g + r0 * F, w.ff2_t, w.ff2_b, R, F, d);
+    dropout_add_chunk(ws, ch, a->res2 + r0 * d, tmp, a->ln1 + r0 * d, d, &d_ff);
+    ps_nn_layernorm_rows(a->out + r0 * d, a->ln2_mean + r0, a->ln2_rstd + r0, a->res2 + r0 * d, w.ln2_w, w.ln2_b,
+                         R, d, k->ln_eps);
+}
 
-    ps_nn_linear_forward(a->f1, a->ln1, W(L_FF1_W), W(L_FF1_B), N, d, F);
-    ps_nn_gelu_forward(a->g, a->f1, (size_t)N * F);
-    ps_nn_linear_forward(ws->tmp, a->g, W(L_FF2_W), W(L_FF2_B), N, F, d);
-    dropout_add(a->res2, ws->tmp, a->ln1, Nd, &d_ff);
-    ps_nn_layernorm_forward(a->out, a->ln2_mean, a->ln2_rstd, a->res2, W(L_FF_LN_W), W(L_FF_LN_B), N,
-                            d, k->ln_eps);
-#undef W
+/* Layers first..last-1 of a chunk (the embedding first when first == 0). */
+static void chunk_forward(const ps_sasrec *m, ps_sasrec_ws *ws, const chunk *ch, int n_layers, slot *sl)
+{
+    embed_chunk(m, ws, ch);
+    const float *x = ws->x0;
+    for (int l = 0; l < n_layers; l++) {
+        layer_forward_chunk(m, ws, l, ch, x, sl);
+        x = ws->layer[l].out;
+    }
 }
 
 static int check_ids(const int32_t *ids, size_t n, int32_t hi, const char *what, int L, ps_error *err)
@@ -268,8 +505,8 @@ static int check_ids(const int32_t *ids, size_t n, int32_t hi, const char *what,
     return PS_OK;
 }
 
-int ps_sasrec_forward(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, int B, int training,
-                      uint64_t dropout_seed, uint64_t step, ps_error *err)
+static int forward_impl(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *eff_len, int B,
+                        int training, uint64_t dropout_seed, uint64_t step, ps_error *err)
 {
     const ps_sasrec_config *k = &m->cfg;
     if (!same_shape(&ws->cfg, k))
@@ -277,66 +514,81 @@ int ps_sasrec_forward(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, 
     if (B < 1 || B > ws->max_B)
         return ps_fail(err, "sasrec forward: batch of %d sequences, workspace holds 1..%d", B,
                        ws->max_B);
-    const int L = k->max_len, d = k->d, N = B * L;
+    const int L = k->max_len, N = B * L;
     ws->have_forward = 0;
     if (check_ids(seq, (size_t)N, k->n_items, "seq", L, err))
         return PS_ERR;
-    memcpy(ws->seq, seq, (size_t)N * sizeof *seq);
+    if (eff_len)
+        for (int b = 0; b < B; b++)
+            if (eff_len[b] < 1 || eff_len[b] > L)
+                return ps_fail(err, "sasrec forward: length %d of sequence %d is outside 1..%d", (int)eff_len[b], b, L);
     ws->B = B;
     ws->training = training ? 1 : 0;
     ws->seed = dropout_seed;
     ws->step = step;
-
-    float *P = m->params;
-    const int ln = sasrec_ln_w_index(m);
-    ps_nn_dropout d_emb = dropout_at(ws, 0, k->hidden_dropout);
-    ps_nn_embedding_forward(ws->emb, ws->seq, sasrec_at(m, P, SASREC_ITEM_EMB),
-                            sasrec_at(m, P, SASREC_POS_EMB), B, L, d);
-    ps_nn_layernorm_forward(ws->ln0, ws->ln0_mean, ws->ln0_rstd, ws->emb, sasrec_at(m, P, ln),
-                            sasrec_at(m, P, ln + 1), N, d, k->ln_eps);
-    ps_nn_dropout_forward(ws->x0, ws->ln0, (size_t)N * d, &d_emb);
-
-    const float *x = ws->x0;
-    for (int l = 0; l < k->n_layers; l++) {
-        layer_forward(m, ws, l, x);
-        x = ws->layer[l].out;
+    plan_chunks(ws, B, ws->max_chunks);
+    set_chunks(ws, seq, eff_len, 1);
+    pack_weights(m, ws);
+    const int nch = ws->n_chunks;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(region_threads(ws, nch))
+    for (int c = 0; c < nch; c++) {
+        chunk ch = chunk_at(ws, c);
+        chunk_forward(m, ws, &ch, k->n_layers, &ws->slots[omp_get_thread_num()]);
     }
     ws->have_forward = 1;
     return PS_OK;
 }
 
+int ps_sasrec_forward(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, int B, int training,
+                      uint64_t dropout_seed, uint64_t step, ps_error *err)
+{
+    return forward_impl(m, ws, seq, NULL, B, training, dropout_seed, step, err);
+}
+
+int ps_sasrec_forward_len(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *len, int B,
+                          int training, uint64_t dropout_seed, uint64_t step, ps_error *err)
+{
+    return forward_impl(m, ws, seq, len, B, training, dropout_seed, step, err);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Loss */
 
-/* Gathers the positions with a target into sel_row / sel_target and their hidden rows into hsel;
- * returns their count, or -1 (with err) for an invalid target. */
-static int64_t select_targets(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target,
-                              ps_error *err)
+/* Gathers the positions with a target into sel_row (compact rows) / sel_target, chunk by chunk
+ * in batch order; returns their count, or -1 (with err) for an invalid target. */
+static int64_t select_targets(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, ps_error *err)
 {
-    const int L = m->cfg.max_len, d = m->cfg.d, N = ws->B * L;
+    const int L = m->cfg.max_len;
     int64_t n = 0;
-    for (int i = 0; i < N; i++) {
-        int32_t t = target[i];
-        if (t == -1)
-            continue;
-        if (t < 1 || t > m->cfg.n_items) {
-            ps_fail(err, "sasrec loss: target[%d][%d] = %d; expected an item id 1..%d or -1 (no loss)",
-                    i / L, i % L, (int)t, m->cfg.n_items);
-            return -1;
+    for (int c = 0; c < ws->n_chunks; c++) {
+        chunk ch = chunk_at(ws, c);
+        ws->chunk_sel0[c] = (int)n;
+        for (int s = 0; s < ch.nb; s++) {
+            const int32_t *t = target + (size_t)(ch.b0 + s) * L;
+            for (int l = 0; l < L; l++) {
+                if (t[l] == -1)
+                    continue;
+                if (t[l] < 1 || t[l] > m->cfg.n_items) {
+                    ps_fail(err, "sasrec loss: target[%d][%d] = %d; expected an item id 1..%d or -1 (no loss)",
+                            ch.b0 + s, l, (int)t[l], m->cfg.n_items);
+                    return -1;
+                }
+                if (l >= ch.Le) {
+                    ps_fail(err, "sasrec loss: target[%d][%d] lies past the sequence's length %d given to the forward",
+                            ch.b0 + s, l, ch.Le);
+                    return -1;
+                }
+                ws->sel_row[n] = (int32_t)(ch.r0 + (size_t)s * ch.Le + (size_t)l);
+                ws->sel_target[n] = t[l];
+                n++;
+            }
         }
-        ws->sel_row[n] = i;
-        ws->sel_target[n] = t;
-        n++;
     }
-    const float *h = ps_sasrec_ws_hidden(ws);
-#pragma omp parallel for schedule(static) if (n > 1024)
-    for (int64_t r = 0; r < n; r++)
-        memcpy(ws->hsel + (size_t)r * d, h + (size_t)ws->sel_row[r] * d, (size_t)d * sizeof(float));
+    ws->chunk_sel0[ws->n_chunks] = (int)n;
     return n;
 }
 
-static int loss_preconditions(const ps_sasrec *m, const ps_sasrec_ws *ws, const char *who,
-                              ps_error *err)
+static int loss_preconditions(const ps_sasrec *m, const ps_sasrec_ws *ws, const char *who, ps_error *err)
 {
     if (!same_shape(&ws->cfg, &m->cfg))
         return ps_fail(err, "sasrec %s: the workspace was made for a model of another shape", who);
@@ -352,78 +604,159 @@ static void fill_stats(ps_sasrec_loss_stats *st, double sum, int64_t n)
     st->loss = n > 0 ? (float)(sum / (double)n) : 0.0f;
 }
 
-int ps_sasrec_loss(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target,
-                   ps_sasrec_loss_stats *stats, ps_error *err)
+static void pack_items(const ps_sasrec *m, ps_sasrec_ws *ws)
+{
+    ps_nn_transpose(ws->et, sasrec_at(m, m->params, SASREC_ITEM_EMB), m->cfg.n_items + 1, m->cfg.d);
+}
+
+/* Cross-entropy of a chunk's selected rows, in blocks of CE_BLOCK: losses into row_loss; with
+ * dE != NULL also dh (dhsel rows) and dE = G^T h (the first block writes, the next add). */
+static void chunk_ce(const ps_sasrec *m, ps_sasrec_ws *ws, int c, float grad_scale, float *dE, slot *sl)
+{
+    const int d = m->cfg.d, V = m->cfg.n_items + 1;
+    const int s0 = ws->chunk_sel0[c], s1 = ws->chunk_sel0[c + 1];
+    const float *h = ps_sasrec_ws_hidden(ws), *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
+    for (int r = s0; r < s1; r++)
+        memcpy(ws->hsel + (size_t)r * d, h + (size_t)ws->sel_row[r] * d, (size_t)d * sizeof(float));
+    for (int r0 = s0; r0 < s1; r0 += CE_BLOCK) {
+        const int nb = s1 - r0 < CE_BLOCK ? s1 - r0 : CE_BLOCK;
+        const float *hb = ws->hsel + (size_t)r0 * d;
+        ps_nn_gemm(nb, V, d, hb, d, 1, ws->et, V, sl->logits, V, 1.0f, NULL, 0);
+        ps_nn_ce_rows(sl->logits, nb, V, ws->sel_target + r0, dE != NULL, grad_scale, ws->row_loss + r0);
+        if (dE) {
+            ps_nn_gemm(nb, d, V, sl->logits, V, 1, E, d, ws->dhsel + (size_t)r0 * d, d, 1.0f, NULL, 0);
+            ps_nn_gemm(V, d, nb, sl->logits, 1, V, hb, d, dE, d, 1.0f, NULL, r0 > s0);
+        }
+    }
+}
+
+static double sum_losses(const ps_sasrec_ws *ws, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t r = 0; r < n; r++) /* serial, in row order: deterministic */
+        s += ws->row_loss[r];
+    return s;
+}
+
+int ps_sasrec_loss(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, ps_sasrec_loss_stats *stats,
+                   ps_error *err)
 {
     if (loss_preconditions(m, ws, "loss", err))
         return PS_ERR;
     int64_t n = select_targets(m, ws, target, err);
     if (n < 0)
         return PS_ERR;
-    const float *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
-    double sum = ps_nn_softmax_ce(NULL, NULL, ws->hsel, E, ws->sel_target, (int)n, m->cfg.n_items + 1,
-                                  m->cfg.d, 0.0f, CE_BLOCK, ws->ce_scratch);
-    fill_stats(stats, sum, n);
+    pack_items(m, ws);
+    const int nch = ws->n_chunks;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(region_threads(ws, nch))
+    for (int c = 0; c < nch; c++)
+        chunk_ce(m, ws, c, 0.0f, NULL, &ws->slots[omp_get_thread_num()]);
+    fill_stats(stats, sum_losses(ws, n), n);
     return PS_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Backward */
 
-/* Gradient scratch is zeroed before every += kernel; two threads get more memory bandwidth. */
-static void zero(float *p, size_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++)
-        p[i] = 0.0f;
-}
-
-/* In: ws->g_a = dL/d(block output). Out: ws->g_a = dL/d(block input x). */
-static void layer_backward(ps_sasrec *m, ps_sasrec_ws *ws, int l, const float *x)
+/* Gradient of one block over a chunk's rows; weight gradients += into G (the chunk's buffer).
+ * In: g_a rows = dL/d(block output). Out: g_a rows = dL/d(block input x). */
+static void layer_backward_chunk(ps_sasrec *m, ps_sasrec_ws *ws, int l, const chunk *ch, const float *x_all, float *G,
+                                 slot *sl)
 {
     const ps_sasrec_config *k = &m->cfg;
-    const int N = ws->B * k->max_len, d = k->d, F = k->d_ff;
-    const size_t Nd = (size_t)N * d, NF = (size_t)N * F;
+    const int d = k->d, F = k->d_ff, H = k->n_heads, L = k->max_len, Le = ch->Le, R = ch->nb * Le;
+    const size_t r0 = ch->r0, pb = ch->pb, Rd = (size_t)R * d;
     layer_acts *a = &ws->layer[l];
-    float *P = m->params, *G = m->grads;
-#define W(which) sasrec_at(m, P, sasrec_layer_index(l, which))
+    layer_w w = weights_of(m, ws, l);
 #define DW(which) sasrec_at(m, G, sasrec_layer_index(l, which))
     ps_nn_dropout d_att = dropout_at(ws, 1 + 3 * l, k->attn_dropout);
     ps_nn_dropout d_ao = dropout_at(ws, 2 + 3 * l, k->hidden_dropout);
     ps_nn_dropout d_ff = dropout_at(ws, 3 + 3 * l, k->hidden_dropout);
-    float *dout = ws->g_a, *dres = ws->g_b, *dln1 = ws->g_c, *dy = ws->g_d;
+    const float *x = x_all + r0 * d, *ln1 = a->ln1 + r0 * d, *g = a->g + r0 * F, *f1 = a->f1 + r0 * F;
+    float *dout = ws->g_a + r0 * d, *dres = ws->g_b + r0 * d, *dln1 = ws->g_c + r0 * d, *dy = ws->g_d + r0 * d;
+    float *dg = ws->g_f1 + r0 * F, *df1 = ws->g_f2 + r0 * F, *dqkv = ws->g_qkv + r0 * 3 * d;
 
     /* out = LN(res2), res2 = dropout(f2) + ln1 */
-    zero(dres, Nd);
-    ps_nn_layernorm_backward(dres, DW(L_FF_LN_W), DW(L_FF_LN_B), dout, a->res2, W(L_FF_LN_W),
-                             a->ln2_mean, a->ln2_rstd, N, d);
-    memcpy(dln1, dres, Nd * sizeof *dln1);
-    zero(dy, Nd);
-    ps_nn_dropout_backward(dy, dres, Nd, &d_ff);
-    /* f2 = g W2^T + b2, g = gelu(f1), f1 = ln1 W1^T + b1 */
-    zero(ws->g_f1, NF);
-    ps_nn_linear_backward(ws->g_f1, DW(L_FF2_W), DW(L_FF2_B), dy, a->g, W(L_FF2_W), N, F, d);
-    zero(ws->g_f2, NF);
-    ps_nn_gelu_backward(ws->g_f2, a->f1, ws->g_f1, NF);
-    ps_nn_linear_backward(dln1, DW(L_FF1_W), DW(L_FF1_B), ws->g_f2, a->ln1, W(L_FF1_W), N, d, F);
+    ps_nn_layernorm_backward_rows(dres, DW(L_FF_LN_W), DW(L_FF_LN_B), dout, a->res2 + r0 * d, w.ln2_w,
+                                  a->ln2_mean + r0, a->ln2_rstd + r0, R, d, 0);
+    memcpy(dln1, dres, Rd * sizeof *dln1);
+    dropout_add_chunk(ws, ch, dy, dres, NULL, d, &d_ff);
+    /* f2 = g W2^T + b2: dg = dy W2, dW2 += dy^T g, db2 += colsum(dy) */
+    ps_nn_gemm(R, F, d, dy, d, 1, w.ff2_w, F, dg, F, 1.0f, NULL, 0);
+    ps_nn_gemm(d, F, R, dy, 1, d, g, F, DW(L_FF2_W), F, 1.0f, NULL, 1);
+    ps_nn_colsum_rows(DW(L_FF2_B), dy, R, d, d);
+    /* g = gelu(f1), f1 = ln1 W1^T + b1 */
+    ps_nn_gelu_backward_span(df1, f1, dg, (size_t)R * F, 0);
+    ps_nn_gemm(R, d, F, df1, F, 1, w.ff1_w, d, dln1, d, 1.0f, NULL, 1);
+    ps_nn_gemm(F, d, R, df1, 1, F, ln1, d, DW(L_FF1_W), d, 1.0f, NULL, 1);
+    ps_nn_colsum_rows(DW(L_FF1_B), df1, R, F, F);
 
-    /* ln1 = LN(res1), res1 = dropout(ctx Wd^T + bd) + x; dout (g_a) becomes dL/dx */
-    zero(dres, Nd);
-    ps_nn_layernorm_backward(dres, DW(L_ATT_LN_W), DW(L_ATT_LN_B), dln1, a->res1, W(L_ATT_LN_W),
-                             a->ln1_mean, a->ln1_rstd, N, d);
+    /* ln1 = LN(res1), res1 = dropout(ctx Wd^T + bd) + x; dout becomes dL/dx */
+    ps_nn_layernorm_backward_rows(dres, DW(L_ATT_LN_W), DW(L_ATT_LN_B), dln1, a->res1 + r0 * d, w.ln1_w,
+                                  a->ln1_mean + r0, a->ln1_rstd + r0, R, d, 0);
     float *dx = dout;
-    memcpy(dx, dres, Nd * sizeof *dx);
-    zero(dy, Nd);
-    ps_nn_dropout_backward(dy, dres, Nd, &d_ao);
-    float *dctx = ws->g_c;
-    zero(dctx, Nd);
-    ps_nn_linear_backward(dctx, DW(L_DENSE_W), DW(L_DENSE_B), dy, a->ctx, W(L_DENSE_W), N, d, d);
-    zero(ws->g_qkv, Nd * 3);
-    ps_nn_attention_backward(ws->g_qkv, ws->g_att, dctx, a->qkv, a->probs, a->probs_d, ws->B,
-                             k->max_len, d, k->n_heads, &d_att);
-    ps_nn_linear_backward(dx, DW(L_QKV_W), DW(L_QKV_B), ws->g_qkv, x, W(L_QKV_W), N, d, 3 * d);
-#undef W
+    memcpy(dx, dres, Rd * sizeof *dx);
+    dropout_add_chunk(ws, ch, dy, dres, NULL, d, &d_ao);
+    float *dctx = dln1; /* free again */
+    ps_nn_gemm(R, d, d, dy, d, 1, w.dense_w, d, dctx, d, 1.0f, NULL, 0);
+    ps_nn_gemm(d, d, R, dy, 1, d, a->ctx + r0 * d, d, DW(L_DENSE_W), d, 1.0f, NULL, 1);
+    ps_nn_colsum_rows(DW(L_DENSE_B), dy, R, d, d);
+    for (int s = 0; s < ch->nb; s++) {
+        size_t ro = (size_t)s * Le, po = pb + (size_t)s * H * Le * Le;
+        ps_nn_attn_causal_backward(dqkv + ro * 3 * d, dctx + ro * d, a->qkv + (r0 + ro) * 3 * d, a->probs + po,
+                                   a->probs_d + po, ws->seq + r0 + ro, Le, d, H, &d_att,
+                                   (uint64_t)(ch->b0 + s) * H * L * L, L, sl->att);
+    }
+    ps_nn_gemm(R, d, 3 * d, dqkv, 3 * d, 1, w.qkv_w, d, dx, d, 1.0f, NULL, 1);
+    ps_nn_gemm(3 * d, d, R, dqkv, 1, 3 * d, x, d, DW(L_QKV_W), d, 1.0f, NULL, 1);
+    ps_nn_colsum_rows(DW(L_QKV_B), dqkv, R, 3 * d, 3 * d);
 #undef DW
+}
+
+/* The whole backward of one chunk into its gradient buffer G (zeroed here). */
+static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, float grad_scale, float *G, slot *sl)
+{
+    const ps_sasrec_config *k = &m->cfg;
+    const int d = k->d;
+    chunk ch = chunk_at(ws, c);
+    const int R = ch.nb * ch.Le;
+    const size_t r0 = ch.r0;
+    /* the item table's gradient is written by the first block of logits, the rest zeroed */
+    const size_t n_emb = ((size_t)k->n_items + 1) * d;
+    memset(G + n_emb, 0, (m->n_params - n_emb) * sizeof *G);
+    if (ws->chunk_sel0[c] == ws->chunk_sel0[c + 1])
+        memset(G, 0, n_emb * sizeof *G);
+    chunk_ce(m, ws, c, grad_scale, sasrec_at(m, G, SASREC_ITEM_EMB), sl);
+    float *ga = ws->g_a + r0 * d;
+    memset(ga, 0, (size_t)R * d * sizeof *ga);
+    for (int r = ws->chunk_sel0[c]; r < ws->chunk_sel0[c + 1]; r++)
+        memcpy(ws->g_a + (size_t)ws->sel_row[r] * d, ws->dhsel + (size_t)r * d, (size_t)d * sizeof(float));
+
+    for (int l = k->n_layers - 1; l >= 0; l--)
+        layer_backward_chunk(m, ws, l, &ch, l > 0 ? ws->layer[l - 1].out : ws->x0, G, sl);
+
+    /* x0 = dropout(LN(E[seq] + P)) */
+    const int ln = sasrec_ln_w_index(m);
+    ps_nn_dropout d_emb = dropout_at(ws, 0, k->hidden_dropout);
+    float *gb = ws->g_b + r0 * d, *gc = ws->g_c + r0 * d;
+    dropout_add_chunk(ws, &ch, gb, ga, NULL, d, &d_emb);
+    ps_nn_layernorm_backward_rows(gc, sasrec_at(m, G, ln), sasrec_at(m, G, ln + 1), gb, ws->emb + r0 * d,
+                                  sasrec_at(m, m->params, ln), ws->ln0_mean + r0, ws->ln0_rstd + r0, R, d, 0);
+    float *dE = sasrec_at(m, G, SASREC_ITEM_EMB), *dP = sasrec_at(m, G, SASREC_POS_EMB);
+    const int32_t *ids = ws->seq + r0;
+    for (int r = 0; r < R; r++) {
+        const float *g = gc + (size_t)r * d;
+        if (ids[r] != 0) { /* padding_idx: the pad row gets no gradient from the lookup */
+            float *t = dE + (size_t)ids[r] * d;
+#pragma omp simd
+            for (int j = 0; j < d; j++)
+                t[j] += g[j];
+        }
+        float *p = dP + (size_t)(r % ch.Le) * d;
+#pragma omp simd
+        for (int j = 0; j < d; j++)
+            p[j] += g[j];
+    }
 }
 
 int ps_sasrec_backward(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, double loss_denom,
@@ -436,61 +769,143 @@ int ps_sasrec_backward(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, do
     if (!m->grads)
         return ps_fail(err, "sasrec backward: gradient buffers are not allocated "
                             "(call ps_sasrec_alloc_training first)");
-    const ps_sasrec_config *k = &m->cfg;
-    const int L = k->max_len, d = k->d, N = ws->B * L;
-    const size_t Nd = (size_t)N * d;
     int64_t n = select_targets(m, ws, target, err);
     if (n < 0)
         return PS_ERR;
     double denom = loss_denom > 0.0 ? loss_denom : (double)n;
-    float *P = m->params, *G = m->grads;
-
-    /* loss and dL/dh at the selected rows, scattered back to [B*L, d] */
-    zero(ws->dhsel, (size_t)n * d);
-    double sum = ps_nn_softmax_ce(ws->dhsel, sasrec_at(m, G, SASREC_ITEM_EMB), ws->hsel,
-                                  sasrec_at(m, P, SASREC_ITEM_EMB), ws->sel_target, (int)n,
-                                  k->n_items + 1, d, n > 0 ? (float)(1.0 / denom) : 0.0f, CE_BLOCK,
-                                  ws->ce_scratch);
-    fill_stats(stats, sum, n);
-    zero(ws->g_a, Nd);
-    for (int64_t r = 0; r < n; r++)
-        memcpy(ws->g_a + (size_t)ws->sel_row[r] * d, ws->dhsel + (size_t)r * d, (size_t)d * sizeof(float));
-
-    for (int l = k->n_layers - 1; l >= 0; l--)
-        layer_backward(m, ws, l, l > 0 ? ws->layer[l - 1].out : ws->x0);
-
-    /* x0 = dropout(LN(E[seq] + P)) */
-    const int ln = sasrec_ln_w_index(m);
-    ps_nn_dropout d_emb = dropout_at(ws, 0, k->hidden_dropout);
-    zero(ws->g_b, Nd);
-    ps_nn_dropout_backward(ws->g_b, ws->g_a, Nd, &d_emb);
-    zero(ws->g_c, Nd);
-    ps_nn_layernorm_backward(ws->g_c, sasrec_at(m, G, ln), sasrec_at(m, G, ln + 1), ws->g_b, ws->emb,
-                             sasrec_at(m, P, ln), ws->ln0_mean, ws->ln0_rstd, N, d);
-    ps_nn_embedding_backward(sasrec_at(m, G, SASREC_ITEM_EMB), sasrec_at(m, G, SASREC_POS_EMB), ws->g_c,
-                             ws->seq, ws->B, L, d, 0);
+    const float grad_scale = n > 0 ? (float)(1.0 / denom) : 0.0f;
+    pack_items(m, ws);
+    const int nch = ws->n_chunks;
+    const size_t np = m->n_params;
+    float *grads = m->grads, *part = ws->partial;
+#pragma omp parallel num_threads(region_threads(ws, nch))
+    {
+        slot *sl = &ws->slots[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 1)
+        for (int c = 0; c < nch; c++)
+            chunk_backward(m, ws, c, grad_scale, part + (size_t)c * np, sl);
+        /* grads += the chunks' buffers, each element summed in chunk order */
+        size_t lo, hi;
+        ps_nn_thread_span(np, &lo, &hi);
+        for (int c = 0; c < nch; c++) {
+            const float *p = part + (size_t)c * np;
+            for (size_t i = lo; i < hi; i++)
+                grads[i] += p[i];
+        }
+    }
+    fill_stats(stats, sum_losses(ws, n), n);
     return PS_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
- * User vectors */
+ * User vectors: per chunk, every layer but the last over the chunk's positions, then the last
+ * layer's keys and values for every position and everything else for the last position only.
+ * With the row-independent GEMM and row-wise kernels, the result has the same bits as row
+ * len-1 of a full forward. Sequences are sorted by length so that a chunk's Le fits them all. */
 
-int ps_sasrec_user_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq,
-                           const int32_t *len, int B, float *out, ps_error *err)
+static void last_layer_rows(const ps_sasrec *m, ps_sasrec_ws *ws, const chunk *ch, const int32_t *len,
+                            float *const *out_rows, slot *sl)
 {
-    const int L = m->cfg.max_len, d = m->cfg.d;
+    const ps_sasrec_config *k = &m->cfg;
+    const int d = k->d, F = k->d_ff, H = k->n_heads, L = k->max_len, Le = ch->Le, R = ch->nb * Le, nb = ch->nb;
+    const int l = k->n_layers - 1;
+    const size_t r0 = ch->r0, pb = ch->pb;
+    layer_acts *a = &ws->layer[l];
+    layer_w w = weights_of(m, ws, l);
+    const float *x = (l > 0 ? ws->layer[l - 1].out : ws->x0) + r0 * d;
+    float *qkv = a->qkv + r0 * 3 * d;
+    /* keys and values of every position: columns d..3d of the fused projection */
+    ps_nn_gemm(R, 2 * d, d, x, d, 1, w.qkv_t + d, 3 * d, qkv + d, 3 * d, 1.0f, w.qkv_b + d, 0);
+    for (int s = 0; s < nb; s++)
+        memcpy(sl->xl + (size_t)s * d, x + ((size_t)s * Le + (size_t)(len[s] - 1)) * d, (size_t)d * sizeof(float));
+    ps_nn_gemm(nb, d, d, sl->xl, d, 1, w.qkv_t, 3 * d, sl->ql, d, 1.0f, w.qkv_b, 0);
+    for (int s = 0; s < nb; s++) {
+        size_t ro = (size_t)s * Le, po = pb + (size_t)s * H * Le * Le;
+        ps_nn_attn_causal_forward(sl->ctxl + (size_t)s * d, d, a->probs + po, NULL, sl->ql + (size_t)s * d, d,
+                                  qkv + ro * 3 * d + d, 3 * d, ws->seq + r0 + ro, Le, len[s] - 1, len[s], d, H, NULL,
+                                  0, L, sl->att);
+    }
+    linear(sl->tmp, sl->ctxl, w.dense_t, w.dense_b, nb, d, d);
+    ps_nn_dropout_span(sl->res1, sl->tmp, sl->xl, (size_t)nb * d, NULL, 0);
+    ps_nn_layernorm_rows(sl->ln1, sl->mean, sl->rstd, sl->res1, w.ln1_w, w.ln1_b, nb, d, k->ln_eps);
+    linear(sl->f, sl->ln1, w.ff1_t, w.ff1_b, nb, d, F);
+    ps_nn_gelu_span(sl->f, sl->f, (size_t)nb * F);
+    linear(sl->tmp, sl->f, w.ff2_t, w.ff2_b, nb, F, d);
+    ps_nn_dropout_span(sl->res2, sl->tmp, sl->ln1, (size_t)nb * d, NULL, 0);
+    ps_nn_layernorm_rows(sl->res1, sl->mean, sl->rstd, sl->res2, w.ln2_w, w.ln2_b, nb, d, k->ln_eps);
+    for (int s = 0; s < nb; s++)
+        memcpy(out_rows[s], sl->res1 + (size_t)s * d, (size_t)d * sizeof(float));
+}
+
+int ps_sasrec_user_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *len, int B,
+                           float *out, ps_error *err)
+{
+    const ps_sasrec_config *k = &m->cfg;
+    const int L = k->max_len, d = k->d;
+    if (!same_shape(&ws->cfg, k))
+        return ps_fail(err, "sasrec user vectors: the workspace was made for a model of another shape");
     for (int b = 0; b < B; b++)
         if (len[b] < 1 || len[b] > L)
             return ps_fail(err, "sasrec user vectors: len[%d] = %d is outside 1..%d", b, (int)len[b], L);
-    for (int b0 = 0; b0 < B; b0 += ws->max_B) {
-        int nb = B - b0 < ws->max_B ? B - b0 : ws->max_B;
-        if (ps_sasrec_forward(m, ws, seq + (size_t)b0 * L, nb, 0, 0, 0, err))
-            return ps_fail_wrap(err, "sasrec user vectors (sequences %d..%d)", b0, b0 + nb - 1);
-        const float *h = ps_sasrec_ws_hidden(ws);
-        for (int b = 0; b < nb; b++) {
-            size_t row = (size_t)b * L + (size_t)(len[b0 + b] - 1);
-            memcpy(out + (size_t)(b0 + b) * d, h + row * d, (size_t)d * sizeof(float));
+    if (check_ids(seq, (size_t)B * L, k->n_items, "seq", L, err))
+        return PS_ERR;
+    const int maxB = ws->max_B;
+    int32_t *order = malloc((size_t)maxB * sizeof *order), *slen = malloc((size_t)maxB * sizeof *slen);
+    int32_t *sseq = malloc((size_t)maxB * L * sizeof *sseq);
+    float **rows = malloc((size_t)maxB * sizeof *rows);
+    if (!order || !slen || !sseq || !rows) {
+        free(order), free(slen), free(sseq), free(rows);
+        return ps_fail(err, "sasrec user vectors: out of memory");
+    }
+    pack_weights(m, ws);
+    ws->have_forward = 0;
+    ws->training = 0;
+    ws->seed = ws->step = 0;
+    for (int b0 = 0; b0 < B; b0 += maxB) {
+        const int nb = B - b0 < maxB ? B - b0 : maxB;
+        /* counting sort by length, longest first, stable */
+        int count[4097] = {0};
+        int *cnt = L <= 4096 ? count : NULL;
+        if (cnt) {
+            for (int b = 0; b < nb; b++)
+                cnt[L - len[b0 + b]]++;
+            for (int v = 0, acc = 0; v <= L; v++) {
+                int t = cnt[v];
+                cnt[v] = acc;
+                acc += t;
+            }
+            for (int b = 0; b < nb; b++)
+                order[cnt[L - len[b0 + b]]++] = b0 + b;
+        } else {
+            for (int b = 0; b < nb; b++)
+                order[b] = b0 + b;
+        }
+        for (int i = 0; i < nb; i++) {
+            memcpy(sseq + (size_t)i * L, seq + (size_t)order[i] * L, (size_t)L * sizeof *sseq);
+            slen[i] = len[order[i]];
+            rows[i] = out + (size_t)order[i] * d;
+        }
+        ws->B = nb;
+        plan_chunks(ws, nb, MAX_CHUNKS);
+        set_chunks(ws, sseq, slen, 0);
+        const int nch = ws->n_chunks;
+        /* each thread keeps its chunks in its own rows of the buffers, so only those pages are
+         * ever touched (a fresh workspace costs page faults, not just a calloc) */
+        const int by_slot = ws->n_slots * ws->chunk_size <= ws->max_B;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(region_threads(ws, nch))
+        for (int c = 0; c < nch; c++) {
+            chunk ch = chunk_at(ws, c);
+            const int t = omp_get_thread_num();
+            slot *sl = &ws->slots[t];
+            if (by_slot) {
+                ch.r0 = (size_t)t * ws->chunk_size * L;
+                ch.pb = (size_t)t * ws->chunk_size * k->n_heads * L * L;
+            }
+            copy_ids(ws, &ch, sseq);
+            chunk_forward(m, ws, &ch, k->n_layers - 1, sl);
+            last_layer_rows(m, ws, &ch, slen + ch.b0, rows + ch.b0, sl);
         }
     }
+    free(order), free(slen), free(sseq), free(rows);
     return PS_OK;
 }

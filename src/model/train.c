@@ -2,6 +2,7 @@
  * positions -> micro-batches through forward/backward (gradients accumulate) -> one Adam step. */
 #include "popsteer/train.h"
 #include "popsteer/checkpoint.h"
+#include "model/sasrec_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -107,9 +108,11 @@ static void shuffle_windows(window *w, const window *canonical, int64_t n, uint6
     }
 }
 
-static void fill_micro_batch(const ps_dataset *ds, const window *w, int B, int L, int32_t *seq, int32_t *target)
+static void fill_micro_batch(const ps_dataset *ds, const window *w, int B, int L, int32_t *seq, int32_t *target,
+                             int32_t *len)
 {
     for (int b = 0; b < B; b++) {
+        len[b] = w[b].len;
         const int32_t *items = ds->seq + ds->user_off[w[b].user] + w[b].start;
         int32_t *s = seq + (size_t)b * L, *t = target + (size_t)b * L;
         for (int j = 0; j < L; j++) {
@@ -128,7 +131,7 @@ typedef struct trainer {
     window *win, *canonical;
     int64_t n_win, n_targets;
     ps_sasrec_ws *ws;
-    int32_t *seq, *target;
+    int32_t *seq, *target, *len;
     float *best;
     ps_train_state st;
 } trainer;
@@ -145,11 +148,12 @@ static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets,
     ps_sasrec_zero_grad(t->m);
     for (int64_t i = first, micro = 0; i < last; i += t->o->micro_batch, micro++) {
         int B = (int)(last - i < t->o->micro_batch ? last - i : t->o->micro_batch);
-        fill_micro_batch(t->ds, t->win + i, B, L, t->seq, t->target);
+        fill_micro_batch(t->ds, t->win + i, B, L, t->seq, t->target, t->len);
         /* dropout stream: unique per (Adam step, micro-batch), replayable on --resume */
         uint64_t step = ((uint64_t)t->m->adam_t << 20) | (uint64_t)micro;
         ps_sasrec_loss_stats ls;
-        if (ps_sasrec_forward(t->m, t->ws, t->seq, B, 1, t->o->seed, step, err) != PS_OK ||
+        /* positions past a window's length are padding: not computed (exact, see sasrec_ws.c) */
+        if (ps_sasrec_forward_len(t->m, t->ws, t->seq, t->len, B, 1, t->o->seed, step, err) != PS_OK ||
             ps_sasrec_backward(t->m, t->ws, t->target, (double)targets, &ls, err) != PS_OK)
             return PS_ERR;
         *loss_sum += ls.loss_sum;
@@ -298,8 +302,9 @@ static int setup(trainer *t, ps_error *err)
     int B = t->o->micro_batch;
     t->seq = ps_calloc((size_t)B * (size_t)L, sizeof *t->seq, "batch", err);
     t->target = ps_calloc((size_t)B * (size_t)L, sizeof *t->target, "batch", err);
+    t->len = ps_calloc((size_t)B, sizeof *t->len, "batch", err);
     t->best = ps_calloc(t->m->n_params, sizeof *t->best, "best parameters", err);
-    if (!t->seq || !t->target || !t->best || ps_sasrec_ws_create(&t->ws, t->m, B, 1, err) != PS_OK)
+    if (!t->seq || !t->target || !t->len || !t->best || ps_sasrec_ws_create(&t->ws, t->m, B, 1, err) != PS_OK)
         return PS_ERR;
     t->st.seed = t->o->seed;
     t->st.fingerprint = options_fingerprint(t);
@@ -334,6 +339,7 @@ int ps_sasrec_train(ps_sasrec *m, const ps_dataset *ds, const ps_train_options *
     free(t.canonical);
     free(t.seq);
     free(t.target);
+    free(t.len);
     free(t.best);
     ps_sasrec_ws_free(t.ws);
     return rc;

@@ -111,6 +111,50 @@ static void apply(float *y, const float *x, size_t n, const ps_nn_dropout *d, in
     }
 }
 
+/* out[t] = x[t] * mask(e0 + t) / (1-p) (+ add[t]); add == out accumulates. */
+PS_NN_CLONES static void span_add(float *out, const float *x, const float *add, uint32_t j0, uint32_t n,
+                                  uint64_t key, uint32_t thr, int32_t scale_bits)
+{
+#pragma omp simd
+    for (uint32_t j = 0; j < n; j++) {
+        int32_t fb = scale_bits & -(int32_t)(word(key, j0 + j) >= thr);
+        float f;
+        memcpy(&f, &fb, sizeof f);
+        out[j] = x[j] * f + add[j];
+    }
+}
+
+void ps_nn_dropout_span(float *out, const float *x, const float *add, size_t n, const ps_nn_dropout *d,
+                        uint64_t e0)
+{
+    if (!active(d)) {
+        if (add) {
+#pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                out[i] = x[i] + add[i];
+        } else if (out != x) {
+            memcpy(out, x, n * sizeof *out);
+        }
+        return;
+    }
+    const uint32_t thr = drop_threshold(d->p);
+    const int32_t scale_bits = float_bits(1.0f / (1.0f - d->p));
+    size_t t = 0;
+    while (t < n) {
+        const uint64_t e = e0 + t, chunk = e / CHUNK;
+        const uint32_t j = (uint32_t)(e % CHUNK);
+        size_t len = (size_t)(CHUNK - j);
+        if (len > n - t)
+            len = n - t;
+        const uint64_t key = chunk_key(d, chunk);
+        if (add)
+            span_add(out + t, x + t, add + t, j, (uint32_t)len, key, thr, scale_bits);
+        else
+            apply_span(out + t, x + t, j, (uint32_t)len, key, thr, scale_bits, 0);
+        t += len;
+    }
+}
+
 void ps_nn_dropout_forward(float *out, const float *x, size_t n, const ps_nn_dropout *d)
 {
     if (active(d)) {

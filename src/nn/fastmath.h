@@ -20,7 +20,7 @@
  * -ffp-contract=off, so both versions round every operation alike; only the order of simd
  * reductions (sums within a row) follows the vector width. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PS_NN_CLONES __attribute__((target_clones("avx2", "default")))
+#define PS_NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define PS_NN_CLONES
 #endif

@@ -28,6 +28,31 @@ PS_NN_CLONES static void gelu_backward_span(float *dx, const float *x, const flo
     }
 }
 
+PS_NN_CLONES static void gelu_backward_set(float *dx, const float *x, const float *dout, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], z = v * INV_SQRT2;
+        float ez = ps_nn_fexp(-z * z);
+        float cdf = 0.5f * (1.0f + ps_nn_ferf_with_exp(z, ez));
+        float pdf = INV_SQRT_2PI * ez;
+        dx[i] = dout[i] * (cdf + v * pdf);
+    }
+}
+
+void ps_nn_gelu_span(float *out, const float *x, size_t n)
+{
+    gelu_span(out, x, n);
+}
+
+void ps_nn_gelu_backward_span(float *dx, const float *x, const float *dout, size_t n, int accumulate)
+{
+    if (accumulate)
+        gelu_backward_span(dx, x, dout, n);
+    else
+        gelu_backward_set(dx, x, dout, n);
+}
+
 void ps_nn_gelu_forward(float *out, const float *x, size_t n)
 {
 #pragma omp parallel if (n > PAR_MIN)

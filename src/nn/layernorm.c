@@ -1,4 +1,5 @@
 /* LayerNorm over the last dimension (PyTorch: biased variance, eps inside the sqrt). */
+#include "nn/fastmath.h"
 #include "nn/nn.h"
 
 #include <math.h>
@@ -6,11 +7,10 @@
 
 /* Row statistics in double: with eps = 1e-12 nothing guards a near-constant row, so the
  * variance must not lose digits to cancellation. */
-void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
-                             const float *b, int N, int C, float eps)
+static inline void ln_row(float *out, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int n, int C, float eps)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * C > 32768)
-    for (int n = 0; n < N; n++) {
+    {
         const float *xr = x + (size_t)n * C;
         double s = 0.0;
         for (int c = 0; c < C; c++)
@@ -32,9 +32,85 @@ void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *
     }
 }
 
-/* With xhat = (x - mean) rstd and g = dout * w:
- *   dx = rstd (g - mean_c(g) - xhat mean_c(g xhat)),  dw = sum_n dout xhat,  db = sum_n dout.
- * dx is row-parallel; dw/db are split by column so each sum runs in row order (deterministic). */
+void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                             const float *b, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C > 32768)
+    for (int n = 0; n < N; n++)
+        ln_row(out, mean, rstd, x, w, b, n, C, eps);
+}
+
+/* The serial row versions: the same formulas with the row sums vectorised (their order follows
+ * the vector width, so the bits differ slightly from ln_row; each row still depends on itself
+ * only). */
+PS_NN_CLONES void ps_nn_layernorm_rows(float *out, float *mean, float *rstd, const float *x, const float *w,
+                                       const float *b, int N, int C, float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < C; c++)
+            s += xr[c];
+        const double m = s / C;
+        double v = 0.0;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) {
+            double dv = xr[c] - m;
+            v += dv * dv;
+        }
+        v /= C;
+        const float mf = (float)m;
+        const float rs = (float)(1.0 / sqrt(v + (double)eps));
+        float *o = out + (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = (xr[c] - mf) * rs * w[c] + b[c];
+        mean[n] = mf;
+        rstd[n] = rs;
+    }
+}
+
+PS_NN_CLONES void ps_nn_layernorm_backward_rows(float *dx, float *dw, float *db, const float *dout, const float *x,
+                                                const float *w, const float *mean, const float *rstd, int N, int C,
+                                                int accumulate)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        const float *gr = dout + (size_t)n * C;
+        const float m = mean[n], rs = rstd[n];
+        float sg = 0.0f, sgx = 0.0f;
+#pragma omp simd reduction(+ : sg, sgx)
+        for (int c = 0; c < C; c++) {
+            float xh = (xr[c] - m) * rs;
+            float g = gr[c] * w[c];
+            sg += g;
+            sgx += g * xh;
+        }
+        sg /= (float)C;
+        sgx /= (float)C;
+        float *dr = dx + (size_t)n * C;
+        if (accumulate) {
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * rs;
+                dr[c] = dr[c] + rs * (gr[c] * w[c] - sg - xh * sgx);
+            }
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * rs;
+                dr[c] = rs * (gr[c] * w[c] - sg - xh * sgx);
+            }
+        }
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            dw[c] += gr[c] * (xr[c] - m) * rs;
+            db[c] += gr[c];
+        }
+    }
+}
+
 void ps_nn_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                               const float *w, const float *mean, const float *rstd, int N, int C)
 {

@@ -1,4 +1,5 @@
 /* Linear layers in PyTorch layout (W [out, in]), the sgemm wrapper they use, small helpers. */
+#include "nn/fastmath.h"
 #include "nn/nn.h"
 
 #include <cblas.h>
@@ -30,6 +31,16 @@ void ps_nn_colsum_acc(float *out, const float *x, int N, int C)
             for (int c = c0; c < c1; c++)
                 out[c] += xr[c];
         }
+    }
+}
+
+PS_NN_CLONES void ps_nn_colsum_rows(float *out, const float *x, int N, int C, ptrdiff_t ldx)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (ptrdiff_t)n * ldx;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            out[c] += xr[c];
     }
 }
 

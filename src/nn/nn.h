@@ -58,6 +58,14 @@ void ps_nn_layernorm_forward(float *out, float *mean, float *rstd, const float *
 void ps_nn_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                               const float *w, const float *mean, const float *rstd, int N, int C);
 
+/* Serial versions for callers that parallelise at a higher level (the model's chunks). */
+void ps_nn_layernorm_rows(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                          int N, int C, float eps);
+/* dx [N,C] = (or += with accumulate) ..., dw [C] +=, db [C] += (rows in order). */
+void ps_nn_layernorm_backward_rows(float *dx, float *dw, float *db, const float *dout, const float *x,
+                                   const float *w, const float *mean, const float *rstd, int N, int C,
+                                   int accumulate);
+
 /* ---------------------------------------------------------------------------------------------
  * Linear, PyTorch layout (linear.c) */
 
@@ -79,8 +87,28 @@ void ps_nn_linear_backward(float *dx, float *dW, float *db, const float *dy, con
 void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Our GEMM, single-threaded (callers parallelise over rows / sequences / chunks), gemm.c:
+ *   C [M,N] = alpha * A B (+ bias [N])   or, with accumulate, C [M,N] += alpha * A B
+ * with A(i,k) = A[i*a_rs + k*a_ks] (row-major: a_rs = lda, a_ks = 1; transposed: a_rs = 1,
+ * a_ks = lda) and B(k,j) = B[k*ldb + j]. Every element is one FMA chain over k in order (K is cut
+ * at fixed multiples of 384, the later pieces added to C), so C[i][j] depends only on row i of
+ * A, column j of B, K, alpha, bias[j] and the mode: NOT on M, N, where the row or column sits in
+ * the call, or the thread. That is what makes the model's rows computable in any grouping (a
+ * user vector alone, or inside a batch) with identical bits. The instruction set (AVX-512,
+ * AVX2+FMA, plain C) is picked at load time; POPSTEER_GEMM_ISA=generic|avx2|avx512 forces one
+ * for testing. The paths differ in the last bits from each other. */
+void ps_nn_gemm(int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B,
+                ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias, int accumulate);
+/* "avx512", "avx2" or "generic": the path ps_nn_gemm uses. */
+const char *ps_nn_gemm_isa(void);
+/* dst [cols, rows] = src [rows, cols]^T */
+void ps_nn_transpose(float *dst, const float *src, int rows, int cols);
+
 /* Column sums: out[c] += sum_n x[n,c] for x [N,C] (deterministic, used for biases). */
 void ps_nn_colsum_acc(float *out, const float *x, int N, int C);
+
+/* Serial: out[c] += sum_n x[n*ldx + c], rows in order. */
+void ps_nn_colsum_rows(float *out, const float *x, int N, int C, ptrdiff_t ldx);
 
 /* ---------------------------------------------------------------------------------------------
  * GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)) (gelu.c) */
@@ -89,6 +117,10 @@ void ps_nn_colsum_acc(float *out, const float *x, int N, int C);
 void ps_nn_gelu_forward(float *out, const float *x, size_t n);
 /* dx [n] += gelu'(x) dout */
 void ps_nn_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+
+/* Serial spans: out [n] = gelu(x); dx [n] = (or += with accumulate) gelu'(x) dout. */
+void ps_nn_gelu_span(float *out, const float *x, size_t n);
+void ps_nn_gelu_backward_span(float *dx, const float *x, const float *dout, size_t n, int accumulate);
 
 /* ---------------------------------------------------------------------------------------------
  * Dropout with a counter-based mask (dropout.c).
@@ -110,6 +142,13 @@ void ps_nn_dropout_forward(float *out, const float *x, size_t n, const ps_nn_dro
 /* dx [n] += dout * mask / (1-p) */
 void ps_nn_dropout_backward(float *dx, const float *dout, size_t n, const ps_nn_dropout *d);
 
+/* Serial span of a larger masked array: out[t] = x[t] * mask(e0 + t) / (1-p), plus add[t] when add
+ * is not NULL (add may equal out: accumulation). The mask of element e0 + t is the one
+ * ps_nn_dropout_forward gives element e0 + t of the whole array, so an array can be processed in
+ * any pieces. Inactive dropout: out = x (+ add). out may equal x. */
+void ps_nn_dropout_span(float *out, const float *x, const float *add, size_t n, const ps_nn_dropout *d,
+                        uint64_t e0);
+
 /* ---------------------------------------------------------------------------------------------
  * Causal, padding-masked multi-head self-attention core as in RecBole (attention.c).
  *
@@ -129,6 +168,31 @@ void ps_nn_attention_backward(float *dqkv, float *dscratch, const float *dctx, c
                               const float *probs, const float *probs_drop, int B, int L, int C,
                               int H, const ps_nn_dropout *drop);
 
+/* Causal attention of ONE sequence, all heads, single-threaded (attention_causal.c), with the
+ * masking above. Query row i sees keys 0..i only (the later keys' -10000 gives exact zeros), so
+ * row i's result does not depend on how many rows follow it; a row whose keys 0..i are all
+ * padding keeps PyTorch's softmax over all Le keys.
+ *   q: query rows q0..q1-1 at q + (i - q0) * q_ld (head h at column h*hd);
+ *   kv: key j at kv + j*kv_ld + h*hd, value j at kv + j*kv_ld + C + h*hd (kv = qkv + C for
+ *       fused qkv rows), j = 0..Le-1;
+ *   ids [Le]: key item ids (0 = padding);
+ *   probs [H, Le, Le]: rows q0..q1-1 written (zeros past the visible keys);
+ *   probs_d [H, Le, Le]: the same after dropout (written only when drop is active);
+ *   ctx: rows q0..q1-1 at ctx + (i - q0) * ctx_ld.
+ * Dropout element of (h, i, j) is e_base + (h*L + i)*L + j with L the full sequence length, so
+ * the masks are those of a [B, H, L, L] array with e_base = b*H*L*L.
+ * scratch: ps_nn_attn_causal_scratch_floats(L, C, H) floats. */
+size_t ps_nn_attn_causal_scratch_floats(int L, int C, int H);
+void ps_nn_attn_causal_forward(float *ctx, ptrdiff_t ctx_ld, float *probs, float *probs_d, const float *q,
+                               ptrdiff_t q_ld, const float *kv, ptrdiff_t kv_ld, const int32_t *ids, int Le,
+                               int q0, int q1, int C, int H, const ps_nn_dropout *drop, uint64_t e_base, int L,
+                               float *scratch);
+/* All Le rows: dctx [Le, C] -> dqkv [Le, 3C] (written, not accumulated). qkv, probs, probs_d as
+ * the forward left them (q0 = 0, q1 = Le). */
+void ps_nn_attn_causal_backward(float *dqkv, const float *dctx, const float *qkv, const float *probs,
+                                const float *probs_d, const int32_t *ids, int Le, int C, int H,
+                                const ps_nn_dropout *drop, uint64_t e_base, int L, float *scratch);
+
 /* ---------------------------------------------------------------------------------------------
  * Softmax cross-entropy against a table (softmax_ce.c), fused forward + backward.
  *
@@ -141,6 +205,10 @@ void ps_nn_attention_backward(float *dqkv, float *dscratch, const float *dctx, c
 size_t ps_nn_softmax_ce_scratch_floats(int block, int V);
 double ps_nn_softmax_ce(float *dh, float *dE, const float *h, const float *E, const int32_t *target,
                         int N, int V, int C, float grad_scale, int block, float *scratch);
+/* Serial rows of logits [nb, V] -> losses [nb] (double); with want_grad each row becomes
+ * grad_scale * (softmax - onehot(target)). */
+void ps_nn_ce_rows(float *logits, int nb, int V, const int32_t *target, int want_grad, float grad_scale,
+                   double *losses);
 
 /* ---------------------------------------------------------------------------------------------
  * Adam, PyTorch semantics, no weight decay (adam.c). t is the step number after increment

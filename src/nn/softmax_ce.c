@@ -45,6 +45,13 @@ PS_NN_CLONES static double ce_row(float *row, int V, int32_t t, int want_grad, f
     return log(sum) + (double)mx - (double)lt;
 }
 
+void ps_nn_ce_rows(float *logits, int nb, int V, const int32_t *target, int want_grad, float grad_scale,
+                   double *losses)
+{
+    for (int r = 0; r < nb; r++)
+        losses[r] = ce_row(logits + (size_t)r * V, V, target[r], want_grad, grad_scale);
+}
+
 double ps_nn_softmax_ce(float *dh, float *dE, const float *h, const float *E, const int32_t *target,
                         int N, int V, int C, float grad_scale, int block, float *scratch)
 {

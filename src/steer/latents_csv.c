@@ -168,30 +168,44 @@ int ps_latents_csv_write(const char *path, const ps_latent_table *t, const ps_la
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
-/* Splits buf in place into NUL-terminated lines without their "\n" or "\r\n"; returns the
- * number of lines (a final newline does not start another line). */
-static int64_t split_lines(char *buf, size_t len, char **lines)
+/* Lines are read in place, one after the other: no index of line pointers, which for a hostile
+ * file of newlines would cost 8 bytes per input byte (8 GB for the 1 GB size limit). */
+
+/* Cuts the line at *p off in place: NUL-terminates it without its "\n" or "\r\n" and moves *p
+ * past it. buf has a NUL at end, so a last line without "\n" is handled too. */
+static char *cut_line(char **p, char *end)
 {
-    int64_t n = 0;
-    char *p = buf, *end = buf + len;
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *stop = nl ? nl : end;
-        if (stop > p && stop[-1] == '\r')
-            stop[-1] = '\0';
-        *stop = '\0'; /* buf has a NUL at end, so this is in bounds when nl is NULL */
-        lines[n++] = p;
-        p = stop + 1;
-    }
-    return n;
+    char *line = *p;
+    char *nl = memchr(line, '\n', (size_t)(end - line));
+    char *stop = nl ? nl : end;
+    if (stop > line && stop[-1] == '\r')
+        stop[-1] = '\0';
+    *stop = '\0';
+    *p = nl ? nl + 1 : end;
+    return line;
 }
 
-static int64_t count_newlines(const char *buf, size_t len)
+/* The shape of the text before anything is cut: the number of lines once trailing empty lines
+ * are dropped (a final newline does not start another line), and the first empty line after the
+ * header among those (0 if none). */
+static void count_lines(const char *buf, size_t len, int64_t *n_lines, int64_t *first_empty)
 {
-    int64_t n = 0;
-    for (const char *p = buf; (p = memchr(p, '\n', len - (size_t)(p - buf))) != NULL; p++)
+    int64_t n = 0, last_nonempty = 0, empty = 0;
+    for (const char *p = buf, *end = buf + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        size_t l = (size_t)(stop - p);
+        if (l && p[l - 1] == '\r')
+            l--;
         n++;
-    return n;
+        if (l && p[0] != '\0') /* a line starting with NUL reads as "" once cut */
+            last_nonempty = n;
+        else if (n > 1 && !empty)
+            empty = n;
+        p = nl ? nl + 1 : end;
+    }
+    *n_lines = last_nonempty;
+    *first_empty = empty && empty < last_nonempty ? empty : 0;
 }
 
 /* Cuts the next comma-separated field off *s (NUL-terminating it); NULL when there is none. */
@@ -263,22 +277,18 @@ static int parse_row(const char *path, int64_t line, char *text, int j, double *
 }
 
 /* Checks the header and the shape: returns the number of data rows in *rows. Trailing
- * empty lines are ignored; an empty line between rows is an error. */
-static int check_shape(const char *path, char **lines, int64_t n_lines, int expected_m, int64_t *rows,
-                       ps_error *err)
+ * empty lines are ignored; an empty line between rows is an error. header is the first line. */
+static int check_shape(const char *path, const char *header, int64_t n_lines, int64_t first_empty, int expected_m,
+                       int64_t *rows, ps_error *err)
 {
-    while (n_lines > 0 && lines[n_lines - 1][0] == '\0')
-        n_lines--;
     if (n_lines == 0)
         return ps_fail(err, "%s: the file is empty; expected the header '%s'", path, PS_LATENTS_CSV_HEADER);
-    const char *header = lines[0];
     if (strncmp(header, "\xEF\xBB\xBF", 3) == 0)
         header += 3; /* UTF-8 BOM from a spreadsheet round trip */
     if (strcmp(header, PS_LATENTS_CSV_HEADER) != 0)
         return ps_fail(err, "%s:1: header is '%.200s', expected '%s'", path, header, PS_LATENTS_CSV_HEADER);
-    for (int64_t i = 1; i < n_lines; i++)
-        if (lines[i][0] == '\0')
-            return ps_fail(err, "%s:%lld: empty line inside the table", path, (long long)(i + 1));
+    if (first_empty)
+        return ps_fail(err, "%s:%lld: empty line inside the table", path, (long long)first_empty);
     *rows = n_lines - 1;
     if (*rows == 0)
         return ps_fail(err, "%s: has a header but no rows", path);
@@ -289,18 +299,20 @@ static int check_shape(const char *path, char **lines, int64_t n_lines, int expe
     return PS_OK;
 }
 
-static int parse_table(const char *path, char **lines, int64_t n_lines, int expected_m, ps_latent_table *t,
-                       ps_error *err)
+static int parse_table(const char *path, char *buf, size_t len, int expected_m, ps_latent_table *t, ps_error *err)
 {
-    int64_t rows = 0;
-    if (check_shape(path, lines, n_lines, expected_m, &rows, err) != PS_OK)
+    int64_t n_lines, first_empty, rows = 0;
+    count_lines(buf, len, &n_lines, &first_empty);
+    char *p = buf, *end = buf + len;
+    const char *header = n_lines ? cut_line(&p, end) : "";
+    if (check_shape(path, header, n_lines, first_empty, expected_m, &rows, err) != PS_OK)
         return PS_ERR;
     if (ps_latent_table_alloc(t, (int)rows, err) != PS_OK)
         return PS_ERR;
     double *cols[N_NUMERIC];
     table_columns(t, cols);
     for (int j = 0; j < t->m; j++)
-        if (parse_row(path, j + 2, lines[j + 1], j, cols, err) != PS_OK) {
+        if (parse_row(path, j + 2, cut_line(&p, end), j, cols, err) != PS_OK) {
             ps_latent_table_free(t);
             return PS_ERR;
         }
@@ -317,14 +329,7 @@ int ps_latents_csv_read(const char *path, int expected_m, ps_latent_table *t, ps
     size_t len;
     if (ps_read_file(path, MAX_TABLE_BYTES, &buf, &len, err) != PS_OK)
         return PS_ERR;
-    char **lines = ps_calloc((size_t)count_newlines(buf, len) + 1, sizeof *lines, "line index", err);
-    if (!lines) {
-        free(buf);
-        return ps_fail_wrap(err, "%s", path);
-    }
-    int64_t n_lines = split_lines(buf, len, lines);
-    int rc = parse_table(path, lines, n_lines, expected_m, t, err);
-    free(lines);
+    int rc = parse_table(path, buf, len, expected_m, t, err);
     free(buf);
     return rc;
 }

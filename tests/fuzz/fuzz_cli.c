@@ -12,6 +12,8 @@
  *  - inputs with a number from 17 to 2^31 - 1 anywhere are skipped: they are the in-range sizes
  *    (users, epochs, hidden size, micro-batch, ...) that only make a run slow. Larger numbers
  *    still run, so the range checks are fuzzed;
+ *  - `sweep` and `run` are skipped: they chain the stages fuzzed here, make directories and
+ *    start gnuplot, which --gnuplot lets the input choose;
  *  - light defaults are inserted right after the commands that train or generate (`train
  *    --epochs 1 --hidden 8 ...`, `sae train --scale 2 ...`, `probe --cap 8`, `data synth
  *    --users 12 ...`); words from the input come after them and override them.
@@ -42,7 +44,7 @@ typedef struct seed_file {
     struct stat st;
 } seed_file;
 
-static char g_dir[256];
+static char g_dir[512];
 static seed_file g_seeds[MAX_SEEDS];
 static int g_n_seeds;
 
@@ -146,6 +148,10 @@ static void setup(void)
 /* Skip inputs that could only be slow or escape the scratch directory (see the top comment). */
 static int acceptable(char **words, int n)
 {
+    /* `sweep` and `run` orchestrate the stages fuzzed here, create directories and start gnuplot
+     * (a program the input could name with --gnuplot): not run from this target. */
+    if (n >= 1 && (!strcmp(words[0], "sweep") || !strcmp(words[0], "run")))
+        return 0;
     for (int i = 0; i < n; i++) {
         const char *w = words[i];
         if (strchr(w, '/') || strstr(w, ".."))
@@ -231,7 +237,8 @@ static int run_cli(int argc, char **argv)
     FUZZ_CHECK(getcwd(here, sizeof here) != NULL);
     FUZZ_CHECK(chdir(g_dir) == 0);
     int saved_out = -1, saved_err = -1;
-    if (g_stderr >= 0) {
+    int discard = g_stderr >= 0 && !getenv("FUZZ_VERBOSE");
+    if (discard) {
         fflush(NULL);
         saved_out = dup(1);
         saved_err = dup(2);
@@ -245,7 +252,7 @@ static int run_cli(int argc, char **argv)
     omp_set_num_threads(1);
     openblas_set_num_threads(1);
     int rc = popsteer_main(argc, argv);
-    if (g_stderr >= 0) {
+    if (discard) {
         fflush(NULL);
         dup2(saved_out, 1);
         dup2(saved_err, 2);
@@ -297,6 +304,14 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size)
             argv[argc++] = (char *)extra[k];
     argv[argc] = NULL;
     int rc = run_cli(argc, argv);
+#ifdef FUZZ_REPLAY
+    if (getenv("FUZZ_VERBOSE")) { /* to see what the corpus exercises: FUZZ_VERBOSE=1 fuzz_replay ... */
+        dprintf(g_stderr, "    exit %d:", rc);
+        for (int i = 1; i < argc; i++)
+            dprintf(g_stderr, " %s", argv[i]);
+        dprintf(g_stderr, "\n");
+    }
+#endif
     FUZZ_CHECK(rc == 0 || rc == 1 || rc == 2);
     free(text);
     return 0;

@@ -34,7 +34,7 @@ static void round_trip(const ps_latent_table *t)
     FUZZ_CHECK(ps_latents_csv_write(a, t, NULL, &err) == PS_OK);
     FUZZ_CHECK(ps_latents_csv_read(a, t->m, &u, &err) == PS_OK);
     FUZZ_CHECK(ps_latents_csv_write(b, &u, NULL, &err) == PS_OK);
-    size_t la, lb;
+    size_t la = 0, lb = 0;
     char *ba = fuzz_slurp(a, &la), *bb = fuzz_slurp(b, &lb);
     FUZZ_CHECK(ba && bb && la == lb && memcmp(ba, bb, la) == 0);
     free(ba);

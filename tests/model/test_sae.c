@@ -267,10 +267,11 @@ static void test_encode_decode(void **state)
  * Finite-difference gradient checks.
  *
  * (1) Through the library itself, on the FVU (no dead latents, so the loss is exactly FVU and the
- *     detached AuxK residual plays no role): float central differences, step 1e-2. Within a fixed
+ *     detached AuxK residual plays no role): float central differences, step 1e-3. Within a fixed
  *     TopK selection the FVU is a quadratic function of any single parameter, so central
  *     differences are exact up to float rounding; entries whose step changes the selection are
- *     skipped (and counted). Tolerance: |analytic − fd| <= 2e-3 * max|fd| of the tensor + 2e-3|fd|.
+ *     skipped (and counted). Tolerance: |analytic − fd| <= 5e-4 * max|fd| of the tensor + 5e-4|fd|
+ *     (float rounding of the loss divided by the step gives ~5e-5).
  * (2) The full loss FVU + 0.5 AuxK with 5 dead latents (< k_aux = 8, so the factor 5/8 applies),
  *     against an independent double-precision implementation written here from SPEC §3 with the
  *     residual e frozen at its unperturbed value (e is detached). Every entry of every tensor,
@@ -634,7 +635,7 @@ static void test_gradcheck_fvu_through_library(void **state)
         for (size_t i = 0; i < n; i++) {
             if (isnan(fd[i]))
                 continue;
-            double e = fabs(an[i] - fd[i]), tol = 2e-3 * scale + 2e-3 * fabs(fd[i]);
+            double e = fabs(an[i] - fd[i]), tol = 5e-4 * scale + 5e-4 * fabs(fd[i]);
             worst = fmax(worst, e / (scale > 0 ? scale : 1));
             if (!(e <= tol))
                 fail_msg("%s[%zu]: analytic %.7g, finite difference %.7g", ps_sae_tensor_name(t), i,

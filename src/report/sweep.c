@@ -1,0 +1,938 @@
+/* The fairness–accuracy sweep: grid evaluation with per-split caches, the selection rule,
+ * Pareto fronts and their comparison (see include/popsteer/sweep.h). No printing. */
+#include "popsteer/sweep.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "popsteer/popsteer.h"
+#include "popsteer/rerank.h"
+#include "popsteer/steer.h"
+
+#define SWEEP_BATCH 256 /* users per scoring batch: the batch size of ps_user_vectors and eval's scorers */
+#define TIE_EPS 1e-12
+
+/* ======================= selection, fronts, comparison ======================= */
+
+double ps_rel_reduction(double base, double x)
+{
+    return base > 0 ? (base - x) / base : base - x;
+}
+
+void ps_select_rule_init(ps_select_rule *r)
+{
+    r->objective = PS_SELECT_TRADEOFF;
+    r->max_ndcg_drop = 0.05;
+}
+
+static double objective_of(const ps_select_rule *rule, double drop, double cut)
+{
+    return rule->objective == PS_SELECT_TRADEOFF ? cut - drop : cut;
+}
+
+int ps_select_point(const double *ndcg, const double *gini, int n, double base_ndcg, double base_gini,
+                    const ps_select_rule *rule)
+{
+    int best = -1;
+    double best_obj = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(ndcg[i]) || !isfinite(gini[i]))
+            continue;
+        double drop = ps_rel_reduction(base_ndcg, ndcg[i]);
+        /* the tolerance keeps a point whose drop equals the budget up to rounding eligible */
+        if (drop > rule->max_ndcg_drop + TIE_EPS)
+            continue;
+        double obj = objective_of(rule, drop, ps_rel_reduction(base_gini, gini[i]));
+        if (best < 0 || obj > best_obj + TIE_EPS || (fabs(obj - best_obj) <= TIE_EPS && ndcg[i] > ndcg[best])) {
+            best = i;
+            best_obj = obj;
+        }
+    }
+    return best;
+}
+
+static int dominates(double ga, double na, double gb, double nb)
+{
+    return ga <= gb && na >= nb && (ga < gb || na > nb);
+}
+
+static int on_front(const double *gini, const double *ndcg, int n, int i)
+{
+    for (int j = 0; j < n; j++) {
+        if (j == i || !isfinite(gini[j]) || !isfinite(ndcg[j]))
+            continue;
+        if (dominates(gini[j], ndcg[j], gini[i], ndcg[i]))
+            return 0;
+        if (j < i && gini[j] == gini[i] && ndcg[j] == ndcg[i])
+            return 0; /* an exact duplicate of an earlier point */
+    }
+    return 1;
+}
+
+int ps_pareto_front(const double *gini, const double *ndcg, int n, int *front)
+{
+    int nf = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(gini[i]) && isfinite(ndcg[i]) && on_front(gini, ndcg, n, i))
+            front[nf++] = i;
+    /* insertion sort by Gini: fronts are a few dozen points */
+    for (int a = 1; a < nf; a++) {
+        int v = front[a], b = a;
+        for (; b > 0 && gini[front[b - 1]] > gini[v]; b--)
+            front[b] = front[b - 1];
+        front[b] = v;
+    }
+    return nf;
+}
+
+/* Linear interpolation of a front (x ascending) at x inside its range. */
+static double front_at(const double *g, const double *y, int n, double x)
+{
+    if (n == 1 || x <= g[0])
+        return y[0];
+    for (int i = 1; i < n; i++)
+        if (x <= g[i]) {
+            double span = g[i] - g[i - 1];
+            return span > 0 ? y[i - 1] + (y[i] - y[i - 1]) * (x - g[i - 1]) / span : y[i];
+        }
+    return y[n - 1];
+}
+
+static int count_dominated(const double *ga, const double *na, int n_a, const double *gb, const double *nb, int n_b)
+{
+    int c = 0;
+    for (int i = 0; i < n_b; i++)
+        for (int j = 0; j < n_a; j++)
+            if (ga[j] <= gb[i] && na[j] >= nb[i]) {
+                c++;
+                break;
+            }
+    return c;
+}
+
+void ps_front_compare(const double *gini_a, const double *ndcg_a, int n_a, const double *gini_b,
+                      const double *ndcg_b, int n_b, ps_front_cmp *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n_b = n_b;
+    if (n_a < 1 || n_b < 1)
+        return;
+    out->n_dominated = count_dominated(gini_a, ndcg_a, n_a, gini_b, ndcg_b, n_b);
+    double lo = fmax(gini_a[0], gini_b[0]), hi = fmin(gini_a[n_a - 1], gini_b[n_b - 1]);
+    if (lo > hi)
+        return;
+    out->has_overlap = 1;
+    out->gini_lo = lo;
+    out->gini_hi = hi;
+    int above = 0;
+    double sum = 0;
+    for (int s = 0; s < PS_FRONT_SAMPLES; s++) {
+        double x = lo + (hi - lo) * s / (PS_FRONT_SAMPLES - 1);
+        double diff = front_at(gini_a, ndcg_a, n_a, x) - front_at(gini_b, ndcg_b, n_b, x);
+        sum += diff;
+        above += diff >= -TIE_EPS;
+        out->min_diff = s == 0 || diff < out->min_diff ? diff : out->min_diff;
+        out->max_diff = s == 0 || diff > out->max_diff ? diff : out->max_diff;
+    }
+    out->mean_diff = sum / PS_FRONT_SAMPLES;
+    out->share_above = (double)above / PS_FRONT_SAMPLES;
+}
+
+ps_front_verdict ps_front_verdict_of(const ps_front_cmp *c)
+{
+    if (c->n_b > 0 && c->n_dominated == c->n_b)
+        return PS_FRONT_ABOVE;
+    if (!c->has_overlap)
+        return PS_FRONT_DISJOINT;
+    if (c->share_above >= 1)
+        return PS_FRONT_ABOVE_OVERLAP;
+    if (c->share_above <= 0 && c->n_dominated == 0)
+        return PS_FRONT_BELOW;
+    return PS_FRONT_CROSSING;
+}
+
+const char *ps_front_verdict_name(ps_front_verdict v)
+{
+    switch (v) {
+    case PS_FRONT_ABOVE: return "above";
+    case PS_FRONT_ABOVE_OVERLAP: return "above on the common Gini range";
+    case PS_FRONT_CROSSING: return "crossing";
+    case PS_FRONT_BELOW: return "below";
+    default: return "no common Gini range";
+    }
+}
+
+/* ======================= options and grid ======================= */
+
+static const double DEFAULT_ALPHAS[] = {0, 0.5, 1, 1.5, 2, 3, 4, 5};
+static const int DEFAULT_NEURONS[] = {256, 1024, 2048, 0};
+static const char *const DEFAULT_METHODS[] = {"random", "penalty", "fair", "xquad", "cp", "pmmf"};
+
+void ps_sweep_options_init(ps_sweep_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->alphas = DEFAULT_ALPHAS;
+    o->n_alphas = (int)(sizeof DEFAULT_ALPHAS / sizeof DEFAULT_ALPHAS[0]);
+    o->neurons = DEFAULT_NEURONS;
+    o->n_neurons = (int)(sizeof DEFAULT_NEURONS / sizeof DEFAULT_NEURONS[0]);
+    o->methods = DEFAULT_METHODS;
+    o->n_methods = (int)(sizeof DEFAULT_METHODS / sizeof DEFAULT_METHODS[0]);
+    o->k = 10;
+    o->seed = 42;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int check_options(const ps_sweep_options *o, ps_error *err)
+{
+    if (o->n_alphas < 0 || o->n_alphas > PS_SWEEP_MAX_GRID || o->n_neurons < 0 || o->n_neurons > PS_SWEEP_MAX_GRID ||
+        o->n_methods < 0 || o->n_methods > PS_SWEEP_MAX_GRID)
+        return ps_fail(err, "sweep: at most %d alphas, neuron counts and methods each", PS_SWEEP_MAX_GRID);
+    for (int i = 0; i < o->n_alphas; i++)
+        if (!isfinite(o->alphas[i]) || o->alphas[i] < 0)
+            return ps_fail(err, "sweep: alpha %g is not a finite number >= 0 (a negative alpha would push users "
+                                "towards popular items)", o->alphas[i]);
+    for (int i = 0; i < o->n_neurons; i++)
+        if (o->neurons[i] < 0)
+            return ps_fail(err, "sweep: neuron count %d is negative", o->neurons[i]);
+    if (o->k < 1)
+        return ps_fail(err, "sweep: k must be at least 1 (got %d)", o->k);
+    if (o->candidates < 0)
+        return ps_fail(err, "sweep: the candidate list length must be >= 0 (got %d)", o->candidates);
+    return PS_OK;
+}
+
+/* The distinct N values after capping at m, in the given order. */
+static int distinct_neurons(const ps_sweep_options *o, int m, int *out)
+{
+    int n = 0;
+    for (int i = 0; i < o->n_neurons; i++) {
+        int N = o->neurons[i] <= 0 || o->neurons[i] > m ? m : o->neurons[i];
+        int seen = 0;
+        for (int j = 0; j < n; j++)
+            seen |= out[j] == N;
+        if (!seen)
+            out[n++] = N;
+    }
+    return n;
+}
+
+static ps_sweep_point *add_point(ps_sweep_result *r, ps_point_kind kind, const char *method)
+{
+    ps_sweep_point *p = &r->points[r->n_points++];
+    memset(p, 0, sizeof *p);
+    p->kind = kind;
+    snprintf(p->method, sizeof p->method, "%s", method);
+    return p;
+}
+
+static void rerank_setting_text(const ps_rerank_setting *s, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->n_params && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? " " : "", s->params[i]);
+    if (!s->n_params)
+        snprintf(buf, size, "default");
+}
+
+static int count_rerank_points(const ps_sweep_options *o, int *total, ps_error *err)
+{
+    *total = 0;
+    for (int i = 0; i < o->n_methods; i++) {
+        const ps_rerank_setting *set;
+        int n;
+        if (ps_rerank_default_grid(o->methods[i], &set, &n, err) != PS_OK)
+            return PS_ERR;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(o->methods[i], o->methods[j]))
+                return ps_fail(err, "sweep: method '%s' is listed twice", o->methods[i]);
+        *total += n;
+    }
+    return PS_OK;
+}
+
+/* Lays out every grid point (metrics still empty). */
+static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_error *err)
+{
+    int Ns[PS_SWEEP_MAX_GRID], n_N = distinct_neurons(o, m, Ns), n_pos = 0, n_rr;
+    for (int i = 0; i < o->n_alphas; i++)
+        n_pos += o->alphas[i] > 0;
+    if (count_rerank_points(o, &n_rr, err) != PS_OK)
+        return PS_ERR;
+    int total = 2 + n_N * n_pos + n_rr;
+    r->points = ps_calloc((size_t)total, sizeof *r->points, "sweep points", err);
+    if (!r->points)
+        return PS_ERR;
+    add_point(r, PS_POINT_SASREC, "sasrec");
+    snprintf(add_point(r, PS_POINT_POPSTEER, "popsteer")->setting, sizeof r->points[0].setting, "alpha=0");
+    for (int j = 0; j < n_N; j++)
+        for (int i = 0; i < o->n_alphas; i++) {
+            if (!(o->alphas[i] > 0))
+                continue;
+            ps_sweep_point *p = add_point(r, PS_POINT_POPSTEER, "popsteer");
+            p->alpha = o->alphas[i];
+            p->neurons = Ns[j];
+            snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", p->alpha, p->neurons);
+        }
+    for (int i = 0; i < o->n_methods; i++) {
+        const ps_rerank_setting *set;
+        int n;
+        ps_rerank_default_grid(o->methods[i], &set, &n, err);
+        for (int j = 0; j < n; j++)
+            rerank_setting_text(&set[j], add_point(r, PS_POINT_RERANK, o->methods[i])->setting,
+                                sizeof r->points[0].setting);
+    }
+    return PS_OK;
+}
+
+/* ======================= evaluation ======================= */
+
+typedef struct sweep_worker {
+    ps_metrics_acc acc;
+    int64_t decile[PS_SWEEP_DECILES];
+    int32_t *list;
+    int failed;
+    ps_error err;
+} sweep_worker;
+
+/* Everything that does not depend on the grid point, for one split. */
+typedef struct split_cache {
+    int64_t n;
+    const ps_sample *samples;
+    float *h;          /* [n, d] SASRec user vectors */
+    float *pre;        /* [n, m] SAE pre-activations */
+    int32_t *cand;     /* [n, L] plain SASRec's top-L */
+    float *cand_scores;
+    int32_t *n_cand;   /* [n] real candidates */
+} split_cache;
+
+typedef struct sweep_ctx {
+    const ps_sasrec *model;
+    const ps_sae *sae;
+    const ps_latent_table *latents;
+    const ps_dataset *ds;
+    const ps_sweep_options *o;
+    int k, L, d, m, nth;
+    size_t V;
+    uint8_t *decile;   /* [n_items + 1] */
+    split_cache c;
+    float *pre_b, *val, *hrec, *scores; /* one batch */
+    int32_t *idx;
+    sweep_worker *w;
+} sweep_ctx;
+
+static void workers_free(sweep_ctx *x)
+{
+    for (int t = 0; x->w && t < x->nth; t++) {
+        ps_metrics_acc_free(&x->w[t].acc);
+        free(x->w[t].list);
+    }
+    free(x->w);
+    x->w = NULL;
+}
+
+/* Fresh accumulators for one point on one split. */
+static int workers_reset(sweep_ctx *x, ps_error *err)
+{
+    for (int t = 0; t < x->nth; t++) {
+        sweep_worker *w = &x->w[t];
+        ps_metrics_acc_free(&w->acc);
+        memset(w->decile, 0, sizeof w->decile);
+        w->failed = 0;
+        if (ps_metrics_acc_init(&w->acc, x->k, x->ds->n_items, x->ds->label, x->ds->train_count, err) != PS_OK)
+            return PS_ERR;
+    }
+    return PS_OK;
+}
+
+static int workers_finish(sweep_ctx *x, ps_metrics *m, int64_t decile[PS_SWEEP_DECILES], ps_error *err)
+{
+    for (int t = 0; t < x->nth; t++)
+        if (x->w[t].failed) {
+            *err = x->w[t].err;
+            return PS_ERR;
+        }
+    for (int t = 1; t < x->nth; t++) {
+        if (ps_metrics_acc_merge(&x->w[0].acc, &x->w[t].acc, err) != PS_OK)
+            return PS_ERR;
+        for (int q = 0; q < PS_SWEEP_DECILES; q++)
+            x->w[0].decile[q] += x->w[t].decile[q];
+    }
+    ps_metrics_acc_finish(&x->w[0].acc, m);
+    memcpy(decile, x->w[0].decile, sizeof x->w[0].decile);
+    return PS_OK;
+}
+
+/* Adds one user's list to the thread's accumulator and exposure deciles. */
+static void add_user(sweep_ctx *x, sweep_worker *w, int32_t target, int32_t rank)
+{
+    ps_metrics_acc_add(&w->acc, target, rank, w->list);
+    for (int j = 0; j < x->k; j++)
+        if (w->list[j] > 0 && w->list[j] <= x->ds->n_items)
+            w->decile[x->decile[w->list[j]]]++;
+}
+
+/* Top-k and target rank of a batch of full score rows; with cache_candidates also the top-L
+ * candidates the re-rankers start from (plain SASRec pass). */
+static void rank_scores(sweep_ctx *x, int64_t first, int B, int cache_candidates)
+{
+    const ps_dataset *ds = x->ds;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int b = 0; b < B; b++) {
+        sweep_worker *w = &x->w[omp_get_thread_num()];
+        const float *s = x->scores + (size_t)b * x->V;
+        int64_t u = first + b;
+        int32_t target = ps_sample_target(ds, x->c.samples[u]);
+        ps_topk(s, ds->n_items, x->k, NULL, w->list);
+        add_user(x, w, target, ps_target_rank(s, ds->n_items, target, NULL));
+        if (cache_candidates)
+            x->c.n_cand[u] = ps_rerank_candidates(s, ds->n_items, x->L, NULL, x->c.cand + (size_t)u * x->L,
+                                                  x->c.cand_scores + (size_t)u * x->L);
+    }
+}
+
+static void batch_scores_steered(sweep_ctx *x, const ps_steer_plan *plan, int64_t first, int B)
+{
+    memcpy(x->pre_b, x->c.pre + (size_t)first * x->m, (size_t)B * x->m * sizeof *x->pre_b);
+    if (plan)
+        ps_steer_apply(plan, x->pre_b, B);
+    ps_sae_topk(x->sae, x->pre_b, B, x->idx, x->val);
+    ps_sae_decode(x->sae, x->idx, x->val, B, x->hrec);
+    ps_sasrec_score(x->model, x->hrec, B, x->scores);
+}
+
+/* kind SASREC: plain scores (and the candidate cache); POPSTEER: through the SAE and the plan. */
+static void eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *plan)
+{
+    for (int64_t first = 0; first < x->c.n; first += SWEEP_BATCH) {
+        int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
+        if (kind == PS_POINT_SASREC)
+            ps_sasrec_score(x->model, x->c.h + (size_t)first * x->d, B, x->scores);
+        else
+            batch_scores_steered(x, plan, first, B);
+        rank_scores(x, first, B, kind == PS_POINT_SASREC);
+    }
+}
+
+/* One user through a re-ranker, exactly as ps_rerank_filter does it inside ps_evaluate. */
+static void rerank_user(sweep_ctx *x, ps_reranker *r, sweep_worker *w, int64_t u)
+{
+    ps_sample s = x->c.samples[u];
+    const int32_t *hist = x->ds->seq + x->ds->user_off[s.user];
+    int32_t target = ps_sample_target(x->ds, s);
+    if (ps_reranker_apply_ex(r, (int32_t)u, x->c.cand + (size_t)u * x->L, x->c.cand_scores + (size_t)u * x->L,
+                             x->c.n_cand[u], hist, s.pos, w->list, &w->err) < 0) {
+        w->failed = 1;
+        return;
+    }
+    int32_t rank = 0;
+    for (int j = 0; j < x->k; j++)
+        if (w->list[j] == target)
+            rank = j + 1;
+    add_user(x, w, target, rank);
+}
+
+static void eval_rerank(sweep_ctx *x, ps_reranker *r)
+{
+    if (ps_reranker_is_sequential(r)) { /* pmmf: state evolves user by user, in split order */
+        for (int64_t u = 0; u < x->c.n && !x->w[0].failed; u++)
+            rerank_user(x, r, &x->w[0], u);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t u = 0; u < x->c.n; u++) {
+        sweep_worker *w = &x->w[omp_get_thread_num()];
+        if (!w->failed)
+            rerank_user(x, r, w, u);
+    }
+}
+
+/* The grid setting a re-ranking point was made from (points store it as text). */
+static int find_setting(const ps_sweep_point *p, const ps_rerank_setting **out, ps_error *err)
+{
+    const ps_rerank_setting *set;
+    int n;
+    if (ps_rerank_default_grid(p->method, &set, &n, err) != PS_OK)
+        return PS_ERR;
+    for (int j = 0; j < n; j++) {
+        char text[sizeof p->setting];
+        rerank_setting_text(&set[j], text, sizeof text);
+        if (!strcmp(text, p->setting)) {
+            *out = &set[j];
+            return PS_OK;
+        }
+    }
+    return ps_fail(err, "sweep: no grid point '%s' for %s", p->setting, p->method);
+}
+
+static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error *err)
+{
+    if (workers_reset(x, err) != PS_OK)
+        return PS_ERR;
+    int rc = PS_OK;
+    if (p->kind == PS_POINT_SASREC || (p->kind == PS_POINT_POPSTEER && p->alpha == 0)) {
+        eval_scored(x, p->kind, NULL);
+    } else if (p->kind == PS_POINT_POPSTEER) {
+        ps_steer_plan plan;
+        const ps_latent_table *t = x->latents;
+        rc = ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, p->neurons, p->alpha, &plan, err);
+        if (rc == PS_OK)
+            eval_scored(x, p->kind, &plan);
+        ps_steer_plan_free(&plan);
+    } else {
+        ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, x->L, x->o->seed,
+                                x->ds->n_users};
+        const ps_rerank_setting *set = NULL;
+        ps_reranker *r = NULL;
+        rc = find_setting(p, &set, err);
+        if (rc == PS_OK && !(r = ps_reranker_create(p->method, &rc_ctx, set->params, set->n_params, err)))
+            rc = PS_ERR;
+        if (rc == PS_OK)
+            eval_rerank(x, r);
+        ps_reranker_free(r);
+    }
+    if (rc == PS_OK)
+        rc = workers_finish(x, &p->split[split], p->decile_exposure[split], err);
+    if (rc != PS_OK)
+        ps_fail_wrap(err, "%s %s", p->method, p->setting);
+    return rc;
+}
+
+static void cache_free(split_cache *c)
+{
+    free(c->h);
+    free(c->pre);
+    free(c->cand);
+    free(c->cand_scores);
+    free(c->n_cand);
+    memset(c, 0, sizeof *c);
+}
+
+/* User vectors and pre-activations of one split, in batches of SWEEP_BATCH like the scorers. */
+static int cache_build(sweep_ctx *x, ps_split split, ps_error *err)
+{
+    split_cache *c = &x->c;
+    c->n = x->ds->n_users;
+    c->samples = ps_split_samples(x->ds, split);
+    size_t n = (size_t)c->n;
+    c->h = ps_calloc(n * (size_t)x->d, sizeof *c->h, "user vectors", err);
+    c->pre = c->h ? ps_calloc(n * (size_t)x->m, sizeof *c->pre, "pre-activations", err) : NULL;
+    c->cand = c->pre ? ps_calloc(n * (size_t)x->L, sizeof *c->cand, "candidates", err) : NULL;
+    c->cand_scores = c->cand ? ps_calloc(n * (size_t)x->L, sizeof *c->cand_scores, "candidates", err) : NULL;
+    c->n_cand = c->cand_scores ? ps_calloc(n, sizeof *c->n_cand, "candidates", err) : NULL;
+    if (!c->n_cand || ps_user_vectors(x->model, x->ds, c->samples, c->n, c->h, NULL, NULL, err) != PS_OK)
+        return PS_ERR;
+    for (int64_t first = 0; first < c->n; first += SWEEP_BATCH) {
+        int B = (int)(c->n - first < SWEEP_BATCH ? c->n - first : SWEEP_BATCH);
+        ps_sae_encode_pre(x->sae, c->h + (size_t)first * x->d, B, c->pre + (size_t)first * x->m);
+    }
+    return PS_OK;
+}
+
+static void report_progress(const sweep_ctx *x, const char *what, int done, int total)
+{
+    if (x->o->progress)
+        x->o->progress(x->o->progress_ctx, what, done, total);
+}
+
+/* Every point on one split; the SASRec point first, since it fills the candidate cache. */
+static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error *err)
+{
+    const char *name = split == PS_SPLIT_VALID ? "validation" : "test";
+    char what[160];
+    snprintf(what, sizeof what, "%s: SASRec user vectors and SAE pre-activations", name);
+    report_progress(x, what, split * r->n_points, 2 * r->n_points);
+    if (cache_build(x, split, err) != PS_OK)
+        return PS_ERR;
+    for (int i = 0; i < r->n_points; i++) {
+        ps_sweep_point *p = &r->points[i];
+        double t0 = now_seconds();
+        if (eval_point(x, p, split, err) != PS_OK)
+            return PS_ERR;
+        p->seconds += now_seconds() - t0;
+        snprintf(what, sizeof what, "%s: %s %s", name, p->method, p->setting);
+        report_progress(x, what, split * r->n_points + i + 1, 2 * r->n_points);
+    }
+    cache_free(&x->c);
+    return PS_OK;
+}
+
+int ps_popularity_deciles(const ps_dataset *ds, uint8_t *decile, int32_t count[PS_SWEEP_DECILES], ps_error *err)
+{
+    int32_t n = ds->n_items;
+    int32_t *order = ps_calloc((size_t)n, sizeof *order, "item order", err);
+    if (!order)
+        return PS_ERR;
+    for (int32_t i = 0; i < n; i++)
+        order[i] = i + 1;
+    /* Shell sort on (count desc, id asc): qsort's comparator could not see the counts without
+     * a global, and the key is total, so the order is the same as any stable sort's. */
+    const int64_t *cnt = ds->train_count;
+    for (int32_t gap = n / 2; gap > 0; gap /= 2)
+        for (int32_t i = gap; i < n; i++) {
+            int32_t v = order[i], j = i;
+            for (; j >= gap && (cnt[order[j - gap]] < cnt[v] || (cnt[order[j - gap]] == cnt[v] && order[j - gap] > v));
+                 j -= gap)
+                order[j] = order[j - gap];
+            order[j] = v;
+        }
+    memset(count, 0, PS_SWEEP_DECILES * sizeof *count);
+    decile[0] = 0;
+    for (int32_t r = 0; r < n; r++) {
+        int q = (int)((int64_t)r * PS_SWEEP_DECILES / n);
+        decile[order[r]] = (uint8_t)q;
+        count[q]++;
+    }
+    free(order);
+    return PS_OK;
+}
+
+static int ctx_init(sweep_ctx *x, ps_error *err)
+{
+    size_t B = SWEEP_BATCH, ksae = (size_t)x->sae->cfg.k;
+    x->nth = omp_get_max_threads();
+    x->V = (size_t)x->ds->n_items + 1;
+    x->decile = ps_calloc(x->V, 1, "popularity deciles", err);
+    x->pre_b = ps_calloc(B * (size_t)x->m, sizeof *x->pre_b, "pre-activations", err);
+    x->val = ps_calloc(B * ksae, sizeof *x->val, "codes", err);
+    x->idx = ps_calloc(B * ksae, sizeof *x->idx, "codes", err);
+    x->hrec = ps_calloc(B * (size_t)x->d, sizeof *x->hrec, "user vectors", err);
+    x->scores = ps_calloc(B * x->V, sizeof *x->scores, "scores", err);
+    x->w = ps_calloc((size_t)x->nth, sizeof *x->w, "workers", err);
+    if (!x->decile || !x->pre_b || !x->val || !x->idx || !x->hrec || !x->scores || !x->w)
+        return PS_ERR;
+    for (int t = 0; t < x->nth; t++)
+        if (!(x->w[t].list = ps_calloc((size_t)x->k, sizeof *x->w[t].list, "top-k list", err)))
+            return PS_ERR;
+    return PS_OK;
+}
+
+static void ctx_free(sweep_ctx *x)
+{
+    cache_free(&x->c);
+    workers_free(x);
+    free(x->decile);
+    free(x->pre_b);
+    free(x->val);
+    free(x->idx);
+    free(x->hrec);
+    free(x->scores);
+}
+
+static int check_inputs(const ps_sasrec *model, const ps_sae *sae, const ps_latent_table *latents,
+                        const ps_dataset *ds, ps_error *err)
+{
+    if (model->cfg.n_items != ds->n_items)
+        return ps_fail(err, "sweep: the model has %d items but the dataset %d", model->cfg.n_items, ds->n_items);
+    if (sae->cfg.d_in != model->cfg.d)
+        return ps_fail(err, "sweep: the SAE reads %d-dimensional vectors but the model's are %d-dimensional",
+                       sae->cfg.d_in, model->cfg.d);
+    if (latents->m != sae->cfg.n_latents)
+        return ps_fail(err, "sweep: the latents table has %d rows but the SAE %d latents: was it probed on "
+                            "another SAE?", latents->m, sae->cfg.n_latents);
+    if (ds->n_users < 1)
+        return ps_fail(err, "sweep: the dataset has no users");
+    return PS_OK;
+}
+
+int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_table *latents, const ps_dataset *ds,
+                 const ps_sweep_options *o, ps_sweep_result *r, ps_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if (check_inputs(model, sae, latents, ds, err) != PS_OK || check_options(o, err) != PS_OK)
+        return PS_ERR;
+    double t0 = now_seconds();
+    sweep_ctx x = {.model = model, .sae = sae, .latents = latents, .ds = ds, .o = o, .k = o->k,
+                   .d = model->cfg.d, .m = sae->cfg.n_latents};
+    x.L = o->candidates ? o->candidates : PS_RERANK_DEFAULT_L;
+    x.L = x.L > ds->n_items ? ds->n_items : x.L;
+    if (x.L < o->k)
+        return ps_fail(err, "sweep: the candidate list (%d) must be at least as long as the top-k list (%d)", x.L,
+                       o->k);
+    r->k = o->k;
+    r->L = x.L;
+    r->n_items = ds->n_items;
+    r->n_users = ds->n_users;
+    r->n_latents = x.m;
+    int rc = build_grid(o, x.m, r, err);
+    if (rc == PS_OK)
+        rc = ctx_init(&x, err);
+    if (rc == PS_OK)
+        rc = ps_popularity_deciles(ds, x.decile, r->decile_items, err);
+    if (rc == PS_OK && !(r->cohens_d = ps_calloc((size_t)x.m, sizeof *r->cohens_d, "Cohen's d", err)))
+        rc = PS_ERR;
+    if (rc == PS_OK) {
+        memcpy(r->cohens_d, latents->d, (size_t)x.m * sizeof *r->cohens_d);
+        rc = run_split(&x, r, PS_SPLIT_VALID, err);
+    }
+    if (rc == PS_OK)
+        rc = run_split(&x, r, PS_SPLIT_TEST, err);
+    ctx_free(&x);
+    if (rc != PS_OK) {
+        ps_sweep_result_free(r);
+        return PS_ERR;
+    }
+    r->seconds = now_seconds() - t0;
+    return PS_OK;
+}
+
+void ps_sweep_result_free(ps_sweep_result *r)
+{
+    free(r->points);
+    free(r->cohens_d);
+    memset(r, 0, sizeof *r);
+}
+
+/* ======================= summary ======================= */
+
+const char *ps_sweep_base_name(ps_sweep_base b)
+{
+    return b == PS_BASE_SAE ? "popsteer alpha=0 (SAE-reconstructed SASRec)" : "sasrec (plain SASRec)";
+}
+
+/* Validation (ndcg, gini) of points[first .. first+n) into the two arrays. */
+static void valid_coords(const ps_sweep_result *r, int first, int n, double *ndcg, double *gini)
+{
+    for (int i = 0; i < n; i++) {
+        ndcg[i] = r->points[first + i].split[PS_SPLIT_VALID].ndcg;
+        gini[i] = r->points[first + i].split[PS_SPLIT_VALID].gini;
+    }
+}
+
+static int summarize_method(const ps_sweep_result *r, ps_method_summary *ms, const ps_select_rule *rule,
+                            double tight_drop, ps_error *err)
+{
+    double *ndcg = ps_calloc((size_t)ms->n, sizeof *ndcg, "summary", err);
+    double *gini = ps_calloc((size_t)ms->n, sizeof *gini, "summary", err);
+    ms->front = ps_calloc((size_t)ms->n, sizeof *ms->front, "Pareto front", err);
+    if (!ndcg || !gini || !ms->front) {
+        free(ndcg);
+        free(gini);
+        return PS_ERR;
+    }
+    valid_coords(r, ms->first, ms->n, ndcg, gini);
+    const ps_metrics *b = &r->points[ms->base].split[PS_SPLIT_VALID];
+    int sel = ps_select_point(ndcg, gini, ms->n, b->ndcg, b->gini, rule);
+    ps_select_rule tight = {PS_SELECT_MAX_GINI_CUT, tight_drop};
+    int best = ps_select_point(ndcg, gini, ms->n, b->ndcg, b->gini, &tight);
+    ms->selected = sel < 0 ? -1 : ms->first + sel;
+    ms->best_tight = best < 0 ? -1 : ms->first + best;
+    ms->n_front = ps_pareto_front(gini, ndcg, ms->n, ms->front);
+    for (int i = 0; i < ms->n_front; i++)
+        ms->front[i] += ms->first;
+    free(ndcg);
+    free(gini);
+    return PS_OK;
+}
+
+/* Coordinates of a front (validation) into gini/ndcg arrays. */
+static void front_coords(const ps_sweep_result *r, const ps_method_summary *ms, double *gini, double *ndcg)
+{
+    for (int i = 0; i < ms->n_front; i++) {
+        gini[i] = r->points[ms->front[i]].split[PS_SPLIT_VALID].gini;
+        ndcg[i] = r->points[ms->front[i]].split[PS_SPLIT_VALID].ndcg;
+    }
+}
+
+static int compare_fronts(const ps_sweep_result *r, ps_sweep_summary *s, ps_error *err)
+{
+    const ps_method_summary *a = &s->methods[0];
+    size_t cap = (size_t)r->n_points;
+    double *ga = ps_calloc(cap, sizeof *ga, "front", err), *na = ps_calloc(cap, sizeof *na, "front", err);
+    double *gb = ps_calloc(cap, sizeof *gb, "front", err), *nb = ps_calloc(cap, sizeof *nb, "front", err);
+    int rc = ga && na && gb && nb ? PS_OK : PS_ERR;
+    if (rc == PS_OK)
+        front_coords(r, a, ga, na);
+    for (int i = 1; rc == PS_OK && i < s->n_methods; i++) {
+        ps_method_summary *b = &s->methods[i];
+        front_coords(r, b, gb, nb);
+        ps_front_compare(ga, na, a->n_front, gb, nb, b->n_front, &b->vs_popsteer);
+        b->verdict = ps_front_verdict_of(&b->vs_popsteer);
+    }
+    free(ga);
+    free(na);
+    free(gb);
+    free(nb);
+    return rc;
+}
+
+/* Groups the points into methods: popsteer (all its points), then each re-ranker. */
+static int group_methods(const ps_sweep_result *r, ps_sweep_summary *s, ps_error *err)
+{
+    s->methods = ps_calloc((size_t)r->n_points, sizeof *s->methods, "summary", err);
+    if (!s->methods)
+        return PS_ERR;
+    for (int i = 0; i < r->n_points; i++) {
+        const ps_sweep_point *p = &r->points[i];
+        if (p->kind == PS_POINT_SASREC)
+            continue;
+        ps_method_summary *last = s->n_methods ? &s->methods[s->n_methods - 1] : NULL;
+        if (last && !strcmp(last->method, p->method) && last->first + last->n == i) {
+            last->n++;
+            continue;
+        }
+        ps_method_summary *ms = &s->methods[s->n_methods++];
+        snprintf(ms->method, sizeof ms->method, "%s", p->method);
+        ms->first = i;
+        ms->n = 1;
+        ms->base = s->sasrec;
+        ms->selected = ms->best_tight = -1;
+    }
+    return PS_OK;
+}
+
+int ps_sweep_summarize(const ps_sweep_result *r, const ps_select_rule *rule, ps_sweep_base base, double tight_drop,
+                       ps_sweep_summary *s, ps_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->rule = *rule;
+    s->base = base;
+    s->tight_drop = tight_drop;
+    if (r->n_points < 2 || r->points[0].kind != PS_POINT_SASREC || r->points[1].kind != PS_POINT_POPSTEER ||
+        r->points[1].alpha != 0)
+        return ps_fail(err, "summary: the sweep must start with the sasrec and popsteer alpha=0 points");
+    s->sasrec = 0;
+    s->sae = 1;
+    int rc = group_methods(r, s, err);
+    if (rc == PS_OK && base == PS_BASE_SAE)
+        s->methods[0].base = s->sae;
+    for (int i = 0; rc == PS_OK && i < s->n_methods; i++)
+        rc = summarize_method(r, &s->methods[i], rule, tight_drop, err);
+    if (rc == PS_OK)
+        rc = compare_fronts(r, s, err);
+    if (rc != PS_OK)
+        ps_sweep_summary_free(s);
+    return rc;
+}
+
+void ps_sweep_summary_free(ps_sweep_summary *s)
+{
+    for (int i = 0; s->methods && i < s->n_methods; i++)
+        free(s->methods[i].front);
+    free(s->methods);
+    memset(s, 0, sizeof *s);
+}
+
+const ps_method_summary *ps_sweep_summary_find(const ps_sweep_summary *s, const char *method)
+{
+    for (int i = 0; i < s->n_methods; i++)
+        if (!strcmp(s->methods[i].method, method))
+            return &s->methods[i];
+    return NULL;
+}
+
+/* ======================= pipeline helper: SAE on a model ======================= */
+
+/* One causal pass per user gives the user vectors of all of its training prefixes that fit in
+ * the first window: with left-aligned sequences and the causal mask, the last block's output at
+ * position t depends on items 0..t only, so it IS the user vector of the prefix ending at t
+ * (what ps_user_vectors computes with one pass per prefix; equal up to float rounding).
+ * Targets beyond the first window have sliding-window prefixes and get a pass each. For the
+ * SPEC's 50-item window this cuts the passes from one per training sample to roughly one per
+ * user. */
+typedef struct prefix_batch {
+    int32_t *seq;      /* [B, L] */
+    int64_t *slot;     /* [B * L] for each sample of the batch: row * L + position in hidden */
+    int B, n_samples;
+} prefix_batch;
+
+/* Adds the pass that serves train[i] (and the user's following first-window samples) to the
+ * batch; returns the index of the next sample to serve. */
+static int64_t add_pass(const ps_dataset *ds, int L, prefix_batch *pb, int64_t i)
+{
+    ps_sample s = ds->train[i];
+    const int32_t *items = ds->seq + ds->user_off[s.user];
+    int32_t *row = pb->seq + (size_t)pb->B * L;
+    memset(row, 0, (size_t)L * sizeof *row);
+    if (s.pos <= L) {
+        int64_t n = ps_user_len(ds, s.user) < L ? ps_user_len(ds, s.user) : L;
+        memcpy(row, items, (size_t)n * sizeof *row);
+        for (; i < ds->n_train && ds->train[i].user == s.user && ds->train[i].pos <= L; i++)
+            pb->slot[pb->n_samples++] = (int64_t)pb->B * L + ds->train[i].pos - 1;
+    } else {
+        memcpy(row, items + s.pos - L, (size_t)L * sizeof *row);
+        pb->slot[pb->n_samples++] = (int64_t)pb->B * L + L - 1;
+        i++;
+    }
+    pb->B++;
+    return i;
+}
+
+static int training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
+                            void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
+{
+    const int L = m->cfg.max_len, d = m->cfg.d, maxB = SWEEP_BATCH;
+    ps_sasrec_ws *ws = NULL;
+    prefix_batch pb = {0};
+    pb.seq = ps_calloc((size_t)maxB * L, sizeof *pb.seq, "prefix batch", err);
+    pb.slot = pb.seq ? ps_calloc((size_t)maxB * L, sizeof *pb.slot, "prefix batch", err) : NULL;
+    int rc = pb.slot ? ps_sasrec_ws_create(&ws, m, maxB, 0, err) : PS_ERR;
+    for (int64_t i = 0, first = 0; rc == PS_OK && i < ds->n_train; first = i) {
+        pb.B = pb.n_samples = 0;
+        while (pb.B < maxB && i < ds->n_train)
+            i = add_pass(ds, L, &pb, i);
+        rc = ps_sasrec_forward(m, ws, pb.seq, pb.B, 0, 0, 0, err);
+        if (rc != PS_OK)
+            break;
+        const float *hid = ps_sasrec_ws_hidden(ws);
+        for (int j = 0; j < pb.n_samples; j++)
+            memcpy(X + (size_t)(first + j) * d, hid + (size_t)pb.slot[j] * d, (size_t)d * sizeof *X);
+        if (progress)
+            progress(ctx, i, ds->n_train);
+    }
+    ps_sasrec_ws_free(ws);
+    free(pb.seq);
+    free(pb.slot);
+    return rc;
+}
+
+int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
+                        void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
+{
+    if (m->cfg.max_len != ds->max_seq_len)
+        return ps_fail(err, "the model reads %d-item prefixes but the dataset has %d", m->cfg.max_len,
+                       ds->max_seq_len);
+    return training_vectors(m, ds, X, progress, ctx, err);
+}
+
+ps_sae *ps_sae_train_on_model(const ps_sasrec *m, const ps_dataset *ds, const ps_sae_config *cfg,
+                              const ps_sae_train_options *o, uint64_t seed, const ps_sae_callbacks *cb, void *cb_ctx,
+                              void (*vectors_progress)(void *ctx, int64_t done, int64_t total),
+                              ps_sae_train_result *res, ps_error *err)
+{
+    size_t d = (size_t)m->cfg.d;
+    if (cfg->d_in != m->cfg.d) {
+        ps_fail(err, "the SAE config reads %d-dimensional vectors but the model's are %d-dimensional", cfg->d_in,
+                m->cfg.d);
+        return NULL;
+    }
+    ps_sae *sae = ps_sae_create(cfg, err);
+    float *X = sae ? ps_calloc((size_t)ds->n_train * d, sizeof *X, "training vectors", err) : NULL;
+    float *Xv = X ? ps_calloc((size_t)ds->n_users * d, sizeof *Xv, "validation vectors", err) : NULL;
+    int rc = Xv ? PS_OK : PS_ERR;
+    if (rc == PS_OK)
+        rc = ps_training_vectors(m, ds, X, vectors_progress, cb_ctx, err);
+    if (rc == PS_OK)
+        rc = ps_user_vectors(m, ds, ds->valid, ds->n_users, Xv, vectors_progress, cb_ctx, err);
+    if (rc == PS_OK) {
+        ps_sae_init(sae, seed);
+        rc = ps_sae_train(sae, X, ds->n_train, Xv, ds->n_users, o, cb, cb_ctx, res, err);
+    }
+    free(X);
+    free(Xv);
+    if (rc != PS_OK) {
+        ps_sae_free(sae);
+        return NULL;
+    }
+    return sae;
+}

@@ -1,0 +1,479 @@
+/* The sweep (sweep.h): the selection rule on hand-made points (SPEC §7 and a configured budget,
+ * ties), Pareto fronts, the front comparison, and the grid evaluation itself against
+ * ps_evaluate on a small generated dataset with freshly initialised models. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "popsteer/evaluate.h"
+#include "popsteer/popsteer.h"
+#include "popsteer/sweep.h"
+#include "popsteer/synth.h"
+#include "popsteer/train.h"
+
+#define assert_near(a, b, tol)                                                                  \
+    do {                                                                                        \
+        double a_ = (a), b_ = (b);                                                              \
+        if (!(fabs(a_ - b_) <= (tol)))                                                          \
+            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));   \
+    } while (0)
+
+/* ---- selection rule ---- */
+
+static void test_rel_reduction(void **state)
+{
+    (void)state;
+    assert_near(ps_rel_reduction(0.5, 0.4), 0.2, 1e-15);
+    assert_near(ps_rel_reduction(0.5, 0.6), -0.2, 1e-15);
+    assert_near(ps_rel_reduction(0, 0.1), -0.1, 1e-15); /* no ratio without a positive base */
+}
+
+/* Base NDCG 0.50, Gini 0.80. Drops: A 0 %, B 2 %, C 5 % (exactly the budget), D 6 %.
+ * Gini cuts: A 0 %, B 10 %, C 20 %, D 50 %. Objective (cut − drop): A 0, B .08, C .15; D is over
+ * budget. The SPEC rule picks C; a 3 % budget picks B; max-gini with 1 % picks A. */
+static const double NDCG[4] = {0.50, 0.49, 0.475, 0.47};
+static const double GINI[4] = {0.80, 0.72, 0.64, 0.40};
+
+static void test_select_spec_rule(void **state)
+{
+    (void)state;
+    ps_select_rule r;
+    ps_select_rule_init(&r);
+    assert_int_equal(r.objective, PS_SELECT_TRADEOFF);
+    assert_near(r.max_ndcg_drop, 0.05, 0);
+    assert_int_equal(ps_select_point(NDCG, GINI, 4, 0.50, 0.80, &r), 2);
+}
+
+static void test_select_configurable_drop(void **state)
+{
+    (void)state;
+    ps_select_rule r = {PS_SELECT_TRADEOFF, 0.03};
+    assert_int_equal(ps_select_point(NDCG, GINI, 4, 0.50, 0.80, &r), 1);
+    r.max_ndcg_drop = 0.10; /* D: 0.5 − 0.06 = 0.44 beats C */
+    assert_int_equal(ps_select_point(NDCG, GINI, 4, 0.50, 0.80, &r), 3);
+    ps_select_rule tight = {PS_SELECT_MAX_GINI_CUT, 0.01};
+    assert_int_equal(ps_select_point(NDCG, GINI, 4, 0.50, 0.80, &tight), 0);
+    tight.max_ndcg_drop = 0.02;
+    assert_int_equal(ps_select_point(NDCG, GINI, 4, 0.50, 0.80, &tight), 1);
+}
+
+static void test_select_none_eligible(void **state)
+{
+    (void)state;
+    ps_select_rule r;
+    ps_select_rule_init(&r);
+    const double ndcg[2] = {0.3, NAN}, gini[2] = {0.1, 0.1};
+    assert_int_equal(ps_select_point(ndcg, gini, 2, 0.5, 0.8, &r), -1);
+    assert_int_equal(ps_select_point(ndcg, gini, 0, 0.5, 0.8, &r), -1);
+}
+
+/* Equal objectives: the higher NDCG wins; equal in everything: the earlier point. */
+static void test_select_ties(void **state)
+{
+    (void)state;
+    ps_select_rule r;
+    ps_select_rule_init(&r);
+    /* objective 0.1 for both: (cut 0.1, drop 0) and (cut 0.12, drop 0.02) */
+    const double ndcg[3] = {0.49, 0.50, 0.50}, gini[3] = {0.704, 0.72, 0.72};
+    assert_int_equal(ps_select_point(ndcg, gini, 3, 0.50, 0.80, &r), 1);
+    const double n2[2] = {0.49, 0.49}, g2[2] = {0.7, 0.7};
+    assert_int_equal(ps_select_point(n2, g2, 2, 0.50, 0.80, &r), 0);
+}
+
+/* ---- Pareto fronts ---- */
+
+static void test_pareto_front(void **state)
+{
+    (void)state;
+    /* 0 (0.5, 0.40) front; 1 (0.3, 0.35) front; 2 (0.4, 0.30) dominated by 1; 3 (0.6, 0.45) front;
+     * 4 (0.6, 0.40) dominated by 3 (same Gini, lower NDCG); 5 duplicate of 1; 6 NaN ignored */
+    const double gini[7] = {0.5, 0.3, 0.4, 0.6, 0.6, 0.3, NAN};
+    const double ndcg[7] = {0.40, 0.35, 0.30, 0.45, 0.40, 0.35, 0.9};
+    int front[7];
+    int n = ps_pareto_front(gini, ndcg, 7, front);
+    assert_int_equal(n, 3);
+    assert_int_equal(front[0], 1); /* sorted by Gini */
+    assert_int_equal(front[1], 0);
+    assert_int_equal(front[2], 3);
+    assert_int_equal(ps_pareto_front(gini, ndcg, 1, front), 1);
+    assert_int_equal(ps_pareto_front(gini, ndcg, 0, front), 0);
+}
+
+/* ---- front comparison ---- */
+
+static void test_front_compare_above(void **state)
+{
+    (void)state;
+    /* A: (0.2, 0.40) (0.6, 0.50); B: (0.3, 0.40) (0.5, 0.45). Each B point has an A point with
+     * lower Gini and higher NDCG? (0.3,0.40): A(0.2,0.40) yes. (0.5,0.45): A(0.6,...) no Gini; A(0.2,0.4)
+     * no NDCG -> 1 of 2 dominated. On [0.3, 0.5], A(g) = 0.40 + 0.25 (g − 0.2), B(g) = 0.40 + 0.25 (g − 0.3):
+     * A − B = 0.025 everywhere: above on the common range. */
+    const double ga[2] = {0.2, 0.6}, na[2] = {0.40, 0.50}, gb[2] = {0.3, 0.5}, nb[2] = {0.40, 0.45};
+    ps_front_cmp c;
+    ps_front_compare(ga, na, 2, gb, nb, 2, &c);
+    assert_int_equal(c.n_b, 2);
+    assert_int_equal(c.n_dominated, 1);
+    assert_true(c.has_overlap);
+    assert_near(c.gini_lo, 0.3, 1e-15);
+    assert_near(c.gini_hi, 0.5, 1e-15);
+    assert_near(c.mean_diff, 0.025, 1e-12);
+    assert_near(c.min_diff, 0.025, 1e-12);
+    assert_near(c.share_above, 1, 0);
+    assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_ABOVE_OVERLAP);
+    /* a single B point under A's front that no A point dominates: A(0.4) = 0.45 > 0.42 */
+    const double gb1[1] = {0.4}, nb1[1] = {0.42};
+    ps_front_compare(ga, na, 2, gb1, nb1, 1, &c);
+    assert_int_equal(c.n_dominated, 0);
+    assert_near(c.mean_diff, 0.03, 1e-12);
+    assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_ABOVE_OVERLAP);
+    /* B entirely dominated */
+    const double gb2[1] = {0.7}, nb2[1] = {0.45};
+    ps_front_compare(ga, na, 2, gb2, nb2, 1, &c);
+    assert_int_equal(c.n_dominated, 1);
+    assert_false(c.has_overlap);
+    assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_ABOVE);
+    assert_string_equal(ps_front_verdict_name(PS_FRONT_ABOVE), "above");
+}
+
+static void test_front_compare_crossing_below_disjoint(void **state)
+{
+    (void)state;
+    /* A flat at 0.45 on [0.2, 0.6]; B from 0.40 to 0.50 on the same range: crosses at 0.4 */
+    const double ga[2] = {0.2, 0.6}, na[2] = {0.45, 0.45}, gb[2] = {0.2, 0.6}, nb[2] = {0.40, 0.50};
+    ps_front_cmp c;
+    ps_front_compare(ga, na, 2, gb, nb, 2, &c);
+    assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_CROSSING);
+    assert_near(c.mean_diff, 0, 1e-12);
+    assert_near(c.min_diff, -0.05, 1e-12);
+    assert_near(c.max_diff, 0.05, 1e-12);
+    assert_near(c.share_above, 51.0 / 101.0, 1e-12); /* samples 0..50 of 101 have A >= B */
+    /* A below everywhere */
+    const double na2[2] = {0.30, 0.35};
+    ps_front_compare(ga, na2, 2, gb, nb, 2, &c);
+    assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_BELOW);
+    /* disjoint Gini ranges, nothing dominated */
+    const double gb3[1] = {0.1}, nb3[1] = {0.5};
+    ps_front_compare(ga, na, 2, gb3, nb3, 1, &c);
+    assert_false(c.has_overlap);
+    assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_DISJOINT);
+}
+
+/* ---- the grid evaluation against ps_evaluate ---- */
+
+typedef struct fixture {
+    char *dir;
+    ps_dataset ds;
+    ps_sasrec *m;
+    ps_sae *sae;
+    ps_probe_result probe;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = tu_mkdtemp();
+    char *path = tu_path(f->dir, "synth.inter");
+    ps_synth_options so;
+    ps_synth_options_init(&so);
+    so.n_users = 150;
+    so.n_items = 120;
+    so.n_interactions = 3000;
+    ps_error err = {{0}};
+    if (ps_synth_write(&so, path, &err) != PS_OK)
+        fail_msg("synth: %s", err.msg);
+    ps_load_options lo;
+    ps_load_options_init(&lo);
+    if (ps_dataset_load(&f->ds, path, &lo, &err) != PS_OK)
+        fail_msg("load: %s", err.msg);
+    free(path);
+    ps_sasrec_config mc;
+    ps_sasrec_config_default(&mc, f->ds.n_items);
+    mc.d = 16;
+    mc.d_ff = 32;
+    mc.n_layers = 1;
+    mc.max_len = f->ds.max_seq_len;
+    if (ps_sasrec_create(&f->m, &mc, &err) != PS_OK)
+        fail_msg("model: %s", err.msg);
+    ps_sasrec_init_weights(f->m, 7);
+    ps_sae_config sc;
+    ps_sae_config_init(&sc, 16, 4); /* 64 latents */
+    sc.k = 8;
+    sc.k_aux = 16;
+    if (!(f->sae = ps_sae_create(&sc, &err)))
+        fail_msg("sae: %s", err.msg);
+    ps_sae_init(f->sae, 3);
+    ps_probe_options po;
+    ps_probe_options_init(&po);
+    po.cap = 400;
+    if (ps_probe_run(f->m, f->sae, &f->ds, &po, &f->probe, &err) != PS_OK)
+        fail_msg("probe: %s", err.msg);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    ps_probe_result_free(&f->probe);
+    ps_sae_free(f->sae);
+    ps_sasrec_free(f->m);
+    ps_dataset_free(&f->ds);
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void assert_same_metrics(const ps_metrics *a, const ps_metrics *b, const char *what)
+{
+    const double x[] = {a->ndcg, a->hit, a->mrr, a->ndcg_head, a->ndcg_mid, a->ndcg_tail, a->coverage,
+                        a->lt_coverage, a->deep_lt_coverage, a->gini, a->arp, a->arp_distinct, a->aplt, a->entropy};
+    const double y[] = {b->ndcg, b->hit, b->mrr, b->ndcg_head, b->ndcg_mid, b->ndcg_tail, b->coverage,
+                        b->lt_coverage, b->deep_lt_coverage, b->gini, b->arp, b->arp_distinct, b->aplt, b->entropy};
+    if (a->users != b->users)
+        fail_msg("%s: users %lld vs %lld", what, (long long)a->users, (long long)b->users);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        if (fabs(x[i] - y[i]) > 1e-12)
+            fail_msg("%s: metric %zu differs: sweep %.17g, ps_evaluate %.17g", what, i, x[i], y[i]);
+}
+
+static const ps_sweep_point *find_point(const ps_sweep_result *r, const char *method, const char *setting)
+{
+    for (int i = 0; i < r->n_points; i++)
+        if (!strcmp(r->points[i].method, method) && !strcmp(r->points[i].setting, setting))
+            return &r->points[i];
+    fail_msg("no point %s %s", method, setting);
+    return NULL;
+}
+
+static void evaluate_ref(const fixture *f, ps_scorer *sc, const ps_list_filter *filter, ps_split split,
+                         ps_metrics *out)
+{
+    ps_eval_options eo;
+    ps_eval_options_init(&eo);
+    eo.split = split;
+    eo.filter = filter;
+    ps_error err = {{0}};
+    if (ps_evaluate(&f->ds, sc, &eo, out, &err) != PS_OK)
+        fail_msg("evaluate: %s", err.msg);
+}
+
+/* setting: "default" or space-separated name=value parameters, as the sweep names its points. */
+static void check_rerank(const fixture *f, const ps_sweep_result *r, const char *method, const char *setting)
+{
+    ps_error err = {{0}};
+    char buf[96];
+    const char *params[4];
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", setting);
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && strcmp(setting, "default"); t = strtok_r(NULL, " ", &save))
+        params[n++] = t;
+    ps_sasrec_scorer ss;
+    assert_int_equal(ps_sasrec_scorer_init(&ss, f->m, 256, &err), PS_OK);
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&ss);
+    for (int split = 0; split < 2; split++) {
+        ps_rerank_ctx ctx = {f->ds.n_items, f->ds.label, f->ds.train_count, 10, r->L, 42, f->ds.n_users};
+        ps_reranker *rr = ps_reranker_create(method, &ctx, params, n, &err);
+        if (!rr)
+            fail_msg("%s: %s", method, err.msg);
+        ps_rerank_filter filt;
+        assert_int_equal(ps_rerank_filter_init(&filt, rr, &f->ds, r->L, &err), PS_OK);
+        ps_metrics ref;
+        evaluate_ref(f, &sc, &filt.filter, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, method, setting)->split[split], &ref, method);
+        ps_rerank_filter_free(&filt);
+        ps_reranker_free(rr);
+    }
+    ps_sasrec_scorer_free(&ss);
+}
+
+static void check_steered(const fixture *f, const ps_sweep_result *r, double alpha, int N, const char *setting)
+{
+    ps_error err = {{0}};
+    const ps_latent_table *t = &f->probe.table;
+    ps_steer_plan plan;
+    assert_int_equal(ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, N, alpha, &plan, &err), PS_OK);
+    ps_steer_scorer st;
+    assert_int_equal(ps_steer_scorer_init(&st, f->m, f->sae, alpha > 0 ? &plan : NULL, 256, &err), PS_OK);
+    ps_scorer sc = ps_steer_scorer_as_scorer(&st);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &sc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, "popsteer", setting)->split[split], &ref, setting);
+    }
+    ps_steer_scorer_free(&st);
+    ps_steer_plan_free(&plan);
+}
+
+static void test_sweep_matches_evaluate(void **state)
+{
+    fixture *f = *state;
+    static const double alphas[] = {0, 1, 3};
+    static const int neurons[] = {8, 0, 1000}; /* 0 and 1000 both mean all 64: evaluated once */
+    static const char *const methods[] = {"penalty", "pmmf", "xquad", "random"};
+    ps_sweep_options o;
+    ps_sweep_options_init(&o);
+    o.alphas = alphas;
+    o.n_alphas = 3;
+    o.neurons = neurons;
+    o.n_neurons = 3;
+    o.methods = methods;
+    o.n_methods = 4;
+    o.candidates = 50;
+    ps_sweep_result r;
+    ps_error err = {{0}};
+    if (ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err) != PS_OK)
+        fail_msg("sweep: %s", err.msg);
+    /* sasrec, alpha=0, 2 alphas x 2 distinct N, penalty 6 + pmmf 8 + xquad 9 + random 1 */
+    assert_int_equal(r.n_points, 2 + 4 + 6 + 8 + 9 + 1);
+    assert_string_equal(r.points[0].method, "sasrec");
+    assert_string_equal(r.points[1].setting, "alpha=0");
+    assert_string_equal(r.points[2].setting, "alpha=1 N=8");
+    assert_string_equal(r.points[5].setting, "alpha=3 N=64");
+    assert_int_equal(r.L, 50);
+    int32_t items = 0;
+    for (int q = 0; q < PS_SWEEP_DECILES; q++)
+        items += r.decile_items[q];
+    assert_int_equal(items, f->ds.n_items);
+
+    ps_sasrec_scorer ss;
+    assert_int_equal(ps_sasrec_scorer_init(&ss, f->m, 256, &err), PS_OK);
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&ss);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &sc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&r.points[0].split[split], &ref, "sasrec");
+        /* exposure deciles add up to every list slot */
+        int64_t slots = 0;
+        for (int q = 0; q < PS_SWEEP_DECILES; q++)
+            slots += r.points[0].decile_exposure[split][q];
+        assert_int_equal(slots, f->ds.n_users * 10);
+    }
+    ps_sasrec_scorer_free(&ss);
+    check_steered(f, &r, 0, 64, "alpha=0");
+    check_steered(f, &r, 3, 8, "alpha=3 N=8");
+    check_steered(f, &r, 1, 64, "alpha=1 N=64");
+    check_rerank(f, &r, "penalty", "beta=2");
+    check_rerank(f, &r, "pmmf", "lambda=0.5 eta=0.1");
+    check_rerank(f, &r, "xquad", "lambda=0.7");
+    check_rerank(f, &r, "random", "default");
+    ps_sweep_result_free(&r);
+}
+
+static void test_sweep_summary(void **state)
+{
+    fixture *f = *state;
+    static const double alphas[] = {0, 2};
+    static const int neurons[] = {16};
+    static const char *const methods[] = {"penalty"};
+    ps_sweep_options o;
+    ps_sweep_options_init(&o);
+    o.alphas = alphas;
+    o.n_alphas = 2;
+    o.neurons = neurons;
+    o.n_neurons = 1;
+    o.methods = methods;
+    o.n_methods = 1;
+    ps_sweep_result r;
+    ps_error err = {{0}};
+    if (ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err) != PS_OK)
+        fail_msg("sweep: %s", err.msg);
+    ps_select_rule rule;
+    ps_select_rule_init(&rule);
+    ps_sweep_summary s;
+    assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
+    assert_int_equal(s.n_methods, 2);
+    assert_string_equal(s.methods[0].method, "popsteer");
+    assert_int_equal(s.methods[0].first, 1);
+    assert_int_equal(s.methods[0].n, 2);
+    assert_int_equal(s.methods[0].base, s.sae);
+    assert_int_equal(s.methods[1].base, s.sasrec);
+    assert_int_equal(s.methods[1].n, 6);
+    assert_non_null(ps_sweep_summary_find(&s, "penalty"));
+    assert_null(ps_sweep_summary_find(&s, "cp"));
+    /* the selection agrees with ps_select_point on the method's own points */
+    const ps_method_summary *pen = &s.methods[1];
+    double nd[6], gi[6];
+    for (int i = 0; i < 6; i++) {
+        nd[i] = r.points[pen->first + i].split[PS_SPLIT_VALID].ndcg;
+        gi[i] = r.points[pen->first + i].split[PS_SPLIT_VALID].gini;
+    }
+    const ps_metrics *b = &r.points[0].split[PS_SPLIT_VALID];
+    int sel = ps_select_point(nd, gi, 6, b->ndcg, b->gini, &rule);
+    assert_int_equal(pen->selected, sel < 0 ? -1 : pen->first + sel);
+    assert_true(pen->n_front >= 1);
+    ps_sweep_summary_free(&s);
+    ps_sweep_result_free(&r);
+}
+
+/* One pass per user gives the same vectors as one pass per prefix (the generated users are up to
+ * a few hundred items long, so sliding-window prefixes are covered too). */
+static void test_training_vectors(void **state)
+{
+    fixture *f = *state;
+    size_t n = (size_t)f->ds.n_train, d = (size_t)f->m->cfg.d;
+    float *a = malloc(n * d * sizeof *a), *b = malloc(n * d * sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    ps_error err = {{0}};
+    assert_int_equal(ps_training_vectors(f->m, &f->ds, a, NULL, NULL, &err), PS_OK);
+    assert_int_equal(ps_user_vectors(f->m, &f->ds, f->ds.train, f->ds.n_train, b, NULL, NULL, &err), PS_OK);
+    int long_prefixes = 0;
+    for (int64_t i = 0; i < f->ds.n_train; i++)
+        long_prefixes += f->ds.train[i].pos > f->ds.max_seq_len;
+    assert_true(long_prefixes > 0);
+    for (size_t i = 0; i < n * d; i++)
+        if (fabsf(a[i] - b[i]) > 1e-4f * (1 + fabsf(b[i])))
+            fail_msg("vector %zu, component %zu: %.9g vs %.9g", i / d, i % d, a[i], b[i]);
+    free(a);
+    free(b);
+}
+
+static void test_sweep_errors(void **state)
+{
+    fixture *f = *state;
+    ps_sweep_options o;
+    ps_sweep_options_init(&o);
+    ps_sweep_result r;
+    ps_error err = {{0}};
+    static const double bad[] = {-1};
+    o.alphas = bad;
+    o.n_alphas = 1;
+    assert_int_equal(ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err), PS_ERR);
+    assert_non_null(strstr(err.msg, "alpha"));
+    ps_sweep_options_init(&o);
+    static const char *const unknown[] = {"nosuch"};
+    o.methods = unknown;
+    o.n_methods = 1;
+    assert_int_equal(ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err), PS_ERR);
+    assert_non_null(strstr(err.msg, "nosuch"));
+    ps_sweep_options_init(&o);
+    ps_latent_table t = f->probe.table;
+    t.m = 10;
+    assert_int_equal(ps_sweep_run(f->m, f->sae, &t, &f->ds, &o, &r, &err), PS_ERR);
+    assert_non_null(strstr(err.msg, "latents table"));
+    ps_sweep_result_free(&r); /* safe on the emptied result */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rel_reduction),
+        cmocka_unit_test(test_select_spec_rule),
+        cmocka_unit_test(test_select_configurable_drop),
+        cmocka_unit_test(test_select_none_eligible),
+        cmocka_unit_test(test_select_ties),
+        cmocka_unit_test(test_pareto_front),
+        cmocka_unit_test(test_front_compare_above),
+        cmocka_unit_test(test_front_compare_crossing_below_disjoint),
+        cmocka_unit_test_setup_teardown(test_sweep_matches_evaluate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_summary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_training_vectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
