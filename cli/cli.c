@@ -201,15 +201,26 @@ static void report_bad_option(const cli_common *c, int argc, char **argv, const 
         cli_usage_error(c, "option '--%s' takes no value (got '%s')", o->name, word);
         return;
     }
-    if (optopt > 0 && optopt < 256) { /* a short option: in "-xy", argv[optind - 1] is the word before */
-        cli_usage_error(c, "unknown option '-%c' (options are long: --NAME)", optopt);
+    if (optopt != 0 && optopt < 256) {
+        /* a short option: in "-xy", argv[optind - 1] is the word before (or the command), and
+         * glibc stores a byte above 127 as a negative optopt (a fuzzing finding: that case once
+         * fell through to the long-option code with no word to look at) */
+        unsigned char ch = (unsigned char)optopt;
+        if (ch > 32 && ch < 127)
+            cli_usage_error(c, "unknown option '-%c' (options are long: --NAME)", ch);
+        else
+            cli_usage_error(c, "unknown option: byte 0x%02x after '-' (options are long: --NAME)", ch);
+        return;
+    }
+    if (strncmp(word, "--", 2) != 0) {
+        cli_usage_error(c, "unknown option '%s'", word);
         return;
     }
     /* a long option that is unknown or an ambiguous abbreviation (glibc reports both alike) */
     size_t n = strcspn(word + 2, "=");
     char list[512] = "";
     int matches = 0;
-    if (strncmp(word, "--", 2) == 0 && n > 0)
+    if (n > 0)
         for (const struct option *p = opts; p->name; p++)
             if (strncmp(p->name, word + 2, n) == 0 && strlen(list) + strlen(p->name) + 8 < sizeof list) {
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s--%s", matches ? ", " : "", p->name);

@@ -209,7 +209,8 @@ static train_memory estimate_memory(const ps_sasrec *m, const ps_dataset *ds, co
     r.model = 5.0 * (double)m->n_params * f;
     /* per position: embeddings and LayerNorm (4d + 2), per layer qkv/ctx/residuals/LN/out (8d + 4) and
      * the FFN pair (2F), the selected rows (d), backward scratch (8d + 2F); per sequence: attention
-     * probabilities before/after dropout per layer and their gradient; plus three int32 id rows */
+     * probabilities before/after dropout per layer and their gradient; plus the workspace's three
+     * int32 id rows and the batch's sequence and target rows */
     double pos = d * (13 + 8 * nl) + F * (2 * nl + 2) + 2 + 4 * nl;
     r.per_seq = (L * pos + att * (2 * nl + 1)) * f + 3 * L * sizeof(int32_t) + 2 * L * sizeof(int32_t);
     r.activations = (double)o->micro_batch * r.per_seq + 256.0 * V * f; /* + softmax scratch */
@@ -296,7 +297,8 @@ static void print_summary(const cli_common *c, const train_args *a, const ps_tra
 static void remove_stale_temporaries(const cli_common *c, const char *path)
 {
     char *dir_copy = strdup(path), *base_copy = strdup(path);
-    DIR *dir = dir_copy && base_copy ? opendir(dirname(dir_copy)) : NULL;
+    const char *dname = dir_copy ? dirname(dir_copy) : NULL; /* may point into dir_copy, or be "." */
+    DIR *dir = dname && base_copy ? opendir(dname) : NULL;
     if (dir) {
         const char *base = basename(base_copy);
         size_t n = strlen(base);
@@ -309,10 +311,10 @@ static void remove_stale_temporaries(const cli_common *c, const char *path)
                 sscanf(e->d_name + n + 5, "%ld.%u%c", &pid, &counter, &tail) != 2 || pid <= 0 ||
                 (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
                 continue;
-            size_t len = strlen(dir_copy) + strlen(e->d_name) + 2;
+            size_t len = strlen(dname) + strlen(e->d_name) + 2;
             char *stale = malloc(len);
             if (stale) {
-                snprintf(stale, len, "%s/%s", dir_copy, e->d_name);
+                snprintf(stale, len, "%s/%s", dname, e->d_name);
                 if (unlink(stale) == 0)
                     cli_note(c, "removed %s, left by an interrupted run", stale);
                 free(stale);

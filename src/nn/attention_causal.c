@@ -14,6 +14,7 @@
 #include "nn/nn.h"
 
 #include <math.h>
+#include <string.h>
 
 #define MASK_VALUE -10000.0f
 #define TILE 6
@@ -26,9 +27,47 @@ static int first_real_key(const int32_t *ids, int Le)
     return f;
 }
 
-/* Softmax of row i over keys [0, n) with the additive mask, then zeros over [n, ncol). */
+/* Softmax of row i over keys [0, n) with the additive mask, then zeros over [n, ncol). Rows of
+ * up to 64 keys (the model's) go through 16-lane vectors padded with -inf (exp gives exact
+ * zeros there); the sums' order depends on n only. */
 PS_NN_CLONES static void softmax_row(float *row, const int32_t *ids, int i, int n, int ncol)
 {
+    if (n <= 64) {
+        ps_v16f v[4] = {{0}};
+        ps_v16i id[4] = {{0}};
+        const int nv = (n + 15) / 16;
+        memcpy(v, row, sizeof(float) * (size_t)n);
+        memcpy(id, ids, sizeof(int32_t) * (size_t)n);
+        const ps_v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        const ps_v16f minf = (ps_v16f){0} - INFINITY, maskv = (ps_v16f){0} + MASK_VALUE;
+        for (int q = 0; q < nv; q++) {
+            const ps_v16i j = lane + 16 * q;
+            const ps_v16i seen = (j <= i) & (id[q] != 0), valid = j < n;
+            ps_v16f x = v[q] + (ps_v16f)(~seen & (ps_v16i)maskv); /* + 0 or + MASK */
+            v[q] = (ps_v16f)(((ps_v16i)x & valid) | ((ps_v16i)minf & ~valid));
+        }
+        ps_v16f m = v[0];
+        for (int q = 1; q < nv; q++)
+            m = (ps_v16f)(((ps_v16i)m & (ps_v16i)(m >= v[q])) | ((ps_v16i)v[q] & ~(ps_v16i)(m >= v[q])));
+        float mx = m[0];
+        for (int l = 1; l < 16; l++)
+            mx = m[l] > mx ? m[l] : mx;
+        ps_v16f acc = {0};
+        for (int q = 0; q < nv; q++) {
+            v[q] = ps_nn_fexp_v16(v[q] - mx);
+            acc = acc + v[q];
+        }
+        float sum = 0.0f;
+        for (int l = 0; l < 16; l++)
+            sum += acc[l];
+        const float inv = 1.0f / sum;
+        for (int q = 0; q < nv; q++)
+            v[q] = v[q] * inv;
+        memcpy(row, v, sizeof(float) * (size_t)n);
+        for (int j = n; j < ncol; j++)
+            row[j] = 0.0f;
+        return;
+    }
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int j = 0; j < n; j++) {

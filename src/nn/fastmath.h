@@ -62,6 +62,34 @@ PS_NN_INLINE float ps_nn_fexp(float x)
     return ps_nn_bitsf(ps_nn_fbits(res) & keep);
 }
 
+/* The same exp on 16 floats at once (GCC vector extensions: one zmm in an AVX-512 clone, two ymm
+ * or four xmm elsewhere), operation for operation, so every lane gives ps_nn_fexp's bits. */
+typedef float ps_v16f __attribute__((vector_size(64)));
+typedef int32_t ps_v16i __attribute__((vector_size(64)));
+
+/* Always inlined, so 64-byte vectors in non-AVX-512 clones never cross a call: GCC's note about
+ * their calling convention (-Wpsabi, also at every call site) does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+PS_NN_INLINE ps_v16f ps_nn_fexp_v16(ps_v16f x)
+{
+    const float magic = 12582912.0f;
+    const ps_v16i magic_bits = (ps_v16i){0} + ps_nn_fbits(magic);
+    ps_v16f t = x * 1.44269504088896341f + magic;
+    ps_v16i n = (ps_v16i)t - magic_bits;
+    ps_v16f nf = t - magic;
+    ps_v16f r = x - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    ps_v16f z = r * r;
+    ps_v16f y = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                   4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * z + r + 1.0f;
+    ps_v16i keep = n >= -126; /* all ones unless the result underflows */
+    ps_v16i lo = n < -126, hi = n > 127;
+    n = (n & ~lo) | (-126 & lo);
+    n = (n & ~hi) | (127 & hi);
+    ps_v16f res = y * (ps_v16f)((n + 127) * (1 << 23));
+    return (ps_v16f)((ps_v16i)res & keep);
+}
+
 /* erf(x) given ex = exp(-x^2), absolute error < 2.5e-7 (glibc erff: 5e-8). Both pieces are
  * evaluated and one is selected, so the code stays branch-free: for |x| < 1 the odd/even
  * rational minimax approximation used by Eigen and XLA (accurate near 0, where the other one
