@@ -141,6 +141,21 @@ static int64_t window_targets(const window *w)
     return w->len - w->first_loss;
 }
 
+/* A NaN or Inf gradient stops the run before it reaches the weights; the state file of the last
+ * finished epoch stays as it was, so the run can be resumed with other options. */
+static int check_gradients(const ps_sasrec *m, ps_error *err)
+{
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ps_sasrec_tensor *tt = &m->tensors[i];
+        const float *g = m->grads + tt->offset;
+        for (size_t j = 0; j < tt->numel; j++)
+            if (!isfinite(g[j]))
+                return ps_fail(err, "training diverged: the gradient of '%s' is %g at Adam step %lld", tt->name,
+                               (double)g[j], (long long)m->adam_t + 1);
+    }
+    return PS_OK;
+}
+
 /* One logical batch: windows [first, last) -> gradients -> Adam step. */
 static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets, double *loss_sum, ps_error *err)
 {
@@ -152,15 +167,23 @@ static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets,
         /* dropout stream: unique per (Adam step, micro-batch), replayable on --resume */
         uint64_t step = ((uint64_t)t->m->adam_t << 20) | (uint64_t)micro;
         ps_sasrec_loss_stats ls;
-        /* positions past a window's length are padding: not computed (exact, see sasrec_ws.c) */
-        if (ps_sasrec_forward_len(t->m, t->ws, t->seq, t->len, B, 1, t->o->seed, step, err) != PS_OK ||
-            ps_sasrec_backward(t->m, t->ws, t->target, (double)targets, &ls, err) != PS_OK)
+        /* forward + backward fused per chunk of windows; positions past a window's length are
+         * padding and not computed (exact, see sasrec_ws.c) */
+        if (getenv("AB_UNFUSED")) {
+            if (ps_sasrec_forward_len(t->m, t->ws, t->seq, t->len, B, 1, t->o->seed, step, err) != PS_OK ||
+                ps_sasrec_backward(t->m, t->ws, t->target, (double)targets, &ls, err) != PS_OK)
+                return PS_ERR;
+        } else
+        if (ps_sasrec_train_step(t->m, t->ws, t->seq, t->len, t->target, B, t->o->seed, step, (double)targets, &ls,
+                                 err) != PS_OK)
             return PS_ERR;
         *loss_sum += ls.loss_sum;
     }
     if (!isfinite(*loss_sum))
         return ps_fail(err, "training diverged: the loss became %g at Adam step %lld", *loss_sum,
                        (long long)t->m->adam_t + 1);
+    if (check_gradients(t->m, err) != PS_OK)
+        return PS_ERR;
     return ps_sasrec_adam_step(t->m, t->o->lr, err);
 }
 

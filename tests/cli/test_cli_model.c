@@ -179,6 +179,21 @@ static void test_bad_model_files(void **state)
     free(bytes); free(missing); free(trunc); free(foreign); free(nan); free(other);
 }
 
+/* A diverging run stops with a message naming the step, and writes no model. */
+static void test_divergence_is_reported(void **state)
+{
+    (void)state;
+    char *out = tu_path(g_dir, "diverged.safetensors");
+    char args[4096], *err;
+    snprintf(args, sizeof args, "train --quiet --lr 10 --dropout 0 --epochs 3 --data '%s' --out '%s'", g_data, out);
+    assert_int_equal(tu_run_cli(args, NULL, &err), 1);
+    assert_non_null(strstr(err, "training diverged"));
+    assert_non_null(strstr(err, "at Adam step"));
+    assert_false(tu_exists(out));
+    free(err);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_recommend),
         cmocka_unit_test(test_determinism_and_resume),
         cmocka_unit_test(test_bad_model_files),
+        cmocka_unit_test(test_divergence_is_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
