@@ -23,7 +23,8 @@
  * each with the stage's thread count. The ratio is to the largest.
  *
  * Usage: bench_main DATA.inter [--threads N] [--epochs N] [--json OUT] [--only a,b,...]
- *        [--probe-cap N] [--label NAME] */
+ *        [--probe-cap N] [--label NAME] [--targets 1]
+ * (--targets 1 ends with the issue's targets, met or missed, for the 2-thread runs.) */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -569,6 +570,58 @@ static stage_out run_stage(const stage *s, const bench_opts *o, long *peak_kb)
     return r;
 }
 
+/* Every printed row, for the targets summary. */
+typedef struct kept {
+    char name[48];
+    int threads;
+    double seconds, gflops, ratio, peak_mb;
+} kept;
+static kept g_kept[256];
+static int g_nkept;
+
+static const kept *find_kept(const char *name, int threads)
+{
+    for (int i = 0; i < g_nkept; i++)
+        if (!strcmp(g_kept[i].name, name) && g_kept[i].threads == threads)
+            return &g_kept[i];
+    return NULL;
+}
+
+static void target_line(const char *what, const char *fmt_value, double value, int ok, int known)
+{
+    char v[64];
+    if (known)
+        snprintf(v, sizeof v, fmt_value, value);
+    else
+        snprintf(v, sizeof v, "n/a");
+    printf("  %-58s %-14s %s\n", what, v, !known ? "NOT MEASURED" : ok ? "met" : "MISSED");
+}
+
+/* The targets (2 threads, ML-1M-sized data, 64-d model). */
+static void print_targets(void)
+{
+    const kept *tr2 = find_kept("sasrec_train_epoch", 2), *tr1 = find_kept("sasrec_train_epoch", 1);
+    const kept *ev = find_kept("eval_all_users", 2), *st = find_kept("eval_steered", 2);
+    const kept *sae = find_kept("sae_train_epoch", 2), *pr = find_kept("probe", 2);
+    printf("\ntargets (2 threads):\n");
+    target_line("SASRec training >= 50% of the measured sgemm peak (epoch)", "%.0f%%", tr2 ? 100 * tr2->ratio : 0,
+                tr2 && tr2->ratio >= 0.5, tr2 != NULL);
+    target_line("SASRec epoch <= 30 s", "%.2f s", tr2 ? tr2->seconds : 0, tr2 && tr2->seconds <= 30, tr2 != NULL);
+    target_line("full-ranking eval of all users <= 1.5 s", "%.3f s", ev ? ev->seconds : 0, ev && ev->seconds <= 1.5,
+                ev != NULL);
+    target_line("steering adds <= 20 % to the evaluation", "+%.0f%%",
+                ev && st ? 100 * (st->seconds / ev->seconds - 1) : 0, ev && st && st->seconds <= 1.2 * ev->seconds,
+                ev && st);
+    target_line("SAE training epoch <= 10 s", "%.2f s", sae ? sae->seconds : 0, sae && sae->seconds <= 10, sae != NULL);
+    target_line("probe <= 10 s", "%.2f s", pr ? pr->seconds : 0, pr && pr->seconds <= 10, pr != NULL);
+    double worst = 0;
+    for (int i = 0; i < g_nkept; i++)
+        worst = g_kept[i].peak_mb > worst ? g_kept[i].peak_mb : worst;
+    target_line("peak resident memory of every stage <= 1 GB", "%.0f MB", worst, worst <= 1024, g_nkept > 0);
+    target_line("2 threads >= 1.7x faster than 1 on training", "%.2fx", tr1 && tr2 ? tr1->seconds / tr2->seconds : 0,
+                tr1 && tr2 && tr1->seconds >= 1.7 * tr2->seconds, tr1 && tr2);
+}
+
 static double loadavg(void)
 {
     double l[1] = {0};
@@ -585,11 +638,12 @@ int main(int argc, char **argv)
     }
     if (argc < 2) {
         fprintf(stderr, "usage: bench_main DATA.inter [--threads N] [--epochs N] [--json OUT] [--only a,b] "
-                        "[--probe-cap N] [--label NAME]\n");
+                        "[--probe-cap N] [--label NAME] [--targets 1]\n");
         return 2;
     }
     bench_opts o = {argv[1], 1, 1, 86016};
     const char *json = NULL, *only = NULL, *label = argv[1];
+    int targets = 0;
     int threads_list[2] = {1, 2}, n_threads = 2;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) {
@@ -605,6 +659,8 @@ int main(int argc, char **argv)
             o.probe_cap = atoll(argv[i + 1]);
         } else if (!strcmp(argv[i], "--label")) {
             label = argv[i + 1];
+        } else if (!strcmp(argv[i], "--targets")) {
+            targets = atoi(argv[i + 1]);
         }
     }
     FILE *js = json ? fopen(json, "w") : NULL;
@@ -661,6 +717,15 @@ int main(int argc, char **argv)
                 }
                 printf("%-26s %3d %9.3f %19s %8s %7s %8.0f %6.2f\n", x->name, o.threads, x->seconds, thr, gf, ratio,
                        peak_kb / 1024.0, la);
+                if (g_nkept < (int)(sizeof g_kept / sizeof g_kept[0])) {
+                    kept *k = &g_kept[g_nkept++];
+                    snprintf(k->name, sizeof k->name, "%s", x->name);
+                    k->threads = o.threads;
+                    k->seconds = x->seconds;
+                    k->gflops = g;
+                    k->ratio = g / peak;
+                    k->peak_mb = peak_kb / 1024.0;
+                }
                 if (js)
                     fprintf(js,
                             ",\n    {\"stage\": \"%s\", \"threads\": %d, \"seconds\": %.4f, \"throughput\": %.1f, "
@@ -676,5 +741,7 @@ int main(int argc, char **argv)
         fprintf(js, "\n  ]\n}\n");
         fclose(js);
     }
+    if (targets)
+        print_targets();
     return 0;
 }

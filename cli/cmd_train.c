@@ -181,46 +181,83 @@ static int parse_args(int argc, char **argv, cli_common *c, cli_data *d, train_a
     return 0;
 }
 
-/* What training will hold at its peak, in bytes. The sizes follow the allocations of
- * ps_sasrec_train (src/model/train.c) and of the workspaces it creates (src/model/sasrec_ws.c):
- * a training workspace of micro_batch sequences that keeps every layer's activations, and the
- * eval workspace, user vectors and score rows of the validation pass after each epoch, which are
- * alive at the same time. sasrec.h quotes the per-sequence figures for the SPEC model (~780 KB
- * training, ~260 KB eval); the formulas below give exactly those. The model and the training
- * workspace are touched in full (measured: 716-763 KB per micro-batch sequence); the validation
- * pass only touches the rows of the chunks its threads work on, so its allocation, counted here,
- * is an upper bound. OpenMP/OpenBLAS thread buffers come on top. */
+/* What training will hold at its peak, in bytes: five copies of the parameters (weights,
+ * gradients, two Adam moments, the best weights), the training workspace of micro_batch
+ * sequences, the validation pass run after every epoch while that workspace is alive (an eval
+ * workspace of 256 users, their vectors and score rows), and the dataset with its windows.
+ * Workspace sizes are asked from the library, not re-derived (see ws_size_fit). They are what is
+ * allocated; the kernels leave parts of their workspaces untouched, so the total is an upper bound
+ * of the resident size (OpenMP/OpenBLAS thread buffers aside). */
 typedef struct train_memory {
-    double model;      /* parameters, gradients, Adam moments, best copy */
-    double per_seq;    /* training workspace bytes per micro-batch sequence */
+    double model;       /* parameters, gradients, Adam moments, best copy */
+    double per_seq;     /* training workspace and batch bytes per micro-batch sequence */
     double activations; /* the whole training workspace and batch buffers */
-    double eval;       /* validation pass */
-    double data;       /* the loaded dataset and the training windows */
+    double eval;        /* validation pass */
+    double data;        /* the loaded dataset and the training windows */
     double total;
 } train_memory;
 
-static train_memory estimate_memory(const ps_sasrec *m, const ps_dataset *ds, const ps_train_options *o)
+/* The size of a workspace of the model's shape as a function of its batch size B and item count n:
+ * every buffer of a workspace is fixed, per sequence, per item or per (sequence, item), so the size
+ * is base + (B-1) per_seq + (n-1) per_item + (B-1)(n-1) cross, and four tiny workspaces (1-2
+ * sequences, 1-2 items) give it exactly, whatever the layout of src/model/sasrec_ws.c is today,
+ * without allocating the real one. */
+typedef struct ws_size {
+    double base, per_seq, per_item, cross;
+} ws_size;
+
+static int ws_size_fit(const ps_sasrec_config *cfg, int for_training, ws_size *w, ps_error *err)
+{
+    double s[2][2]; /* [items - 1][batch - 1] */
+    for (int i = 0; i < 2; i++) {
+        ps_sasrec_config c = *cfg;
+        c.n_items = 1 + i;
+        ps_sasrec *m = NULL;
+        if (ps_sasrec_create(&m, &c, err) != PS_OK)
+            return PS_ERR;
+        for (int b = 0; b < 2; b++) {
+            ps_sasrec_ws *ws = NULL;
+            if (ps_sasrec_ws_create(&ws, m, 1 + b, for_training, err) != PS_OK) {
+                ps_sasrec_free(m);
+                return PS_ERR;
+            }
+            s[i][b] = (double)ps_sasrec_ws_bytes(ws);
+            ps_sasrec_ws_free(ws);
+        }
+        ps_sasrec_free(m);
+    }
+    w->base = s[0][0];
+    w->per_seq = s[0][1] - s[0][0];
+    w->per_item = s[1][0] - s[0][0];
+    w->cross = (s[1][1] - s[1][0]) - w->per_seq;
+    return PS_OK;
+}
+
+static double ws_size_at(const ws_size *w, double B, double n_items)
+{
+    return w->base + (B - 1) * w->per_seq + (n_items - 1) * w->per_item + (B - 1) * (n_items - 1) * w->cross;
+}
+
+static int estimate_memory(const ps_sasrec *m, const ps_dataset *ds, const ps_train_options *o, train_memory *r,
+                           ps_error *err)
 {
     const ps_sasrec_config *k = &m->cfg;
-    const double L = k->max_len, d = k->d, F = k->d_ff, nl = k->n_layers, V = (double)ds->n_items + 1;
-    const double att = (double)k->n_heads * L * L; /* attention probabilities per sequence */
-    const double f = sizeof(float), eval_batch = 256; /* ps_sasrec_quick_eval scores 256 users at a time */
-    train_memory r;
-    r.model = 5.0 * (double)m->n_params * f;
-    /* per position: embeddings and LayerNorm (4d + 2), per layer qkv/ctx/residuals/LN/out (8d + 4) and
-     * the FFN pair (2F), the selected rows (d), backward scratch (8d + 2F); per sequence: attention
-     * probabilities before/after dropout per layer and their gradient; plus the workspace's three
-     * int32 id rows and the batch's sequence and target rows */
-    double pos = d * (13 + 8 * nl) + F * (2 * nl + 2) + 2 + 4 * nl;
-    r.per_seq = (L * pos + att * (2 * nl + 1)) * f + 3 * L * sizeof(int32_t) + 2 * L * sizeof(int32_t);
-    r.activations = (double)o->micro_batch * r.per_seq + 256.0 * V * f; /* + softmax scratch */
-    double eval_seq = (L * (14 * d + F + 6) + att) * f + 3 * L * sizeof(int32_t) + d * f;
-    r.eval = eval_batch * eval_seq + 256.0 * V * f /* softmax scratch */ + eval_batch * V * f /* scores */;
-    r.data = (double)ds->n_inter * sizeof(int32_t) + (double)(ds->n_users + 2) * sizeof(int64_t) +
-             (double)ds->n_train * (sizeof(ps_sample) + 24) /* samples, windows x2 */ +
-             (double)ds->n_users * 2 * sizeof(ps_sample) + V * (sizeof(int64_t) + 1);
-    r.total = r.model + r.activations + r.eval + r.data;
-    return r;
+    const double L = k->max_len, n = ds->n_items, V = n + 1, f = sizeof(float), B = o->micro_batch;
+    const double eval_batch = 256; /* ps_sasrec_quick_eval scores 256 users at a time */
+    ws_size train_ws, eval_ws;
+    if (ws_size_fit(k, 1, &train_ws, err) != PS_OK || ws_size_fit(k, 0, &eval_ws, err) != PS_OK)
+        return ps_fail_wrap(err, "estimating the memory of training");
+    double batch = 2 * L * sizeof(int32_t); /* the micro-batch's sequence and target rows */
+    r->model = 5.0 * (double)m->n_params * f;
+    r->per_seq = train_ws.per_seq + (n - 1) * train_ws.cross + batch;
+    r->activations = ws_size_at(&train_ws, B, n) + B * batch;
+    r->eval = ws_size_at(&eval_ws, eval_batch, n) + eval_batch * V * f /* scores */ +
+              eval_batch * k->d * f /* user vectors */;
+    r->data = (double)ds->n_inter * sizeof(int32_t) + (double)(ds->n_users + 2) * sizeof(int64_t) +
+              (double)ds->n_train * (sizeof(ps_sample) + 24) /* samples, windows x2 */ +
+              (double)ds->n_users * 2 * sizeof(ps_sample) + V * (sizeof(int64_t) + 1);
+    r->total = r->model + r->activations + r->eval + r->data;
+    return PS_OK;
 }
 
 static void format_bytes(double b, char *buf, size_t size)
@@ -334,7 +371,11 @@ static int train_and_save(const cli_common *c, const cli_data *d, train_args *a,
     a->mc.max_len = ds->max_seq_len;
     if (ps_sasrec_create(&m, &a->mc, &err) != PS_OK)
         return cli_error(c, "%s", err.msg);
-    train_memory mem = estimate_memory(m, ds, &a->to);
+    train_memory mem = {0};
+    if (estimate_memory(m, ds, &a->to, &mem, &err) != PS_OK) {
+        ps_sasrec_free(m);
+        return cli_error(c, "%s", err.msg);
+    }
     if (check_memory(c, a, &mem) != 0) {
         ps_sasrec_free(m);
         return 1;

@@ -59,10 +59,10 @@ fi
 for t in $TARGETS; do echo "$t"; done |
     xargs -P "$PARALLEL" -I{} env FUZZ_SH_ONE={} sh "$0" "$BUILD" "$SECONDS_EACH"
 
-# Summary: libFuzzer's final status line (cov = covered edges, ft = features), its run count,
-# and the artefacts it left.
+# Summary: libFuzzer's final status line (cov = covered edges, ft = features, corpus = inputs kept
+# in memory / their total size), its run count, and the artefacts it left.
 {
-    printf '%-14s %8s %10s %7s %7s %6s %s\n' target seconds runs cov ft corpus findings
+    printf '%-14s %8s %10s %7s %7s %11s %s\n' target seconds runs cov ft corpus findings
     status=0
     for t in $TARGETS; do
         log=$FINDINGS/$t.log
@@ -72,10 +72,10 @@ for t in $TARGETS; do echo "$t"; done |
         [ -n "$runs" ] || runs=$(printf '%s\n' "$last" | sed -n 's/^#\([0-9]*\).*/\1/p')
         cov=$(printf '%s\n' "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
         ft=$(printf '%s\n' "$last" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
-        corp=$(ls "$BUILD/corpus/$t" 2>/dev/null | wc -l)
+        corp=$(printf '%s\n' "$last" | sed -n 's/.*corp: \([0-9]*\/[0-9]*[a-zA-Z]*\).*/\1/p')
         found=$(ls "$FINDINGS/$t" 2>/dev/null | wc -l)
         [ "$found" -eq 0 ] || status=1
-        printf '%-14s %8s %10s %7s %7s %6s %s\n' "$t" "${secs:--}" "${runs:--}" "${cov:--}" "${ft:--}" "$corp" \
+        printf '%-14s %8s %10s %7s %7s %11s %s\n' "$t" "${secs:--}" "${runs:--}" "${cov:--}" "${ft:--}" "$corp" \
             "$( [ "$found" -eq 0 ] && echo none || ls "$FINDINGS/$t" | tr '\n' ' ')"
     done
     echo "$status" >"$FINDINGS/.status"

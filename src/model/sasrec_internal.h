@@ -47,4 +47,11 @@ static inline float *sasrec_at(const ps_sasrec *m, float *base, int idx)
 int ps_sasrec_forward_len(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *len, int B,
                           int training, uint64_t dropout_seed, uint64_t step, ps_error *err);
 
+/* ps_sasrec_forward_len followed by ps_sasrec_backward, fused: each chunk of sequences goes
+ * forward and backward on one thread, one parallel region per call. Same results (bit for
+ * bit); the workspace's activations are not kept (no ps_sasrec_ws_hidden / loss afterwards). */
+int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *len,
+                         const int32_t *target, int B, uint64_t dropout_seed, uint64_t step, double loss_denom,
+                         ps_sasrec_loss_stats *stats, ps_error *err);
+
 #endif

@@ -573,7 +573,7 @@ int ps_sasrec_forward_len(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *s
 /* ---------------------------------------------------------------------------------------------
  * Loss */
 
-/* Gathers the positions with a target into sel_row (compact rows) / sel_target, chunk by chunk
+/* Gathers the positions with a target into sel_row (rows within their chunk) / sel_target, chunk by chunk
  * in batch order; returns their count, or -1 (with err) for an invalid target. */
 static int64_t select_targets(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, ps_error *err)
 {
@@ -597,7 +597,7 @@ static int64_t select_targets(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_
                             ch.b0 + s, l, ch.Le);
                     return -1;
                 }
-                ws->sel_row[n] = (int32_t)(ch.r0 + (size_t)s * ch.Le + (size_t)l);
+                ws->sel_row[n] = (int32_t)((size_t)s * ch.Le + (size_t)l); /* row within the chunk */
                 ws->sel_target[n] = t[l];
                 n++;
             }
@@ -630,11 +630,12 @@ static void pack_items(const ps_sasrec *m, ps_sasrec_ws *ws)
 
 /* Cross-entropy of a chunk's selected rows, in blocks of CE_BLOCK: losses into row_loss; with
  * dE != NULL also dh (dhsel rows) and dE = G^T h (the first block writes, the next add). */
-static void chunk_ce(const ps_sasrec *m, ps_sasrec_ws *ws, int c, float grad_scale, float *dE, slot *sl)
+static void chunk_ce(const ps_sasrec *m, ps_sasrec_ws *ws, int c, const chunk *ch, float grad_scale, float *dE,
+                     slot *sl)
 {
     const int d = m->cfg.d, V = m->cfg.n_items + 1;
     const int s0 = ws->chunk_sel0[c], s1 = ws->chunk_sel0[c + 1];
-    const float *h = ps_sasrec_ws_hidden(ws), *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
+    const float *h = ps_sasrec_ws_hidden(ws) + ch->r0 * d, *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
     for (int r = s0; r < s1; r++)
         memcpy(ws->hsel + (size_t)r * d, h + (size_t)ws->sel_row[r] * d, (size_t)d * sizeof(float));
     for (int r0 = s0; r0 < s1; r0 += CE_BLOCK) {
@@ -668,8 +669,10 @@ int ps_sasrec_loss(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, 
     pack_items(m, ws);
     const int nch = ws->n_chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(region_threads(ws, nch))
-    for (int c = 0; c < nch; c++)
-        chunk_ce(m, ws, c, 0.0f, NULL, &ws->slots[omp_get_thread_num()]);
+    for (int c = 0; c < nch; c++) {
+        chunk ch = chunk_at(ws, c);
+        chunk_ce(m, ws, c, &ch, 0.0f, NULL, &ws->slots[omp_get_thread_num()]);
+    }
     fill_stats(stats, sum_losses(ws, n), n);
     return PS_OK;
 }
@@ -733,11 +736,12 @@ static void layer_backward_chunk(ps_sasrec *m, ps_sasrec_ws *ws, int l, const ch
 }
 
 /* The whole backward of one chunk into its gradient buffer G (zeroed here). */
-static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, float grad_scale, float *G, slot *sl)
+static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, const chunk *chp, float grad_scale, float *G,
+                           slot *sl)
 {
     const ps_sasrec_config *k = &m->cfg;
     const int d = k->d;
-    chunk ch = chunk_at(ws, c);
+    const chunk ch = *chp;
     const int R = ch.nb * ch.Le;
     const size_t r0 = ch.r0;
     /* the item table's gradient is written by the first block of logits, the rest zeroed */
@@ -745,11 +749,11 @@ static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, float grad_sca
     memset(G + n_emb, 0, (m->n_params - n_emb) * sizeof *G);
     if (ws->chunk_sel0[c] == ws->chunk_sel0[c + 1])
         memset(G, 0, n_emb * sizeof *G);
-    chunk_ce(m, ws, c, grad_scale, sasrec_at(m, G, SASREC_ITEM_EMB), sl);
+    chunk_ce(m, ws, c, &ch, grad_scale, sasrec_at(m, G, SASREC_ITEM_EMB), sl);
     float *ga = ws->g_a + r0 * d;
     memset(ga, 0, (size_t)R * d * sizeof *ga);
     for (int r = ws->chunk_sel0[c]; r < ws->chunk_sel0[c + 1]; r++)
-        memcpy(ws->g_a + (size_t)ws->sel_row[r] * d, ws->dhsel + (size_t)r * d, (size_t)d * sizeof(float));
+        memcpy(ga + (size_t)ws->sel_row[r] * d, ws->dhsel + (size_t)r * d, (size_t)d * sizeof(float));
 
     for (int l = k->n_layers - 1; l >= 0; l--)
         layer_backward_chunk(m, ws, l, &ch, l > 0 ? ws->layer[l - 1].out : ws->x0, G, sl);
@@ -765,16 +769,9 @@ static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, float grad_sca
     const int32_t *ids = ws->seq + r0;
     for (int r = 0; r < R; r++) {
         const float *g = gc + (size_t)r * d;
-        if (ids[r] != 0) { /* padding_idx: the pad row gets no gradient from the lookup */
-            float *t = dE + (size_t)ids[r] * d;
-#pragma omp simd
-            for (int j = 0; j < d; j++)
-                t[j] += g[j];
-        }
-        float *p = dP + (size_t)(r % ch.Le) * d;
-#pragma omp simd
-        for (int j = 0; j < d; j++)
-            p[j] += g[j];
+        if (ids[r] != 0) /* padding_idx: the pad row gets no gradient from the lookup */
+            ps_nn_add_to(dE + (size_t)ids[r] * d, g, (size_t)d);
+        ps_nn_add_to(dP + (size_t)(r % ch.Le) * d, g, (size_t)d);
     }
 }
 
@@ -801,16 +798,84 @@ int ps_sasrec_backward(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, do
     {
         slot *sl = &ws->slots[omp_get_thread_num()];
 #pragma omp for schedule(dynamic, 1)
-        for (int c = 0; c < nch; c++)
-            chunk_backward(m, ws, c, grad_scale, part + (size_t)c * np, sl);
+        for (int c = 0; c < nch; c++) {
+            chunk ch = chunk_at(ws, c);
+            chunk_backward(m, ws, c, &ch, grad_scale, part + (size_t)c * np, sl);
+        }
         /* grads += the chunks' buffers, each element summed in chunk order */
         size_t lo, hi;
         ps_nn_thread_span(np, &lo, &hi);
+        for (int c = 0; c < nch; c++)
+            ps_nn_add_to(grads + lo, part + (size_t)c * np + lo, hi - lo);
+    }
+    fill_stats(stats, sum_losses(ws, n), n);
+    return PS_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fused training step: forward and backward of a chunk run back to back on one thread (its
+ * activations are still in cache for the backward, and only the chunks in flight occupy the
+ * workspace), and the gradient buffers are summed after one barrier: one parallel region per
+ * micro-batch. Same numbers as ps_sasrec_forward_len + ps_sasrec_backward. */
+
+int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, const int32_t *len,
+                         const int32_t *target, int B, uint64_t dropout_seed, uint64_t step, double loss_denom,
+                         ps_sasrec_loss_stats *stats, ps_error *err)
+{
+    const ps_sasrec_config *k = &m->cfg;
+    const int L = k->max_len;
+    if (!same_shape(&ws->cfg, k))
+        return ps_fail(err, "sasrec train step: the workspace was made for a model of another shape");
+    if (!ws->for_training)
+        return ps_fail(err, "sasrec train step: the workspace was created without training buffers");
+    if (!m->grads)
+        return ps_fail(err, "sasrec train step: gradient buffers are not allocated "
+                            "(call ps_sasrec_alloc_training first)");
+    if (B < 1 || B > ws->max_B)
+        return ps_fail(err, "sasrec train step: batch of %d sequences, workspace holds 1..%d", B, ws->max_B);
+    ws->have_forward = 0;
+    if (check_ids(seq, (size_t)B * L, k->n_items, "seq", L, err))
+        return PS_ERR;
+    for (int b = 0; b < B; b++)
+        if (len[b] < 1 || len[b] > L)
+            return ps_fail(err, "sasrec train step: length %d of sequence %d is outside 1..%d", (int)len[b], b, L);
+    ws->B = B;
+    ws->training = 1;
+    ws->seed = dropout_seed;
+    ws->step = step;
+    plan_chunks(ws, B, ws->max_chunks);
+    set_chunks(ws, seq, len, 0);
+    int64_t n = select_targets(m, ws, target, err);
+    if (n < 0)
+        return PS_ERR;
+    const double denom = loss_denom > 0.0 ? loss_denom : (double)n;
+    const float grad_scale = n > 0 ? (float)(1.0 / denom) : 0.0f;
+    pack_weights(m, ws);
+    pack_items(m, ws);
+    const int nch = ws->n_chunks;
+    const size_t np = m->n_params;
+    float *grads = m->grads, *part = ws->partial;
+    /* chunks in flight live in their thread's rows of the buffers (fewer pages touched) */
+    const int by_slot = ws->n_slots * ws->chunk_size <= ws->max_B;
+#pragma omp parallel num_threads(region_threads(ws, nch))
+    {
+        const int t = omp_get_thread_num();
+        slot *sl = &ws->slots[t];
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nch; c++) {
-            const float *p = part + (size_t)c * np;
-            for (size_t i = lo; i < hi; i++)
-                grads[i] += p[i];
+            chunk ch = chunk_at(ws, c);
+            if (by_slot) {
+                ch.r0 = (size_t)t * ws->chunk_size * L;
+                ch.pb = (size_t)t * ws->chunk_size * k->n_heads * L * L;
+            }
+            copy_ids(ws, &ch, seq);
+            chunk_forward(m, ws, &ch, k->n_layers, sl);
+            chunk_backward(m, ws, c, &ch, grad_scale, part + (size_t)c * np, sl);
         }
+        size_t lo, hi;
+        ps_nn_thread_span(np, &lo, &hi);
+        for (int c = 0; c < nch; c++)
+            ps_nn_add_to(grads + lo, part + (size_t)c * np + lo, hi - lo);
     }
     fill_stats(stats, sum_losses(ws, n), n);
     return PS_OK;

@@ -169,11 +169,6 @@ static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets,
         ps_sasrec_loss_stats ls;
         /* forward + backward fused per chunk of windows; positions past a window's length are
          * padding and not computed (exact, see sasrec_ws.c) */
-        if (getenv("AB_UNFUSED")) {
-            if (ps_sasrec_forward_len(t->m, t->ws, t->seq, t->len, B, 1, t->o->seed, step, err) != PS_OK ||
-                ps_sasrec_backward(t->m, t->ws, t->target, (double)targets, &ls, err) != PS_OK)
-                return PS_ERR;
-        } else
         if (ps_sasrec_train_step(t->m, t->ws, t->seq, t->len, t->target, B, t->o->seed, step, (double)targets, &ls,
                                  err) != PS_OK)
             return PS_ERR;

@@ -14,6 +14,7 @@
 #include "nn/nn.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MASK_VALUE -10000.0f
@@ -27,47 +28,86 @@ static int first_real_key(const int32_t *ids, int Le)
     return f;
 }
 
-/* Softmax of row i over keys [0, n) with the additive mask, then zeros over [n, ncol). Rows of
- * up to 64 keys (the model's) go through 16-lane vectors padded with -inf (exp gives exact
- * zeros there); the sums' order depends on n only. */
-PS_NN_CLONES static void softmax_row(float *row, const int32_t *ids, int i, int n, int ncol)
+/* Softmax of row i over keys [0, n) with the additive mask, then zeros over [n, ncol).
+ * softmax_row_small: rows of up to 64 keys (the model's) in 16-lane vectors padded with -inf
+ * (exp gives exact zeros there), the sums in a fixed order that depends on n only; an AVX-512
+ * version with masked loads, and a portable one. */
+PS_NN_INLINE void softmax_finish(ps_v16f *v, int nv, float *row, int n, int ncol)
 {
-    if (n <= 64) {
-        ps_v16f v[4] = {{0}};
-        ps_v16i id[4] = {{0}};
-        const int nv = (n + 15) / 16;
-        memcpy(v, row, sizeof(float) * (size_t)n);
-        memcpy(id, ids, sizeof(int32_t) * (size_t)n);
-        const ps_v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-        const ps_v16f minf = (ps_v16f){0} - INFINITY, maskv = (ps_v16f){0} + MASK_VALUE;
-        for (int q = 0; q < nv; q++) {
-            const ps_v16i j = lane + 16 * q;
-            const ps_v16i seen = (j <= i) & (id[q] != 0), valid = j < n;
-            ps_v16f x = v[q] + (ps_v16f)(~seen & (ps_v16i)maskv); /* + 0 or + MASK */
-            v[q] = (ps_v16f)(((ps_v16i)x & valid) | ((ps_v16i)minf & ~valid));
-        }
-        ps_v16f m = v[0];
-        for (int q = 1; q < nv; q++)
-            m = (ps_v16f)(((ps_v16i)m & (ps_v16i)(m >= v[q])) | ((ps_v16i)v[q] & ~(ps_v16i)(m >= v[q])));
-        float mx = m[0];
-        for (int l = 1; l < 16; l++)
-            mx = m[l] > mx ? m[l] : mx;
-        ps_v16f acc = {0};
-        for (int q = 0; q < nv; q++) {
-            v[q] = ps_nn_fexp_v16(v[q] - mx);
-            acc = acc + v[q];
-        }
-        float sum = 0.0f;
-        for (int l = 0; l < 16; l++)
-            sum += acc[l];
-        const float inv = 1.0f / sum;
-        for (int q = 0; q < nv; q++)
-            v[q] = v[q] * inv;
-        memcpy(row, v, sizeof(float) * (size_t)n);
-        for (int j = n; j < ncol; j++)
-            row[j] = 0.0f;
-        return;
+    ps_v16f m = v[0];
+    for (int q = 1; q < nv; q++) {
+        ps_v16i ge = m >= v[q];
+        m = (ps_v16f)(((ps_v16i)m & ge) | ((ps_v16i)v[q] & ~ge));
     }
+    float mx = m[0];
+    for (int l = 1; l < 16; l++)
+        mx = m[l] > mx ? m[l] : mx;
+    ps_v16f acc = {0};
+    for (int q = 0; q < nv; q++) {
+        v[q] = ps_nn_fexp_v16(v[q] - mx);
+        acc = acc + v[q];
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < 16; l++)
+        sum += acc[l];
+    const float inv = 1.0f / sum;
+    for (int q = 0; q < nv; q++)
+        v[q] = v[q] * inv;
+    memcpy(row, v, sizeof(float) * (size_t)n);
+    for (int j = n; j < ncol; j++)
+        row[j] = 0.0f;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f"), optimize("fp-contract=fast"))) static void softmax_row_small_512(float *row, const int32_t *ids, int i, int n,
+                                                                   int ncol)
+{
+    const int nv = (n + 15) / 16;
+    ps_v16f v[4] = {{0}};
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 minf = _mm512_set1_ps(-INFINITY), maskv = _mm512_set1_ps(MASK_VALUE), zero = _mm512_setzero_ps();
+    for (int q = 0; q < nv; q++) {
+        const int left = n - 16 * q;
+        const __mmask16 valid = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __m512i j = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * q));
+        __m512 x = _mm512_maskz_loadu_ps(valid, row + 16 * q);
+        __m512i idv = _mm512_maskz_loadu_epi32(valid, ids + 16 * q);
+        __mmask16 seen = _mm512_cmple_epi32_mask(j, _mm512_set1_epi32(i)) & _mm512_cmpneq_epi32_mask(idv, _mm512_setzero_si512());
+        x = _mm512_mask_blend_ps(seen, _mm512_add_ps(x, maskv), _mm512_add_ps(x, zero));
+        v[q] = (ps_v16f)_mm512_mask_blend_ps(valid, minf, x);
+    }
+    softmax_finish(v, nv, row, n, ncol);
+}
+#endif
+
+static void softmax_row_small_generic(float *row, const int32_t *ids, int i, int n, int ncol)
+{
+    ps_v16f v[4] = {{0}};
+    const int nv = (n + 15) / 16;
+    for (int q = 0; q < nv; q++)
+        for (int l = 0; l < 16; l++) {
+            int j = 16 * q + l;
+            v[q][l] = j < n ? row[j] + ((j <= i && ids[j] != 0) ? 0.0f : MASK_VALUE) : -INFINITY;
+        }
+    softmax_finish(v, nv, row, n, ncol);
+}
+
+typedef void (*softmax_small_fn)(float *row, const int32_t *ids, int i, int n, int ncol);
+static softmax_small_fn softmax_small = softmax_row_small_generic;
+
+__attribute__((constructor)) static void pick_softmax(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    const char *force = getenv("POPSTEER_GEMM_ISA");
+    if (__builtin_cpu_supports("avx512f") && !(force && (!strcmp(force, "generic") || !strcmp(force, "avx2"))))
+        softmax_small = softmax_row_small_512;
+#endif
+}
+
+PS_NN_CLONES_FMA static void softmax_row_long(float *row, const int32_t *ids, int i, int n, int ncol)
+{
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int j = 0; j < n; j++) {
@@ -87,6 +127,14 @@ PS_NN_CLONES static void softmax_row(float *row, const int32_t *ids, int i, int 
         row[j] *= inv;
     for (int j = n; j < ncol; j++)
         row[j] = 0.0f;
+}
+
+static void softmax_row(float *row, const int32_t *ids, int i, int n, int ncol)
+{
+    if (n <= 64)
+        softmax_small(row, ids, i, n, ncol);
+    else
+        softmax_row_long(row, ids, i, n, ncol);
 }
 
 /* d = p (d - sum(p d)) over [0, n), zeros over [n, ncol). */

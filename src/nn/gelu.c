@@ -7,7 +7,7 @@
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define PAR_MIN 16384
 
-PS_NN_CLONES static void gelu_span(float *out, const float *x, size_t n)
+PS_NN_CLONES_FMA static void gelu_span(float *out, const float *x, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
@@ -16,7 +16,7 @@ PS_NN_CLONES static void gelu_span(float *out, const float *x, size_t n)
     }
 }
 
-PS_NN_CLONES static void gelu_backward_span(float *dx, const float *x, const float *dout, size_t n)
+PS_NN_CLONES_FMA static void gelu_backward_span(float *dx, const float *x, const float *dout, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
@@ -28,7 +28,7 @@ PS_NN_CLONES static void gelu_backward_span(float *dx, const float *x, const flo
     }
 }
 
-PS_NN_CLONES static void gelu_backward_set(float *dx, const float *x, const float *dout, size_t n)
+PS_NN_CLONES_FMA static void gelu_backward_set(float *dx, const float *x, const float *dout, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {

@@ -44,6 +44,13 @@ PS_NN_CLONES void ps_nn_colsum_rows(float *out, const float *x, int N, int C, pt
     }
 }
 
+PS_NN_CLONES void ps_nn_add_to(float *y, const float *x, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
 #define GEMM_PAR_MIN 1048576.0 /* m*n*k below which one thread does the whole product */
 #define GEMM_CHUNKS 8           /* blocks a product is cut into, whatever the thread count */
 

@@ -107,6 +107,8 @@ void ps_nn_transpose(float *dst, const float *src, int rows, int cols);
 /* Column sums: out[c] += sum_n x[n,c] for x [N,C] (deterministic, used for biases). */
 void ps_nn_colsum_acc(float *out, const float *x, int N, int C);
 
+/* Serial: y [n] += x [n] (vectorised for the machine's widest ISA). */
+void ps_nn_add_to(float *y, const float *x, size_t n);
 /* Serial: out[c] += sum_n x[n*ldx + c], rows in order. */
 void ps_nn_colsum_rows(float *out, const float *x, int N, int C, ptrdiff_t ldx);
 
