@@ -55,6 +55,7 @@ typedef struct result {
     double work;    /* units of work done in it (targets, users, vectors ...) */
     double flops;   /* counted FLOPs (0 if not counted) */
     double value;   /* for stages that report a value instead of a rate (0 = none) */
+    double cpu;     /* CPU seconds of all threads over the timed section */
 } result;
 
 typedef struct stage_out {
@@ -77,6 +78,24 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU time of the whole process (every thread), to see spinning and competition for the CPUs. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static double g_cpu0; /* CPU time at the start of the current timed section */
+
+/* Starts a timed section: returns the wall clock. */
+static double tic(void)
+{
+    g_cpu0 = cpu_now();
+    return now();
+}
+
 static result *add(stage_out *o, const char *name, const char *unit, double seconds, double work, double flops)
 {
     if (o->n >= MAX_RESULTS)
@@ -88,6 +107,7 @@ static result *add(stage_out *o, const char *name, const char *unit, double seco
     r->seconds = seconds;
     r->work = work;
     r->flops = flops;
+    r->cpu = cpu_now() - g_cpu0;
     return r;
 }
 
@@ -232,7 +252,7 @@ typedef int (*stage_fn)(const bench_opts *o, stage_out *out);
 static int stage_load(const bench_opts *o, stage_out *out)
 {
     ps_dataset ds;
-    double t0 = now();
+    double t0 = tic();
     if (load(o->data, &ds))
         return -1;
     add(out, "load", "rows/s", now() - t0, (double)ds.n_inter, 0);
@@ -293,6 +313,7 @@ static int stage_train(const bench_opts *o, stage_out *out)
     to.cb_ctx = &p;
     ps_train_result res;
     ps_error err;
+    tic();
     if (ps_sasrec_train(m, &ds, &to, &res, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -313,7 +334,7 @@ static int run_eval(const ps_dataset *ds, const ps_scorer *sc, const ps_list_fil
     eo.filter = filter;
     ps_metrics met;
     ps_error err;
-    double t0 = now();
+    double t0 = tic();
     if (ps_evaluate(ds, sc, &eo, &met, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -454,7 +475,7 @@ static int stage_sae(const bench_opts *o, stage_out *out)
     if (!X || !Xv)
         return -1;
     ps_error err;
-    double t0 = now();
+    double t0 = tic();
     if (ps_user_vectors(m, &ds, ds.train, ds.n_train, X, NULL, NULL, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -469,7 +490,7 @@ static int stage_sae(const bench_opts *o, stage_out *out)
     ps_sae_train_options_init(&so);
     so.max_epochs = 1;
     ps_sae_train_result res;
-    t0 = now();
+    t0 = tic();
     if (ps_sae_train(sae, X, ds.n_train, Xv, ds.n_users, &so, NULL, NULL, &res, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -499,7 +520,7 @@ static int stage_probe(const bench_opts *o, stage_out *out)
     po.cap = o->probe_cap;
     ps_probe_result r;
     ps_error err;
-    double t0 = now();
+    double t0 = tic();
     if (ps_probe_run(m, sae, &ds, &po, &r, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -622,6 +643,17 @@ static void print_targets(void)
                 tr1 && tr2 && tr1->seconds >= 1.7 * tr2->seconds, tr1 && tr2);
 }
 
+static void measure_peaks(const bench_opts *o, double pk[3])
+{
+    /* in a child: a parent that ever ran an OpenMP region would leave its forked children a
+     * thread pool whose threads do not exist (libgomp is not fork-safe) */
+    long unused_kb;
+    stage_out r = run_stage(&PEAK_STAGE, o, &unused_kb);
+    pk[0] = r.n == 2 ? r.r[0].value : 0;
+    pk[2] = r.n == 2 ? r.r[1].value : 0;
+    pk[1] = openblas_skylakex_peak(o->threads);
+}
+
 static double loadavg(void)
 {
     double l[1] = {0};
@@ -669,73 +701,87 @@ int main(int argc, char **argv)
                 label, ps_nn_gemm_isa(), openblas_get_corename());
     printf("data %s; our GEMM: %s; OpenBLAS core: %s; load average at start %.2f\n", label, ps_nn_gemm_isa(),
            openblas_get_corename(), loadavg());
-    printf("%-26s %3s %9s %19s %8s %7s %8s %6s\n", "stage", "thr", "seconds", "throughput", "GFLOP/s", "of peak",
-           "peak MB", "load");
+    printf("%-26s %3s %9s %8s %19s %8s %7s %8s %6s\n", "stage", "thr", "seconds", "cpu s", "throughput", "GFLOP/s",
+           "of peak", "peak MB", "load");
     int first = 1;
     for (int t = 0; t < n_threads; t++) {
         o.threads = threads_list[t];
-        /* measured in a child: a parent that ever ran an OpenMP region would leave its forked
-         * children a thread pool whose threads do not exist (libgomp is not fork-safe) */
-        long unused_kb;
-        stage_out pk = run_stage(&PEAK_STAGE, &o, &unused_kb);
-        double pk_blas = pk.n == 2 ? pk.r[0].value : 0, pk_ours = pk.n == 2 ? pk.r[1].value : 0;
-        double pk_skx = openblas_skylakex_peak(o.threads);
-        double peak = pk_blas > pk_ours ? pk_blas : pk_ours;
-        peak = pk_skx > peak ? pk_skx : peak;
-        printf("%-26s %3d %9s %19s %8.1f %7s %8s %6.2f\n", "sgemm_peak_openblas", o.threads, "", "", pk_blas, "", "",
-               loadavg());
-        if (pk_skx > 0)
-            printf("%-26s %3d %9s %19s %8.1f %7s %8s %6.2f\n", "sgemm_peak_openblas_skx", o.threads, "", "", pk_skx, "",
-                   "", loadavg());
-        printf("%-26s %3d %9s %19s %8.1f %7s %8s %6.2f\n", "sgemm_peak_ps_nn_gemm", o.threads, "", "", pk_ours, "", "",
-               loadavg());
-        if (js) {
-            fprintf(js,
-                    "%s    {\"stage\": \"sgemm_peak\", \"threads\": %d, \"gflops\": %.2f, \"openblas\": %.2f, "
-                    "\"openblas_skylakex\": %.2f, \"ps_nn_gemm\": %.2f, \"loadavg\": %.2f}",
-                    first ? "" : ",\n", o.threads, peak, pk_blas, pk_skx, pk_ours, loadavg());
-            first = 0;
-        }
+        /* The peak is measured before and after the stages and the larger value used: on a shared
+         * machine a single measurement can be depressed by someone else's load, which would
+         * flatter the ratios. */
+        double pk[2][3]; /* [before/after][openblas, openblas SkylakeX, ours] */
+        measure_peaks(&o, pk[0]);
+        typedef struct row {
+            result r;
+            long peak_kb;
+            double load;
+            const char *group;
+        } row;
+        row rows[64];
+        int n_rows = 0;
         for (int s = 0; s < N_STAGES; s++) {
             if (only && !strstr(only, STAGES[s].name))
                 continue;
             long peak_kb;
             double la = loadavg();
+            fprintf(stderr, "bench: %s, %d thread%s ...\n", STAGES[s].name, o.threads, o.threads > 1 ? "s" : "");
             stage_out r = run_stage(&STAGES[s], &o, &peak_kb);
             if (!r.ok) {
                 printf("%-26s %3d FAILED\n", STAGES[s].name, o.threads);
                 continue;
             }
-            for (int i = 0; i < r.n; i++) {
-                const result *x = &r.r[i];
-                char thr[40], ratio[16] = "", gf[16] = "";
-                snprintf(thr, sizeof thr, "%.0f %s", x->work / x->seconds, x->unit);
-                double g = x->flops > 0 ? x->flops / x->seconds / 1e9 : 0;
-                if (g > 0) {
-                    snprintf(gf, sizeof gf, "%.1f", g);
-                    snprintf(ratio, sizeof ratio, "%.0f%%", 100 * g / peak);
-                }
-                printf("%-26s %3d %9.3f %19s %8s %7s %8.0f %6.2f\n", x->name, o.threads, x->seconds, thr, gf, ratio,
-                       peak_kb / 1024.0, la);
-                if (g_nkept < (int)(sizeof g_kept / sizeof g_kept[0])) {
-                    kept *k = &g_kept[g_nkept++];
-                    snprintf(k->name, sizeof k->name, "%s", x->name);
-                    k->threads = o.threads;
-                    k->seconds = x->seconds;
-                    k->gflops = g;
-                    k->ratio = g / peak;
-                    k->peak_mb = peak_kb / 1024.0;
-                }
-                if (js)
-                    fprintf(js,
-                            ",\n    {\"stage\": \"%s\", \"threads\": %d, \"seconds\": %.4f, \"throughput\": %.1f, "
-                            "\"unit\": \"%s\", \"gflops\": %.2f, \"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, "
-                            "\"stage_group\": \"%s\", \"loadavg\": %.2f}",
-                            x->name, o.threads, x->seconds, x->work / x->seconds, x->unit, g, g / peak,
-                            peak_kb / 1024.0, STAGES[s].name, la);
-            }
-            fflush(stdout);
+            for (int i = 0; i < r.n && n_rows < 64; i++)
+                rows[n_rows++] = (row){r.r[i], peak_kb, la, STAGES[s].name};
         }
+        measure_peaks(&o, pk[1]);
+        double best[3], peak = 0;
+        for (int k = 0; k < 3; k++) {
+            best[k] = pk[0][k] > pk[1][k] ? pk[0][k] : pk[1][k];
+            peak = best[k] > peak ? best[k] : peak;
+        }
+        static const char *const PK_NAMES[3] = {"sgemm_peak_openblas", "sgemm_peak_openblas_skx", "sgemm_peak_ps_nn_gemm"};
+        for (int k = 0; k < 3; k++)
+            if (best[k] > 0)
+                printf("%-26s %3d %9s %8s %19s %8.1f %7s %8s %6s  (before %.1f, after %.1f)\n", PK_NAMES[k], o.threads, "",
+                       "", "", best[k], k == 0 ? "" : "", "", "", pk[0][k], pk[1][k]);
+        if (js) {
+            fprintf(js,
+                    "%s    {\"stage\": \"sgemm_peak\", \"threads\": %d, \"gflops\": %.2f, \"openblas\": %.2f, "
+                    "\"openblas_skylakex\": %.2f, \"ps_nn_gemm\": %.2f, \"loadavg\": %.2f}",
+                    first ? "" : ",\n", o.threads, peak, best[0], best[1], best[2], loadavg());
+            first = 0;
+        }
+        for (int i = 0; i < n_rows; i++) {
+            const result *x = &rows[i].r;
+            const double la = rows[i].load, peak_mb = rows[i].peak_kb / 1024.0;
+            char thr[40], ratio[16] = "", gf[16] = "";
+            snprintf(thr, sizeof thr, "%.0f %s", x->work / x->seconds, x->unit);
+            double g = x->flops > 0 ? x->flops / x->seconds / 1e9 : 0;
+            if (g > 0) {
+                snprintf(gf, sizeof gf, "%.1f", g);
+                snprintf(ratio, sizeof ratio, "%.0f%%", 100 * g / peak);
+            }
+            printf("%-26s %3d %9.3f %8.2f %19s %8s %7s %8.0f %6.2f\n", x->name, o.threads, x->seconds, x->cpu, thr, gf,
+                   ratio, peak_mb, la);
+            if (g_nkept < (int)(sizeof g_kept / sizeof g_kept[0])) {
+                kept *k = &g_kept[g_nkept++];
+                memcpy(k->name, x->name, sizeof k->name);
+                k->name[sizeof k->name - 1] = '\0';
+                k->threads = o.threads;
+                k->seconds = x->seconds;
+                k->gflops = g;
+                k->ratio = g / peak;
+                k->peak_mb = peak_mb;
+            }
+            if (js)
+                fprintf(js,
+                        ",\n    {\"stage\": \"%s\", \"threads\": %d, \"seconds\": %.4f, \"throughput\": %.1f, "
+                        "\"unit\": \"%s\", \"gflops\": %.2f, \"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, "
+                        "\"stage_group\": \"%s\", \"loadavg\": %.2f, \"cpu_seconds\": %.3f}",
+                        x->name, o.threads, x->seconds, x->work / x->seconds, x->unit, g, g / peak, peak_mb,
+                        rows[i].group, la, x->cpu);
+        }
+        fflush(stdout);
     }
     if (js) {
         fprintf(js, "\n  ]\n}\n");

@@ -42,7 +42,7 @@ int ps_sasrec_quick_eval(const ps_sasrec *m, const ps_dataset *ds, int split, do
                          ps_error *err)
 {
     ps_sasrec_scorer s;
-    if (ps_sasrec_scorer_init(&s, m, 256, err) != PS_OK)
+    if (ps_sasrec_scorer_init(&s, m, 512, err) != PS_OK)
         return PS_ERR;
     ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
     ps_eval_options o;

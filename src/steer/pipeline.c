@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VEC_BATCH 256
+#define VEC_BATCH 1024 /* sequences per call: fewer parallel regions, more sequences to sort by length */
 
 int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
                     void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
