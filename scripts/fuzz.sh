@@ -45,7 +45,7 @@ run_one() {
     # output (and the sanitizers' reports) on a duplicate of stderr.
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive KMP_BLOCKTIME=0 \
-    ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+    ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 LSAN_OPTIONS="suppressions=$SRC/tests/fuzz/lsan.supp" \
         "$BUILD/fuzz_$name" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 \
         -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$FINDINGS/$name/" $dict \
         "$corpus" >"$FINDINGS/$name.log" 2>&1 || true

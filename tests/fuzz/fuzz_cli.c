@@ -128,10 +128,24 @@ static int g_stderr = -1; /* the real stderr while the CLI's output goes to /dev
 extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
 #endif
 
+/* At exit: the seed files and their directory, so that fuzz_common.h can remove the (then
+ * empty) scratch directory. Registered after it, so it runs first. */
+static void remove_seeds(void)
+{
+    char path[1024];
+    for (int i = 0; i < g_n_seeds; i++) {
+        snprintf(path, sizeof path, "%s/%s", g_dir, g_seeds[i].name);
+        unlink(path);
+        free(g_seeds[i].bytes);
+    }
+    rmdir(g_dir);
+}
+
 static void setup(void)
 {
     snprintf(g_dir, sizeof g_dir, "%s/cli", fuzz_scratch_dir());
     FUZZ_CHECK(mkdir(g_dir, 0700) == 0);
+    atexit(remove_seeds);
     char here[4096];
     FUZZ_CHECK(getcwd(here, sizeof here) != NULL);
     FUZZ_CHECK(chdir(g_dir) == 0);
