@@ -14,6 +14,10 @@ mkdir -p "$build/bench-data" bench
 data="$build/bench-data/ml1m-synth.inter"
 [ -f "$data" ] || "$build/popsteer" data synth --preset ml1m --out "$data"
 only=${BENCH_ONLY:+--only $BENCH_ONLY}
+# Threads that wait sleep instead of spinning (the CLI's recommended setting, docs/performance.md):
+# on a shared 2-core machine a spinning thread takes the core the other one needs.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -100,6 +100,14 @@ int ps_sae_adam_step(ps_sae *sae, float lr, float beta1, float beta2, float eps,
 /* h [B,d] -> pre [B,m] = (h − b_dec) W_encᵀ + b_enc. One sgemm; the bias is folded into
  * b_enc − W_enc b_dec (computed in double), so no scratch copy of h − b_dec is needed. */
 void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre);
+/* c [m] = b_enc − W_enc b_dec (in double), the folded encoder bias: pre = h W_encᵀ + c. */
+void ps_sae_encoder_bias(const ps_sae *sae, float *c);
+/* idx [B,k], val [B,k] = TopK_k(ReLU(h W_encᵀ + c)) per row, for a bias c [m] from
+ * ps_sae_encoder_bias (steering adds its shifts to it). The same numbers as ps_sae_encode_pre +
+ * ps_sae_topk with that bias, but the [B,m] pre-activations never exist: blocks of rows are
+ * encoded and selected while they are in cache, in parallel. PS_ERR only when out of memory. */
+int ps_sae_encode_topk(const ps_sae *sae, const float *h, int B, const float *c, int32_t *idx, float *val,
+                       ps_error *err);
 /* pre [B,m] -> idx [B,k], val [B,k] = TopK_k(ReLU(pre)) per row, in the order above. Partial
  * selection, never a full sort: a threshold from 16-wide block maxima, then a k-heap over the few
  * values above it. */

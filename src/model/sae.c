@@ -27,6 +27,13 @@
  * latent's list, and with it every gradient sum, is the same for any number of threads. */
 #define INDEX_GROUPS 16
 
+/* Rows per block of the fused inference encoder (ps_sae_encode_topk): 32 x 4096 floats (512 KB)
+ * stay in L2 between the sgemm writing them and the TopK scan reading them. */
+#define INFER_CHUNK 32
+
+static int blas_serial_begin(int omp_threads);
+static void blas_serial_end(int saved);
+
 /* ---------------------------------------------------------------------------------------------
  * Configuration and parameters */
 
@@ -500,6 +507,36 @@ void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre)
         return;
     encoder_bias(sae, pre); /* row 0 doubles as the bias vector: no scratch */
     pre_from_bias(sae, h, B, pre, pre);
+}
+
+void ps_sae_encoder_bias(const ps_sae *sae, float *c)
+{
+    encoder_bias(sae, c);
+}
+
+int ps_sae_encode_topk(const ps_sae *sae, const float *h, int B, const float *c, int32_t *idx, float *val,
+                       ps_error *err)
+{
+    if (B <= 0)
+        return PS_OK;
+    const int m = sae->cfg.n_latents, d = sae->cfg.d_in, k = sae->cfg.k;
+    const int n_blocks = (B + INFER_CHUNK - 1) / INFER_CHUNK;
+    const int nth = n_blocks < omp_get_max_threads() ? n_blocks : omp_get_max_threads();
+    float *scratch = ps_calloc((size_t)nth * INFER_CHUNK, (size_t)m * sizeof(float), "SAE pre-activation blocks", err);
+    if (!scratch)
+        return PS_ERR;
+    const int saved = blas_serial_begin(nth);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (int blk = 0; blk < n_blocks; blk++) {
+        const int r0 = blk * INFER_CHUNK, r1 = r0 + INFER_CHUNK < B ? r0 + INFER_CHUNK : B;
+        float *pre = scratch + (size_t)omp_get_thread_num() * INFER_CHUNK * m;
+        pre_from_bias(sae, h + (size_t)r0 * d, r1 - r0, c, pre);
+        for (int b = r0; b < r1; b++)
+            topk_row(pre + (size_t)(b - r0) * m, m, k, idx + (size_t)b * k, val + (size_t)b * k, 1);
+    }
+    blas_serial_end(saved);
+    free(scratch);
+    return PS_OK;
 }
 
 void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float *val)

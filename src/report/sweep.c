@@ -310,7 +310,6 @@ typedef struct split_cache {
     int64_t n;
     const ps_sample *samples;
     float *h;          /* [n, d] SASRec user vectors */
-    float *pre;        /* [n, m] SAE pre-activations */
     int32_t *cand;     /* [n, L] plain SASRec's top-L */
     float *cand_scores;
     int32_t *n_cand;   /* [n] real candidates */
@@ -326,7 +325,8 @@ typedef struct sweep_ctx {
     size_t V;
     uint8_t *decile;   /* [n_items + 1] */
     split_cache c;
-    float *pre_b, *val, *hrec, *scores; /* one batch */
+    float *bias;                      /* [m] encoder bias with the current point's shifts */
+    float *val, *hrec, *scores;       /* one batch */
     int32_t *idx;
     sweep_worker *w;
 } sweep_ctx;
@@ -401,27 +401,33 @@ static void rank_scores(sweep_ctx *x, int64_t first, int B, int cache_candidates
     }
 }
 
-static void batch_scores_steered(sweep_ctx *x, const ps_steer_plan *plan, int64_t first, int B)
+/* The steered scorer's chain (ps_steer_scorer), so a point has the numbers `eval --alpha` gives. */
+static int batch_scores_steered(sweep_ctx *x, int64_t first, int B, ps_error *err)
 {
-    memcpy(x->pre_b, x->c.pre + (size_t)first * x->m, (size_t)B * x->m * sizeof *x->pre_b);
-    if (plan)
-        ps_steer_apply(plan, x->pre_b, B);
-    ps_sae_topk(x->sae, x->pre_b, B, x->idx, x->val);
+    if (ps_sae_encode_topk(x->sae, x->c.h + (size_t)first * x->d, B, x->bias, x->idx, x->val, err) != PS_OK)
+        return PS_ERR;
     ps_sae_decode(x->sae, x->idx, x->val, B, x->hrec);
     ps_sasrec_score(x->model, x->hrec, B, x->scores);
+    return PS_OK;
 }
 
 /* kind SASREC: plain scores (and the candidate cache); POPSTEER: through the SAE and the plan. */
-static void eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *plan)
+static int eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *plan, ps_error *err)
 {
+    if (kind != PS_POINT_SASREC) {
+        ps_sae_encoder_bias(x->sae, x->bias);
+        if (plan)
+            ps_steer_shift_bias(plan, x->bias);
+    }
     for (int64_t first = 0; first < x->c.n; first += SWEEP_BATCH) {
         int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
         if (kind == PS_POINT_SASREC)
             ps_sasrec_score(x->model, x->c.h + (size_t)first * x->d, B, x->scores);
-        else
-            batch_scores_steered(x, plan, first, B);
+        else if (batch_scores_steered(x, first, B, err) != PS_OK)
+            return PS_ERR;
         rank_scores(x, first, B, kind == PS_POINT_SASREC);
     }
+    return PS_OK;
 }
 
 /* One user through a re-ranker, exactly as ps_rerank_filter does it inside ps_evaluate. */
@@ -481,13 +487,13 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
         return PS_ERR;
     int rc = PS_OK;
     if (p->kind == PS_POINT_SASREC || (p->kind == PS_POINT_POPSTEER && p->alpha == 0)) {
-        eval_scored(x, p->kind, NULL);
+        rc = eval_scored(x, p->kind, NULL, err);
     } else if (p->kind == PS_POINT_POPSTEER) {
         ps_steer_plan plan;
         const ps_latent_table *t = x->latents;
         rc = ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, p->neurons, p->alpha, &plan, err);
         if (rc == PS_OK)
-            eval_scored(x, p->kind, &plan);
+            rc = eval_scored(x, p->kind, &plan, err);
         ps_steer_plan_free(&plan);
     } else {
         ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, x->L, x->o->seed,
@@ -511,14 +517,14 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
 static void cache_free(split_cache *c)
 {
     free(c->h);
-    free(c->pre);
     free(c->cand);
     free(c->cand_scores);
     free(c->n_cand);
     memset(c, 0, sizeof *c);
 }
 
-/* User vectors and pre-activations of one split, in batches of SWEEP_BATCH like the scorers. */
+/* User vectors of one split (the SAE part is recomputed per point: cheaper than keeping
+ * [n, m] pre-activations, and it is the scorer's own code path). */
 static int cache_build(sweep_ctx *x, ps_split split, ps_error *err)
 {
     split_cache *c = &x->c;
@@ -526,16 +532,11 @@ static int cache_build(sweep_ctx *x, ps_split split, ps_error *err)
     c->samples = ps_split_samples(x->ds, split);
     size_t n = (size_t)c->n;
     c->h = ps_calloc(n * (size_t)x->d, sizeof *c->h, "user vectors", err);
-    c->pre = c->h ? ps_calloc(n * (size_t)x->m, sizeof *c->pre, "pre-activations", err) : NULL;
-    c->cand = c->pre ? ps_calloc(n * (size_t)x->L, sizeof *c->cand, "candidates", err) : NULL;
+    c->cand = c->h ? ps_calloc(n * (size_t)x->L, sizeof *c->cand, "candidates", err) : NULL;
     c->cand_scores = c->cand ? ps_calloc(n * (size_t)x->L, sizeof *c->cand_scores, "candidates", err) : NULL;
     c->n_cand = c->cand_scores ? ps_calloc(n, sizeof *c->n_cand, "candidates", err) : NULL;
     if (!c->n_cand || ps_user_vectors(x->model, x->ds, c->samples, c->n, c->h, NULL, NULL, err) != PS_OK)
         return PS_ERR;
-    for (int64_t first = 0; first < c->n; first += SWEEP_BATCH) {
-        int B = (int)(c->n - first < SWEEP_BATCH ? c->n - first : SWEEP_BATCH);
-        ps_sae_encode_pre(x->sae, c->h + (size_t)first * x->d, B, c->pre + (size_t)first * x->m);
-    }
     return PS_OK;
 }
 
@@ -550,7 +551,7 @@ static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error 
 {
     const char *name = split == PS_SPLIT_VALID ? "validation" : "test";
     char what[160];
-    snprintf(what, sizeof what, "%s: SASRec user vectors and SAE pre-activations", name);
+    snprintf(what, sizeof what, "%s: SASRec user vectors", name);
     report_progress(x, what, split * r->n_points, 2 * r->n_points);
     if (cache_build(x, split, err) != PS_OK)
         return PS_ERR;
@@ -603,13 +604,13 @@ static int ctx_init(sweep_ctx *x, ps_error *err)
     x->nth = omp_get_max_threads();
     x->V = (size_t)x->ds->n_items + 1;
     x->decile = ps_calloc(x->V, 1, "popularity deciles", err);
-    x->pre_b = ps_calloc(B * (size_t)x->m, sizeof *x->pre_b, "pre-activations", err);
+    x->bias = ps_calloc((size_t)x->m, sizeof *x->bias, "SAE encoder bias", err);
     x->val = ps_calloc(B * ksae, sizeof *x->val, "codes", err);
     x->idx = ps_calloc(B * ksae, sizeof *x->idx, "codes", err);
     x->hrec = ps_calloc(B * (size_t)x->d, sizeof *x->hrec, "user vectors", err);
     x->scores = ps_calloc(B * x->V, sizeof *x->scores, "scores", err);
     x->w = ps_calloc((size_t)x->nth, sizeof *x->w, "workers", err);
-    if (!x->decile || !x->pre_b || !x->val || !x->idx || !x->hrec || !x->scores || !x->w)
+    if (!x->decile || !x->bias || !x->val || !x->idx || !x->hrec || !x->scores || !x->w)
         return PS_ERR;
     for (int t = 0; t < x->nth; t++)
         if (!(x->w[t].list = ps_calloc((size_t)x->k, sizeof *x->w[t].list, "top-k list", err)))
@@ -622,7 +623,7 @@ static void ctx_free(sweep_ctx *x)
     cache_free(&x->c);
     workers_free(x);
     free(x->decile);
-    free(x->pre_b);
+    free(x->bias);
     free(x->val);
     free(x->idx);
     free(x->hrec);

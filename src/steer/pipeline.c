@@ -34,7 +34,7 @@ void ps_steer_scorer_free(ps_steer_scorer *s)
 {
     ps_sasrec_ws_free(s->ws);
     free(s->h);
-    free(s->pre);
+    free(s->bias);
     free(s->val);
     free(s->hrec);
     free(s->idx);
@@ -58,13 +58,16 @@ int ps_steer_scorer_init(ps_steer_scorer *s, const ps_sasrec *m, const ps_sae *s
     size_t B = (size_t)max_batch, d = (size_t)m->cfg.d, k = (size_t)sae->cfg.k;
     s->h = ps_calloc(B * d, sizeof *s->h, "user vectors", err);
     s->hrec = ps_calloc(B * d, sizeof *s->hrec, "user vectors", err);
-    s->pre = ps_calloc(B * (size_t)sae->cfg.n_latents, sizeof *s->pre, "pre-activations", err);
+    s->bias = ps_calloc((size_t)sae->cfg.n_latents, sizeof *s->bias, "SAE encoder bias", err);
     s->val = ps_calloc(B * k, sizeof *s->val, "codes", err);
     s->idx = ps_calloc(B * k, sizeof *s->idx, "codes", err);
-    if (!s->h || !s->hrec || !s->pre || !s->val || !s->idx || ps_sasrec_ws_create(&s->ws, m, max_batch, 0, err)) {
+    if (!s->h || !s->hrec || !s->bias || !s->val || !s->idx || ps_sasrec_ws_create(&s->ws, m, max_batch, 0, err)) {
         ps_steer_scorer_free(s);
         return PS_ERR;
     }
+    ps_sae_encoder_bias(sae, s->bias);
+    if (plan)
+        ps_steer_shift_bias(plan, s->bias);
     return PS_OK;
 }
 
@@ -73,10 +76,8 @@ static int steer_score(void *ctx, const int32_t *seq, const int32_t *len, int B,
     ps_steer_scorer *s = ctx;
     if (ps_sasrec_user_vectors(s->model, s->ws, seq, len, B, s->h, err) != PS_OK)
         return PS_ERR;
-    ps_sae_encode_pre(s->sae, s->h, B, s->pre);
-    if (s->plan)
-        ps_steer_apply(s->plan, s->pre, B);
-    ps_sae_topk(s->sae, s->pre, B, s->idx, s->val);
+    if (ps_sae_encode_topk(s->sae, s->h, B, s->bias, s->idx, s->val, err) != PS_OK)
+        return PS_ERR;
     ps_sae_decode(s->sae, s->idx, s->val, B, s->hrec);
     ps_sasrec_score(s->model, s->hrec, B, scores);
     return PS_OK;

@@ -125,3 +125,9 @@ void ps_steer_apply(const ps_steer_plan *plan, float *pre, int B)
             row[plan->latent[i]] += (float)plan->shift[i];
     }
 }
+
+void ps_steer_shift_bias(const ps_steer_plan *plan, float *bias)
+{
+    for (int i = 0; i < plan->n; i++)
+        bias[plan->latent[i]] += (float)plan->shift[i];
+}

@@ -155,6 +155,19 @@ static void test_apply(void **state)
     ps_steer_plan_free(&p);
 }
 
+/* Shifting the encoder bias adds the same amounts to the same latents as apply does per row. */
+static void test_shift_bias(void **state)
+{
+    (void)state;
+    ps_steer_plan p = plan_ok(D, SD_POP, SD_UNPOP, 5, 3, 2.0);
+    float row[5] = {0}, bias[5] = {0};
+    ps_steer_apply(&p, row, 1);
+    ps_steer_shift_bias(&p, bias);
+    assert_memory_equal(bias, row, sizeof bias);
+    assert_true(bias[2] == 0 && bias[3] == 0 && bias[4] == 10.0f);
+    ps_steer_plan_free(&p);
+}
+
 static void expect_error(const double *d, const double *sp, const double *su, int m, int N, double alpha,
                          const char *w1, const char *w2)
 {
@@ -199,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_equal_min_max),
         cmocka_unit_test(test_zero_shifts),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_shift_bias),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
