@@ -14,7 +14,7 @@ mkdir -p "$build/bench-data" bench
 data="$build/bench-data/ml1m-synth.inter"
 [ -f "$data" ] || "$build/popsteer" data synth --preset ml1m --out "$data"
 only=${BENCH_ONLY:+--only $BENCH_ONLY}
-# Threads that wait sleep instead of spinning (the CLI's recommended setting, docs/performance.md):
+# Threads that wait sleep instead of spinning (docs/performance.md, "Threads"):
 # on a shared 2-core machine a spinning thread takes the core the other one needs.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY"

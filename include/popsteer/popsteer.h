@@ -6,7 +6,7 @@
  *   a_j += shift_j for the steered latents  ps_steer_apply
  *   ĥ = decode(TopK(ReLU(a)))               ps_sae_topk + ps_sae_decode
  * (the scorer folds the shifts into the encoder bias and fuses the first three lines:
- *  ps_steer_shift_bias + ps_sae_encode_topk)
+ *  ps_steer_shift_bias on a ps_sae_encoder, then ps_sae_encoder_topk)
  *   s_i = ĥ · E[i]                          ps_sasrec_score
  * ps_steer_user runs that chain for a single prefix. */
 #ifndef POPSTEER_POPSTEER_H
@@ -32,7 +32,7 @@ typedef struct ps_steer_scorer {
     const ps_sae *sae;
     const ps_steer_plan *plan; /* NULL: the plain SAE-reconstructed recommender (alpha = 0) */
     ps_sasrec_ws *ws;
-    float *bias; /* [m] the SAE's folded encoder bias plus the plan's shifts */
+    ps_sae_encoder enc; /* its bias carries the plan's shifts */
     float *h, *val, *hrec;
     int32_t *idx;
     int max_batch;

@@ -100,14 +100,29 @@ int ps_sae_adam_step(ps_sae *sae, float lr, float beta1, float beta2, float eps,
 /* h [B,d] -> pre [B,m] = (h − b_dec) W_encᵀ + b_enc. One sgemm; the bias is folded into
  * b_enc − W_enc b_dec (computed in double), so no scratch copy of h − b_dec is needed. */
 void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre);
-/* c [m] = b_enc − W_enc b_dec (in double), the folded encoder bias: pre = h W_encᵀ + c. */
-void ps_sae_encoder_bias(const ps_sae *sae, float *c);
-/* idx [B,k], val [B,k] = TopK_k(ReLU(h W_encᵀ + c)) per row, for a bias c [m] from
- * ps_sae_encoder_bias (steering adds its shifts to it). The same numbers as ps_sae_encode_pre +
- * ps_sae_topk with that bias, but the [B,m] pre-activations never exist: blocks of rows are
- * encoded and selected while they are in cache, in parallel. PS_ERR only when out of memory. */
-int ps_sae_encode_topk(const ps_sae *sae, const float *h, int B, const float *c, int32_t *idx, float *val,
-                       ps_error *err);
+/* The encoder prepared for inference at scale (the steered scorer, the sweep): W_encᵀ for the
+ * AVX-512 GEMM and the folded bias b_enc − W_enc b_dec, to which steering adds its shifts (every
+ * user gets the same shift, so steering is a change of bias and costs nothing per user).
+ * ps_sae_encoder_topk gives TopK_k(ReLU(h W_encᵀ + bias)) without the [B,m] pre-activations:
+ * blocks of rows are encoded and selected while in cache, in parallel. Its values equal
+ * ps_sae_encode_pre + ps_sae_topk up to float rounding (another GEMM), and each row's bits are the
+ * same in any batch and for any thread count. It holds per-thread scratch: one encoder per
+ * concurrent caller. The SAE must outlive it and not change (re-init after training). */
+typedef struct ps_sae_encoder {
+    const ps_sae *sae;
+    float *w_t;     /* [d, m] W_encᵀ */
+    float *bias;    /* [m] folded encoder bias (+ steering shifts) */
+    float *scratch; /* [n_threads, block, m] */
+    int n_threads;  /* omp_get_max_threads() at init: at most this many threads run */
+} ps_sae_encoder;
+
+int ps_sae_encoder_init(ps_sae_encoder *e, const ps_sae *sae, ps_error *err);
+void ps_sae_encoder_free(ps_sae_encoder *e);
+/* bias = the folded encoder bias again (drops any steering shifts). */
+void ps_sae_encoder_reset_bias(ps_sae_encoder *e);
+/* h [B,d] -> idx [B,k], val [B,k] = TopK_k(ReLU(h W_encᵀ + bias)), each row in the order of
+ * ps_sae_topk. */
+void ps_sae_encoder_topk(const ps_sae_encoder *e, const float *h, int B, int32_t *idx, float *val);
 /* pre [B,m] -> idx [B,k], val [B,k] = TopK_k(ReLU(pre)) per row, in the order above. Partial
  * selection, never a full sort: a threshold from 16-wide block maxima, then a k-heap over the few
  * values above it. */

@@ -46,7 +46,7 @@ void ps_steer_plan_free(ps_steer_plan *plan);
  * (row-major), before ReLU/TopK. Each shift is rounded to float once, so every row receives
  * exactly the same float increment. */
 void ps_steer_apply(const ps_steer_plan *plan, float *pre, int B);
-/* The same shifts added once to an encoder bias [m] (ps_sae_encoder_bias): since every row gets
+/* The same shifts added once to an encoder bias [m] (ps_sae_encoder.bias): since every row gets
  * the same shift, steering is a change of the bias, and costs nothing per user. */
 void ps_steer_shift_bias(const ps_steer_plan *plan, float *bias);
 

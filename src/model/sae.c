@@ -27,12 +27,9 @@
  * latent's list, and with it every gradient sum, is the same for any number of threads. */
 #define INDEX_GROUPS 16
 
-/* Rows per block of the fused inference encoder (ps_sae_encode_topk): 32 x 4096 floats (512 KB)
- * stay in L2 between the sgemm writing them and the TopK scan reading them. */
+/* Rows per block of the inference encoder (ps_sae_encoder_topk): 32 x 4096 floats (512 KB) stay
+ * in L2 between the GEMM writing them and the TopK scan reading them. */
 #define INFER_CHUNK 32
-
-static int blas_serial_begin(int omp_threads);
-static void blas_serial_end(int saved);
 
 /* ---------------------------------------------------------------------------------------------
  * Configuration and parameters */
@@ -509,34 +506,58 @@ void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre)
     pre_from_bias(sae, h, B, pre, pre);
 }
 
-void ps_sae_encoder_bias(const ps_sae *sae, float *c)
+void ps_sae_encoder_reset_bias(ps_sae_encoder *e)
 {
-    encoder_bias(sae, c);
+    encoder_bias(e->sae, e->bias);
 }
 
-int ps_sae_encode_topk(const ps_sae *sae, const float *h, int B, const float *c, int32_t *idx, float *val,
-                       ps_error *err)
+void ps_sae_encoder_free(ps_sae_encoder *e)
+{
+    free(e->w_t);
+    free(e->bias);
+    free(e->scratch);
+    memset(e, 0, sizeof *e);
+}
+
+int ps_sae_encoder_init(ps_sae_encoder *e, const ps_sae *sae, ps_error *err)
+{
+    memset(e, 0, sizeof *e);
+    const size_t m = (size_t)sae->cfg.n_latents, d = (size_t)sae->cfg.d_in;
+    e->sae = sae;
+    e->n_threads = omp_get_max_threads();
+    e->w_t = ps_calloc(d * m, sizeof *e->w_t, "SAE encoder weights", err);
+    e->bias = e->w_t ? ps_calloc(m, sizeof *e->bias, "SAE encoder bias", err) : NULL;
+    e->scratch = e->bias ? ps_calloc((size_t)e->n_threads * INFER_CHUNK, m * sizeof(float), "SAE pre-activation blocks",
+                                     err)
+                         : NULL;
+    if (!e->scratch) {
+        ps_sae_encoder_free(e);
+        return PS_ERR;
+    }
+    ps_nn_transpose(e->w_t, sae->params + sae->offset[PS_SAE_W_ENC], (int)m, (int)d);
+    ps_sae_encoder_reset_bias(e);
+    return PS_OK;
+}
+
+/* Blocks of INFER_CHUNK rows, one per thread at a time: pre = h W_encᵀ + bias into the thread's
+ * scratch with the row-independent GEMM (so a row's bits do not depend on the block or the
+ * thread count), then TopK while the block is still in L2. */
+void ps_sae_encoder_topk(const ps_sae_encoder *e, const float *h, int B, int32_t *idx, float *val)
 {
     if (B <= 0)
-        return PS_OK;
-    const int m = sae->cfg.n_latents, d = sae->cfg.d_in, k = sae->cfg.k;
+        return;
+    const int m = e->sae->cfg.n_latents, d = e->sae->cfg.d_in, k = e->sae->cfg.k;
     const int n_blocks = (B + INFER_CHUNK - 1) / INFER_CHUNK;
-    const int nth = n_blocks < omp_get_max_threads() ? n_blocks : omp_get_max_threads();
-    float *scratch = ps_calloc((size_t)nth * INFER_CHUNK, (size_t)m * sizeof(float), "SAE pre-activation blocks", err);
-    if (!scratch)
-        return PS_ERR;
-    const int saved = blas_serial_begin(nth);
+    int nth = omp_get_max_threads() < e->n_threads ? omp_get_max_threads() : e->n_threads;
+    nth = n_blocks < nth ? n_blocks : nth;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (int blk = 0; blk < n_blocks; blk++) {
         const int r0 = blk * INFER_CHUNK, r1 = r0 + INFER_CHUNK < B ? r0 + INFER_CHUNK : B;
-        float *pre = scratch + (size_t)omp_get_thread_num() * INFER_CHUNK * m;
-        pre_from_bias(sae, h + (size_t)r0 * d, r1 - r0, c, pre);
+        float *pre = e->scratch + (size_t)omp_get_thread_num() * INFER_CHUNK * m;
+        ps_nn_gemm(r1 - r0, m, d, h + (size_t)r0 * d, d, 1, e->w_t, m, pre, m, 1.0f, e->bias, 0);
         for (int b = r0; b < r1; b++)
             topk_row(pre + (size_t)(b - r0) * m, m, k, idx + (size_t)b * k, val + (size_t)b * k, 1);
     }
-    blas_serial_end(saved);
-    free(scratch);
-    return PS_OK;
 }
 
 void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float *val)

@@ -325,7 +325,7 @@ typedef struct sweep_ctx {
     size_t V;
     uint8_t *decile;   /* [n_items + 1] */
     split_cache c;
-    float *bias;                      /* [m] encoder bias with the current point's shifts */
+    ps_sae_encoder enc;               /* its bias carries the current point's shifts */
     float *val, *hrec, *scores;       /* one batch */
     int32_t *idx;
     sweep_worker *w;
@@ -402,32 +402,29 @@ static void rank_scores(sweep_ctx *x, int64_t first, int B, int cache_candidates
 }
 
 /* The steered scorer's chain (ps_steer_scorer), so a point has the numbers `eval --alpha` gives. */
-static int batch_scores_steered(sweep_ctx *x, int64_t first, int B, ps_error *err)
+static void batch_scores_steered(sweep_ctx *x, int64_t first, int B)
 {
-    if (ps_sae_encode_topk(x->sae, x->c.h + (size_t)first * x->d, B, x->bias, x->idx, x->val, err) != PS_OK)
-        return PS_ERR;
+    ps_sae_encoder_topk(&x->enc, x->c.h + (size_t)first * x->d, B, x->idx, x->val);
     ps_sae_decode(x->sae, x->idx, x->val, B, x->hrec);
     ps_sasrec_score(x->model, x->hrec, B, x->scores);
-    return PS_OK;
 }
 
 /* kind SASREC: plain scores (and the candidate cache); POPSTEER: through the SAE and the plan. */
-static int eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *plan, ps_error *err)
+static void eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *plan)
 {
     if (kind != PS_POINT_SASREC) {
-        ps_sae_encoder_bias(x->sae, x->bias);
+        ps_sae_encoder_reset_bias(&x->enc);
         if (plan)
-            ps_steer_shift_bias(plan, x->bias);
+            ps_steer_shift_bias(plan, x->enc.bias);
     }
     for (int64_t first = 0; first < x->c.n; first += SWEEP_BATCH) {
         int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
         if (kind == PS_POINT_SASREC)
             ps_sasrec_score(x->model, x->c.h + (size_t)first * x->d, B, x->scores);
-        else if (batch_scores_steered(x, first, B, err) != PS_OK)
-            return PS_ERR;
+        else
+            batch_scores_steered(x, first, B);
         rank_scores(x, first, B, kind == PS_POINT_SASREC);
     }
-    return PS_OK;
 }
 
 /* One user through a re-ranker, exactly as ps_rerank_filter does it inside ps_evaluate. */
@@ -487,13 +484,13 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
         return PS_ERR;
     int rc = PS_OK;
     if (p->kind == PS_POINT_SASREC || (p->kind == PS_POINT_POPSTEER && p->alpha == 0)) {
-        rc = eval_scored(x, p->kind, NULL, err);
+        eval_scored(x, p->kind, NULL);
     } else if (p->kind == PS_POINT_POPSTEER) {
         ps_steer_plan plan;
         const ps_latent_table *t = x->latents;
         rc = ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, p->neurons, p->alpha, &plan, err);
         if (rc == PS_OK)
-            rc = eval_scored(x, p->kind, &plan, err);
+            eval_scored(x, p->kind, &plan);
         ps_steer_plan_free(&plan);
     } else {
         ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, x->L, x->o->seed,
@@ -604,13 +601,12 @@ static int ctx_init(sweep_ctx *x, ps_error *err)
     x->nth = omp_get_max_threads();
     x->V = (size_t)x->ds->n_items + 1;
     x->decile = ps_calloc(x->V, 1, "popularity deciles", err);
-    x->bias = ps_calloc((size_t)x->m, sizeof *x->bias, "SAE encoder bias", err);
     x->val = ps_calloc(B * ksae, sizeof *x->val, "codes", err);
     x->idx = ps_calloc(B * ksae, sizeof *x->idx, "codes", err);
     x->hrec = ps_calloc(B * (size_t)x->d, sizeof *x->hrec, "user vectors", err);
     x->scores = ps_calloc(B * x->V, sizeof *x->scores, "scores", err);
     x->w = ps_calloc((size_t)x->nth, sizeof *x->w, "workers", err);
-    if (!x->decile || !x->bias || !x->val || !x->idx || !x->hrec || !x->scores || !x->w)
+    if (!x->decile || ps_sae_encoder_init(&x->enc, x->sae, err) != PS_OK || !x->val || !x->idx || !x->hrec || !x->scores || !x->w)
         return PS_ERR;
     for (int t = 0; t < x->nth; t++)
         if (!(x->w[t].list = ps_calloc((size_t)x->k, sizeof *x->w[t].list, "top-k list", err)))
@@ -623,7 +619,7 @@ static void ctx_free(sweep_ctx *x)
     cache_free(&x->c);
     workers_free(x);
     free(x->decile);
-    free(x->bias);
+    ps_sae_encoder_free(&x->enc);
     free(x->val);
     free(x->idx);
     free(x->hrec);

@@ -34,7 +34,7 @@ void ps_steer_scorer_free(ps_steer_scorer *s)
 {
     ps_sasrec_ws_free(s->ws);
     free(s->h);
-    free(s->bias);
+    ps_sae_encoder_free(&s->enc);
     free(s->val);
     free(s->hrec);
     free(s->idx);
@@ -58,16 +58,15 @@ int ps_steer_scorer_init(ps_steer_scorer *s, const ps_sasrec *m, const ps_sae *s
     size_t B = (size_t)max_batch, d = (size_t)m->cfg.d, k = (size_t)sae->cfg.k;
     s->h = ps_calloc(B * d, sizeof *s->h, "user vectors", err);
     s->hrec = ps_calloc(B * d, sizeof *s->hrec, "user vectors", err);
-    s->bias = ps_calloc((size_t)sae->cfg.n_latents, sizeof *s->bias, "SAE encoder bias", err);
     s->val = ps_calloc(B * k, sizeof *s->val, "codes", err);
     s->idx = ps_calloc(B * k, sizeof *s->idx, "codes", err);
-    if (!s->h || !s->hrec || !s->bias || !s->val || !s->idx || ps_sasrec_ws_create(&s->ws, m, max_batch, 0, err)) {
+    if (!s->h || !s->hrec || !s->val || !s->idx || ps_sae_encoder_init(&s->enc, sae, err) != PS_OK ||
+        ps_sasrec_ws_create(&s->ws, m, max_batch, 0, err) != PS_OK) {
         ps_steer_scorer_free(s);
         return PS_ERR;
     }
-    ps_sae_encoder_bias(sae, s->bias);
     if (plan)
-        ps_steer_shift_bias(plan, s->bias);
+        ps_steer_shift_bias(plan, s->enc.bias);
     return PS_OK;
 }
 
@@ -76,8 +75,7 @@ static int steer_score(void *ctx, const int32_t *seq, const int32_t *len, int B,
     ps_steer_scorer *s = ctx;
     if (ps_sasrec_user_vectors(s->model, s->ws, seq, len, B, s->h, err) != PS_OK)
         return PS_ERR;
-    if (ps_sae_encode_topk(s->sae, s->h, B, s->bias, s->idx, s->val, err) != PS_OK)
-        return PS_ERR;
+    ps_sae_encoder_topk(&s->enc, s->h, B, s->idx, s->val);
     ps_sae_decode(s->sae, s->idx, s->val, B, s->hrec);
     ps_sasrec_score(s->model, s->hrec, B, scores);
     return PS_OK;

@@ -263,10 +263,11 @@ static void test_encode_decode(void **state)
     ps_sae_free(sae);
 }
 
-/* The fused encoder (blocks of rows, encode + TopK while in cache) selects what encode_pre +
+/* The prepared encoder (blocks of rows, our GEMM, TopK while in cache) selects what encode_pre +
  * topk select, for a batch of several blocks and a partial one, with and without a bias shift
- * (steering): same latents, values within float rounding of the unfused chain. */
-static void test_encode_topk_fused(void **state)
+ * (steering): same latents, values within float rounding of the unfused chain; and a row's bits
+ * do not depend on the batch it is in. */
+static void test_encoder_topk(void **state)
 {
     (void)state;
     enum { D = 16, M = 512, K = 8, B = 100 };
@@ -274,32 +275,42 @@ static void test_encode_topk_fused(void **state)
     ps_sae_init(sae, 3);
     uint64_t s = 99;
     float *h = malloc(sizeof(float) * B * D), *pre = malloc(sizeof(float) * B * M);
-    float *bias = malloc(sizeof(float) * M), *val = malloc(sizeof(float) * B * K), *rv = malloc(sizeof(float) * B * K);
+    float *val = malloc(sizeof(float) * B * K), *rv = malloc(sizeof(float) * B * K);
     int32_t *idx = malloc(sizeof(int32_t) * B * K), *ri = malloc(sizeof(int32_t) * B * K);
-    assert_true(h && pre && bias && val && rv && ri && idx);
+    assert_true(h && pre && val && rv && ri && idx);
     for (int i = 0; i < B * D; i++)
         h[i] = (float)rng_unif(&s) * 2.0f - 1.0f;
     ps_error err;
+    ps_sae_encoder enc;
+    if (ps_sae_encoder_init(&enc, sae, &err) != PS_OK)
+        fail_msg("%s", err.msg);
     for (int shifted = 0; shifted < 2; shifted++) {
-        ps_sae_encoder_bias(sae, bias);
+        ps_sae_encoder_reset_bias(&enc);
         ps_sae_encode_pre(sae, h, B, pre);
-        if (shifted) /* push a few latents up and down, as a steering plan would */
+        if (shifted) /* push some latents up and down, as a steering plan would */
             for (int j = 0; j < M; j += 7) {
                 const float shift = (j % 2 ? 0.3f : -0.3f);
-                bias[j] += shift;
+                enc.bias[j] += shift;
                 for (int b = 0; b < B; b++)
                     pre[b * M + j] += shift;
             }
         ps_sae_topk(sae, pre, B, ri, rv);
-        assert_int_equal(ps_sae_encode_topk(sae, h, B, bias, idx, val, &err), PS_OK);
+        ps_sae_encoder_topk(&enc, h, B, idx, val);
         for (int q = 0; q < B * K; q++) {
             if (idx[q] != ri[q])
                 fail_msg("shifted %d slot %d: latent %d, unfused %d", shifted, q, idx[q], ri[q]);
-            assert_true(fabsf(val[q] - rv[q]) <= 1e-6f * (1.0f + fabsf(rv[q])));
+            assert_true(fabsf(val[q] - rv[q]) <= 1e-5f * (1.0f + fabsf(rv[q])));
         }
+        /* row 77 alone: the same bits as inside the batch */
+        int32_t one_idx[K];
+        float one_val[K];
+        ps_sae_encoder_topk(&enc, h + 77 * D, 1, one_idx, one_val);
+        assert_memory_equal(one_idx, idx + 77 * K, sizeof one_idx);
+        assert_memory_equal(one_val, val + 77 * K, sizeof one_val);
     }
-    assert_int_equal(ps_sae_encode_topk(sae, h, 0, bias, idx, val, &err), PS_OK); /* no rows */
-    free(h), free(pre), free(bias), free(val), free(rv), free(idx), free(ri);
+    ps_sae_encoder_topk(&enc, h, 0, idx, val); /* no rows: nothing happens */
+    ps_sae_encoder_free(&enc);
+    free(h), free(pre), free(val), free(rv), free(idx), free(ri);
     ps_sae_free(sae);
 }
 
@@ -1070,7 +1081,7 @@ int main(void)
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_topk_ties_and_few_positive),
         cmocka_unit_test(test_encode_decode),
-        cmocka_unit_test(test_encode_topk_fused),
+        cmocka_unit_test(test_encoder_topk),
         cmocka_unit_test(test_gradcheck_full_loss),
         cmocka_unit_test(test_auxk_selection_ties),
         cmocka_unit_test(test_gradcheck_fvu_through_library),
