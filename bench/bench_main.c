@@ -13,7 +13,9 @@
  *   scores / logits: 2 d V per target (V = n_items + 1);
  *   training = 3 x forward (backward = two products per forward product);
  *   a user vector: every layer but the last over its n positions, the last layer's K/V
- *   projection (4 d^2 per position) and the rest of that layer for the last position only.
+ *   projection (4 d^2 per position) and the rest of that layer for the last position only;
+ *   the SAE's training vectors: per user one pass over its first-window prefixes (every layer
+ *   over the longest), then a user vector per later (sliding-window) prefix.
  * Padding positions, the skipped (future) attention pairs and the last layer's unused rows are
  * not counted, so GFLOP/s is useful work per second.
  *
@@ -236,6 +238,27 @@ static int prefix_len(const ps_dataset *ds, ps_sample s)
     int n;
     ps_sample_prefix(ds, s, &n);
     return n < ds->max_seq_len ? n : ds->max_seq_len;
+}
+
+/* The SAE's training vectors as ps_training_vectors computes them: per user, one pass over its
+ * first-window prefixes (every layer over the longest), then one user vector per later prefix. */
+static double training_vectors_flops(const ps_dataset *ds, const ps_sasrec_config *c)
+{
+    const int L = c->max_len;
+    double f = 0;
+    int first_window = 0; /* longest first-window prefix of the current user */
+    for (int64_t i = 0; i < ds->n_train; i++) {
+        const ps_sample s = ds->train[i];
+        if (s.pos <= L)
+            first_window = s.pos;
+        else
+            f += user_vector_flops(c, L);
+        if (i + 1 == ds->n_train || ds->train[i + 1].user != s.user) {
+            f += c->n_layers * layer_flops(c, first_window);
+            first_window = 0;
+        }
+    }
+    return f;
 }
 
 static double eval_flops(const ps_dataset *ds, const ps_sasrec_config *c, const ps_sample *samples, int64_t n)
@@ -495,14 +518,12 @@ static int stage_sae(const bench_opts *o, stage_out *out)
         return -1;
     ps_error err;
     double t0 = tic();
-    if (ps_user_vectors(m, &ds, ds.train, ds.n_train, X, NULL, NULL, &err) != PS_OK) {
+    if (ps_training_vectors(m, &ds, X, NULL, NULL, &err) != PS_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
     }
-    double t = now() - t0, f = 0;
-    for (int64_t i = 0; i < ds.n_train; i++)
-        f += user_vector_flops(&m->cfg, prefix_len(&ds, ds.train[i]));
-    add(out, "user_vectors_train", "vectors/s", t, (double)ds.n_train, f);
+    double t = now() - t0;
+    add(out, "user_vectors_train", "vectors/s", t, (double)ds.n_train, training_vectors_flops(&ds, &m->cfg));
     if (ps_user_vectors(m, &ds, ds.valid, ds.n_users, Xv, NULL, NULL, &err) != PS_OK)
         return -1;
     ps_sae_train_options so;

@@ -98,7 +98,7 @@ static int collect_vectors(const ps_sasrec *m, const ps_dataset *ds, cli_progres
     *Xv = ps_calloc((size_t)ds->n_users * d, sizeof **Xv, "validation vectors", err);
     if (!*X || !*Xv)
         return PS_ERR;
-    if (ps_user_vectors(m, ds, ds->train, ds->n_train, *X, on_vectors, p, err) != PS_OK ||
+    if (ps_training_vectors(m, ds, *X, on_vectors, p, err) != PS_OK ||
         ps_user_vectors(m, ds, ds->valid, ds->n_users, *Xv, on_vectors, p, err) != PS_OK)
         return PS_ERR;
     cli_progress_done(p);

@@ -25,6 +25,15 @@
 int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
                     void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
 
+/* Eval-mode user vectors of every training prefix, X [n_train, d] in ds->train order: what
+ * ps_user_vectors(m, ds, ds->train, ...) computes (the SAE's training set), with one causal pass
+ * per user for all its prefixes that fit in the first window (the output at position t of a
+ * left-aligned sequence only sees items 0..t, so it IS the vector of the prefix ending at t; equal
+ * up to float rounding) and ps_user_vectors' own path for the sliding-window prefixes after it.
+ * progress may be NULL. */
+int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
+                        void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
+
 /* ---- the steered recommender ---- */
 
 typedef struct ps_steer_scorer {

@@ -230,13 +230,6 @@ int ps_mkdir_p(const char *dir, ps_error *err);
  * allocation failure. */
 cJSON *ps_dataset_stats_json(const ps_dataset_stats *st);
 
-/* Eval-mode user vectors of every training prefix, X [n_train, d] in ds->train order — what
- * ps_user_vectors(m, ds, ds->train, ...) computes, up to float rounding, with one causal pass
- * per user instead of one per prefix (the output at position t of a left-aligned sequence only
- * sees items 0..t). progress may be NULL. */
-int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
-                        void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
-
 /* Trains a fresh SAE (initialised from seed) on ps_training_vectors, stopping early on the
  * validation prefixes' FVU (SPEC §3). vectors_progress (may be NULL) is called with cb_ctx.
  * Returns NULL with err set on failure. */

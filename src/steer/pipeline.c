@@ -28,6 +28,126 @@ int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *s
     return rc;
 }
 
+/* ---------- the SAE's training vectors ---------- */
+
+typedef struct vec_batch {
+    int32_t *seq, *len;   /* [VEC_BATCH, L], [VEC_BATCH] */
+    int64_t *dest, *slot; /* [VEC_BATCH * L]: sample index in X, row of the forward's hidden states */
+    ps_sample *samples;   /* [VEC_BATCH] */
+    float *tmp;           /* [VEC_BATCH, d] */
+    int B, n;             /* sequences, vectors to copy out */
+} vec_batch;
+
+static void vec_batch_free(vec_batch *b)
+{
+    free(b->seq), free(b->len), free(b->dest), free(b->slot), free(b->samples), free(b->tmp);
+}
+
+static int vec_batch_alloc(vec_batch *b, int L, int d, ps_error *err)
+{
+    memset(b, 0, sizeof *b);
+    const size_t n = VEC_BATCH, rows = n * (size_t)L;
+    b->seq = ps_calloc(rows, sizeof *b->seq, "prefix batch", err);
+    b->len = b->seq ? ps_calloc(n, sizeof *b->len, "prefix batch", err) : NULL;
+    b->dest = b->len ? ps_calloc(rows, sizeof *b->dest, "prefix batch", err) : NULL;
+    b->slot = b->dest ? ps_calloc(rows, sizeof *b->slot, "prefix batch", err) : NULL;
+    b->samples = b->slot ? ps_calloc(n, sizeof *b->samples, "prefix batch", err) : NULL;
+    b->tmp = b->samples ? ps_calloc(n * (size_t)d, sizeof *b->tmp, "prefix batch", err) : NULL;
+    if (!b->tmp) {
+        vec_batch_free(b);
+        return PS_ERR;
+    }
+    return PS_OK;
+}
+
+/* Pass 1: one forward per user over its first min(length, L) items; its first-window prefixes
+ * (pos <= L) are rows of the hidden states. A full forward keeps every row of every layer, so
+ * its batches are small (FIRST_PASS_BATCH users, ~20 MB of activations): the workspace is
+ * sized for VEC_BATCH, but untouched pages cost nothing. */
+#define FIRST_PASS_BATCH 64
+static int first_window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset *ds, vec_batch *b, float *X,
+                                int64_t *done, void (*progress)(void *, int64_t, int64_t), void *ctx, ps_error *err)
+{
+    const int L = m->cfg.max_len, d = m->cfg.d;
+    for (int64_t i = 0; i < ds->n_train;) {
+        b->B = b->n = 0;
+        while (b->B < FIRST_PASS_BATCH && i < ds->n_train) {
+            const ps_sample s = ds->train[i];
+            if (s.pos > L) { /* a sliding-window prefix: pass 2 */
+                i++;
+                continue;
+            }
+            int32_t *row = b->seq + (size_t)b->B * L;
+            int64_t n = ps_user_len(ds, s.user) < L ? ps_user_len(ds, s.user) : L;
+            memset(row, 0, (size_t)L * sizeof *row);
+            memcpy(row, ds->seq + ds->user_off[s.user], (size_t)n * sizeof *row);
+            for (; i < ds->n_train && ds->train[i].user == s.user && ds->train[i].pos <= L; i++) {
+                b->dest[b->n] = i;
+                b->slot[b->n++] = (int64_t)b->B * L + ds->train[i].pos - 1;
+            }
+            b->B++;
+        }
+        if (b->B == 0)
+            break;
+        if (ps_sasrec_forward(m, ws, b->seq, b->B, 0, 0, 0, err) != PS_OK)
+            return PS_ERR;
+        const float *hid = ps_sasrec_ws_hidden(ws);
+        for (int j = 0; j < b->n; j++)
+            memcpy(X + (size_t)b->dest[j] * d, hid + (size_t)b->slot[j] * d, (size_t)d * sizeof *X);
+        *done += b->n;
+        if (progress)
+            progress(ctx, *done, ds->n_train);
+    }
+    return PS_OK;
+}
+
+/* Pass 2: the sliding-window prefixes (pos > L), VEC_BATCH at a time, as ps_user_vectors does. */
+static int window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset *ds, vec_batch *b, float *X,
+                          int64_t *done, void (*progress)(void *, int64_t, int64_t), void *ctx, ps_error *err)
+{
+    const int L = m->cfg.max_len, d = m->cfg.d;
+    for (int64_t i = 0; i < ds->n_train;) {
+        b->B = 0;
+        for (; b->B < VEC_BATCH && i < ds->n_train; i++)
+            if (ds->train[i].pos > L) {
+                b->dest[b->B] = i;
+                b->samples[b->B++] = ds->train[i];
+            }
+        if (b->B == 0)
+            break;
+        ps_batch_prefixes(ds, b->samples, b->B, L, b->seq, b->len);
+        if (ps_sasrec_user_vectors(m, ws, b->seq, b->len, b->B, b->tmp, err) != PS_OK)
+            return PS_ERR;
+        for (int j = 0; j < b->B; j++)
+            memcpy(X + (size_t)b->dest[j] * d, b->tmp + (size_t)j * d, (size_t)d * sizeof *X);
+        *done += b->B;
+        if (progress)
+            progress(ctx, *done, ds->n_train);
+    }
+    return PS_OK;
+}
+
+int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
+                        void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
+{
+    if (m->cfg.max_len != ds->max_seq_len)
+        return ps_fail(err, "the model reads %d-item prefixes but the dataset has %d", m->cfg.max_len,
+                       ds->max_seq_len);
+    vec_batch b;
+    ps_sasrec_ws *ws = NULL;
+    int64_t done = 0;
+    if (vec_batch_alloc(&b, m->cfg.max_len, m->cfg.d, err) != PS_OK)
+        return PS_ERR;
+    int rc = ps_sasrec_ws_create(&ws, m, VEC_BATCH, 0, err);
+    if (rc == PS_OK)
+        rc = first_window_vectors(m, ws, ds, &b, X, &done, progress, ctx, err);
+    if (rc == PS_OK)
+        rc = window_vectors(m, ws, ds, &b, X, &done, progress, ctx, err);
+    ps_sasrec_ws_free(ws);
+    vec_batch_free(&b);
+    return rc;
+}
+
 /* ---------- the steered recommender ---------- */
 
 void ps_steer_scorer_free(ps_steer_scorer *s)
