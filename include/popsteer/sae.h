@@ -123,6 +123,9 @@ void ps_sae_encoder_reset_bias(ps_sae_encoder *e);
 /* h [B,d] -> idx [B,k], val [B,k] = TopK_k(ReLU(h W_encᵀ + bias)), each row in the order of
  * ps_sae_topk. */
 void ps_sae_encoder_topk(const ps_sae_encoder *e, const float *h, int B, int32_t *idx, float *val);
+/* h [B,d] -> pre [B,m] = h W_encᵀ + bias, dense (the probe's statistics need every latent); rows
+ * in parallel, with the same bits as the rows ps_sae_encoder_topk selects from. */
+void ps_sae_encoder_pre(const ps_sae_encoder *e, const float *h, int B, float *pre);
 /* pre [B,m] -> idx [B,k], val [B,k] = TopK_k(ReLU(pre)) per row, in the order above. Partial
  * selection, never a full sort: a threshold from 16-wide block maxima, then a k-heap over the few
  * values above it. */

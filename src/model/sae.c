@@ -561,6 +561,17 @@ void ps_sae_encoder_topk(const ps_sae_encoder *e, const float *h, int B, int32_t
     }
 }
 
+void ps_sae_encoder_pre(const ps_sae_encoder *e, const float *h, int B, float *pre)
+{
+    const int m = e->sae->cfg.n_latents, d = e->sae->cfg.d_in;
+    const int n_blocks = (B + INFER_CHUNK - 1) / INFER_CHUNK;
+#pragma omp parallel for schedule(dynamic, 1) if (n_blocks > 1)
+    for (int blk = 0; blk < n_blocks; blk++) {
+        const int r0 = blk * INFER_CHUNK, r1 = r0 + INFER_CHUNK < B ? r0 + INFER_CHUNK : B;
+        ps_nn_gemm(r1 - r0, m, d, h + (size_t)r0 * d, d, 1, e->w_t, m, pre + (size_t)r0 * m, m, 1.0f, e->bias, 0);
+    }
+}
+
 void ps_sae_topk(const ps_sae *sae, const float *pre, int B, int32_t *idx, float *val)
 {
     const int m = sae->cfg.n_latents, k = sae->cfg.k;

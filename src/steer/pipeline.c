@@ -243,6 +243,7 @@ typedef struct probe_run {
     const ps_dataset *ds;
     const ps_probe_options *o;
     ps_sasrec_ws *ws;
+    ps_sae_encoder enc;
     float *h, *pre, *val;
     int32_t *idx, *len;
 } probe_run;
@@ -262,7 +263,7 @@ static int probe_group(probe_run *p, const ps_probe_users *u, int64_t first_row,
         const int32_t *seq = ps_probe_users_row(u, first_row + r);
         if (ps_sasrec_user_vectors(p->m, p->ws, seq, u->len + first_row + r, B, p->h, err) != PS_OK)
             return PS_ERR;
-        ps_sae_encode_pre(p->sae, p->h, B, p->pre);
+        ps_sae_encoder_pre(&p->enc, p->h, B, p->pre);
         if (ps_latent_stats_add(st, p->pre, B, err) != PS_OK)
             return PS_ERR;
         report(p, stage, r + B, u->n_group);
@@ -283,8 +284,7 @@ static int fire_rates(probe_run *p, double *rate, ps_error *err)
         ps_batch_prefixes(p->ds, p->ds->valid + first, B, L, seq, p->len);
         rc = ps_sasrec_user_vectors(p->m, p->ws, seq, p->len, B, p->h, err);
         if (rc == PS_OK) {
-            ps_sae_encode_pre(p->sae, p->h, B, p->pre);
-            ps_sae_topk(p->sae, p->pre, B, p->idx, p->val);
+            ps_sae_encoder_topk(&p->enc, p->h, B, p->idx, p->val);
             rc = ps_fire_counts_add(count, m, p->idx, p->val, B, k, err);
         }
     }
@@ -320,7 +320,7 @@ static int top_items(probe_run *p, int32_t *top, int n_top, ps_error *err)
         return PS_ERR;
     for (int32_t first = 1; first <= p->ds->n_items; first += VEC_BATCH) {
         int B = p->ds->n_items - first + 1 < VEC_BATCH ? p->ds->n_items - first + 1 : VEC_BATCH;
-        ps_sae_encode_pre(p->sae, E + (size_t)first * d, B, p->pre);
+        ps_sae_encoder_pre(&p->enc, E + (size_t)first * d, B, p->pre);
 #pragma omp parallel for schedule(static)
         for (int j = 0; j < m; j++)
             for (int b = 0; b < B; b++)
@@ -382,6 +382,8 @@ int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, co
     if (rc == PS_OK)
         rc = ps_sasrec_ws_create(&p.ws, m, VEC_BATCH, 0, err);
     if (rc == PS_OK)
+        rc = ps_sae_encoder_init(&p.enc, sae, err);
+    if (rc == PS_OK)
         rc = ps_latent_table_alloc(&r->table, nl, err);
     if (rc == PS_OK)
         rc = probe_stats(&p, r, err);
@@ -390,6 +392,7 @@ int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, co
     if (rc == PS_OK)
         rc = top_items(&p, r->top_items, r->n_top, err);
     ps_sasrec_ws_free(p.ws);
+    ps_sae_encoder_free(&p.enc);
     free(p.h);
     free(p.pre);
     free(p.val);

@@ -301,6 +301,11 @@ static void test_encoder_topk(void **state)
                 fail_msg("shifted %d slot %d: latent %d, unfused %d", shifted, q, idx[q], ri[q]);
             assert_true(fabsf(val[q] - rv[q]) <= 1e-5f * (1.0f + fabsf(rv[q])));
         }
+        /* the dense encoder gives the rows the fused one selects from, bit for bit */
+        ps_sae_encoder_pre(&enc, h, B, pre);
+        ps_sae_topk(sae, pre, B, ri, rv);
+        assert_memory_equal(ri, idx, sizeof(int32_t) * B * K);
+        assert_memory_equal(rv, val, sizeof(float) * B * K);
         /* row 77 alone: the same bits as inside the batch */
         int32_t one_idx[K];
         float one_val[K];
