@@ -5,10 +5,10 @@
  *   a = W_enc (h − b_dec) + b_enc           ps_sae_encode_pre
  *   a_j += shift_j for the steered latents  ps_steer_apply
  *   ĥ = decode(TopK(ReLU(a)))               ps_sae_topk + ps_sae_decode
- * (the scorer folds the shifts into the encoder bias and fuses the first three lines:
- *  ps_steer_shift_bias on a ps_sae_encoder, then ps_sae_encoder_topk)
  *   s_i = ĥ · E[i]                          ps_sasrec_score
- * ps_steer_user runs that chain for a single prefix. */
+ * The scorer folds the shifts into the encoder bias once and fuses the encoding with TopK
+ * (ps_steer_shift_bias on a ps_sae_encoder, then ps_sae_encoder_topk). ps_steer_user runs the
+ * chain for a single prefix. */
 #ifndef POPSTEER_POPSTEER_H
 #define POPSTEER_POPSTEER_H
 
@@ -39,7 +39,8 @@ int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
 typedef struct ps_steer_scorer {
     const ps_sasrec *model;
     const ps_sae *sae;
-    const ps_steer_plan *plan; /* NULL: the plain SAE-reconstructed recommender (alpha = 0) */
+    const ps_steer_plan *plan; /* the plan it was made with, read once (its shifts are in enc.bias);
+                                  NULL: the plain SAE-reconstructed recommender (alpha = 0) */
     ps_sasrec_ws *ws;
     ps_sae_encoder enc; /* its bias carries the plan's shifts */
     float *h, *val, *hrec;

@@ -606,7 +606,8 @@ static int ctx_init(sweep_ctx *x, ps_error *err)
     x->hrec = ps_calloc(B * (size_t)x->d, sizeof *x->hrec, "user vectors", err);
     x->scores = ps_calloc(B * x->V, sizeof *x->scores, "scores", err);
     x->w = ps_calloc((size_t)x->nth, sizeof *x->w, "workers", err);
-    if (!x->decile || ps_sae_encoder_init(&x->enc, x->sae, err) != PS_OK || !x->val || !x->idx || !x->hrec || !x->scores || !x->w)
+    if (!x->decile || !x->val || !x->idx || !x->hrec || !x->scores || !x->w ||
+        ps_sae_encoder_init(&x->enc, x->sae, err) != PS_OK)
         return PS_ERR;
     for (int t = 0; t < x->nth; t++)
         if (!(x->w[t].list = ps_calloc((size_t)x->k, sizeof *x->w[t].list, "top-k list", err)))
