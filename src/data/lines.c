@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,6 +154,18 @@ int ps_field_double(ps_field f, double *out)
         f.len--;
     if (f.len == 0 || f.len >= sizeof buf)
         return PS_ERR;
+    /* Fast path for the usual field, a timestamp or rating written as up to 15 digits: such an
+     * integer is below 2^53, so the double is exact and equal to what strtod returns. */
+    if (f.len <= 15) {
+        int64_t n = 0;
+        size_t i = 0;
+        while (i < f.len && f.s[i] >= '0' && f.s[i] <= '9')
+            n = n * 10 + (f.s[i++] - '0');
+        if (i == f.len) {
+            *out = (double)n;
+            return PS_OK;
+        }
+    }
     memcpy(buf, f.s, f.len);
     buf[f.len] = '\0';
     char *endp;

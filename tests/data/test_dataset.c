@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/lines.h"
 #include "popsteer/dataset.h"
 
 static ps_dataset load_ok(const char *path, const ps_load_options *opt)
@@ -330,9 +331,34 @@ static void test_prefix_cap(void **state)
     free(dir);
 }
 
+/* ps_field_double's integer fast path gives strtod's double, and everything else still goes to
+ * strtod (decimals, signs, exponents, more than 15 digits) or is refused. */
+static void test_field_double(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"0", "7", "0005", "881250949", "1026882498", "123456789012345",
+                                     "1234567890123456789", "99999999999999999", "4.5", "-3", "+2", "1e3",
+                                     " 881250949\t", "3.0"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        double got = -1;
+        ps_field f = {ok[i], strlen(ok[i])};
+        assert_int_equal(ps_field_double(f, &got), PS_OK);
+        if (got != strtod(ok[i], NULL))
+            fail_msg("'%s': %.17g, strtod says %.17g", ok[i], got, strtod(ok[i], NULL));
+    }
+    static const char *const bad[] = {"", " ", "12a", "a12", "1 2", "nan", "inf", "1e999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double got;
+        ps_field f = {bad[i], strlen(bad[i])};
+        if (ps_field_double(f, &got) != PS_ERR)
+            fail_msg("'%s' was accepted as %g", bad[i], got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_field_double),
         cmocka_unit_test(test_lastfm_reference_split),
         cmocka_unit_test(test_ml100k_kcore),
         cmocka_unit_test(test_formats_agree),
