@@ -439,12 +439,6 @@ static int stage_eval(const bench_opts *o, stage_out *out)
     ps_steer_plan plan;
     if (synthetic_plan(sae->cfg.n_latents, &plan))
         return -1;
-    { /* the SAE encoder's first OpenBLAS call allocates OpenBLAS's buffers: not steering's cost */
-        float *h = calloc((size_t)64 * m->cfg.d, sizeof *h), *pre = malloc(sizeof(float) * 64 * sae->cfg.n_latents);
-        if (h && pre)
-            ps_sae_encode_pre(sae, h, 64, pre);
-        free(h), free(pre);
-    }
     for (int steered = 0; steered < 2; steered++) {
         ps_steer_scorer ss;
         if (ps_steer_scorer_init(&ss, m, sae, steered ? &plan : NULL, 512, &err) != PS_OK) {
