@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "popsteer/sweep.h"
 #include "popsteer/synth.h"
 
 static const char STATS_HELP[] =
@@ -29,32 +30,13 @@ static const char DATA_HELP[] = "usage: popsteer data <stats|synth> [options]\n\
                                 "  stats   load a dataset and print its statistics\n"
                                 "  synth   generate a realistic sequential dataset\n";
 
+/* The library's statistics object (the one `popsteer run` writes to stats.json) plus how the file
+ * was read. */
 static cJSON *stats_json(const ps_dataset *ds, const ps_dataset_stats *st)
 {
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = ps_dataset_stats_json(st);
     if (!o)
         return NULL;
-    cJSON_AddNumberToObject(o, "users", st->users);
-    cJSON_AddNumberToObject(o, "items", st->items);
-    cJSON_AddNumberToObject(o, "interactions", (double)st->interactions);
-    cJSON_AddNumberToObject(o, "train_samples", (double)st->train_samples);
-    cJSON_AddNumberToObject(o, "valid_samples", (double)st->valid_samples);
-    cJSON_AddNumberToObject(o, "test_samples", (double)st->test_samples);
-    cJSON_AddNumberToObject(o, "head_items", st->head_items);
-    cJSON_AddNumberToObject(o, "mid_items", st->mid_items);
-    cJSON_AddNumberToObject(o, "tail_items", st->tail_items);
-    cJSON_AddNumberToObject(o, "top20_share", st->top20_share);
-    cJSON_AddNumberToObject(o, "density", st->density);
-    cJSON *len = cJSON_AddObjectToObject(o, "sequence_length");
-    if (len) {
-        cJSON_AddNumberToObject(len, "min", st->len_min);
-        cJSON_AddNumberToObject(len, "q25", st->len_q25);
-        cJSON_AddNumberToObject(len, "median", st->len_median);
-        cJSON_AddNumberToObject(len, "q75", st->len_q75);
-        cJSON_AddNumberToObject(len, "q90", st->len_q90);
-        cJSON_AddNumberToObject(len, "max", st->len_max);
-        cJSON_AddNumberToObject(len, "mean", st->len_mean);
-    }
     const ps_load_report *r = &ds->report;
     cJSON *f = cJSON_AddObjectToObject(o, "load");
     if (f) {
