@@ -51,6 +51,15 @@ int cli_usage_error(const cli_common *c, const char *fmt, ...)
     return 2;
 }
 
+int cli_option_verdict(const cli_common *c, int r, char **argv)
+{
+    if (r < 0)
+        return 2;
+    if (r == 0)
+        return cli_usage_error(c, "unknown option '%s'", argv[optind - 1]);
+    return 0;
+}
+
 void cli_note(const cli_common *c, const char *fmt, ...)
 {
     if (c->quiet)

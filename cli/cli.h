@@ -86,6 +86,10 @@ int cli_load_dataset(const cli_common *c, const cli_data *d, ps_dataset *ds);
 
 /* Runs getopt_long over argv for a subcommand; unknown options are usage errors. */
 int cli_getopt(const cli_common *c, int argc, char **argv, const struct option *opts);
+/* What to do with the option getopt just returned, once the command's handlers have seen it
+ * (r: 1 = one took it, 0 = none knows it, -1 = a bad value, already reported): 0 to go on, else
+ * the exit status (2, with "unknown option" printed when none knew it). */
+int cli_option_verdict(const cli_common *c, int r, char **argv);
 
 /* Subcommands: each returns the process exit status. */
 int cmd_data(int argc, char **argv);

@@ -93,10 +93,9 @@ static int data_stats(int argc, char **argv)
         int r = cli_common_option(&c, opt, optarg);
         if (r == 0)
             r = cli_data_option(&c, &d, opt, optarg);
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(&c, r, argv);
+        if (status)
+            return status;
     }
     if (c.help)
         return fputs(STATS_HELP, stdout), 0;
@@ -183,10 +182,9 @@ static int data_synth(int argc, char **argv)
                 return cli_usage_error(&c, "--preset: expected 'demo' or 'ml1m', got '%s'", optarg);
             r = 1;
         }
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(&c, r, argv);
+        if (status)
+            return status;
     }
     if (c.help)
         return fputs(SYNTH_HELP, stdout), 0;

@@ -154,10 +154,9 @@ int cmd_probe(int argc, char **argv)
             default: r = 0;
             }
         }
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(&c, r, argv);
+        if (status)
+            return status;
     }
     if (c.help)
         return fputs(HELP, stdout), 0;

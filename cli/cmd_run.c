@@ -557,10 +557,9 @@ static int parse(int argc, char **argv, cli_common *c, cli_data *d, run_args *a,
             r = cli_sweep_option(c, sw, opt, optarg);
         if (r == 0)
             r = run_option(c, a, opt, optarg);
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(c, r, argv);
+        if (status)
+            return status;
     }
     if (c->help)
         return 0;

@@ -228,10 +228,9 @@ static int sae_train_cmd(int argc, char **argv)
             r = cli_data_option(&c, &d, opt, optarg);
         if (r == 0)
             r = sae_option(&c, &a, opt, optarg);
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(&c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(&c, r, argv);
+        if (status)
+            return status;
     }
     if (c.help)
         return fputs(HELP, stdout), 0;

@@ -299,10 +299,9 @@ static int parse(int argc, char **argv, cli_common *c, cli_data *d, sweep_args *
             if (opt >= OPT_MODEL && opt <= OPT_OUT)
                 *dst[opt - OPT_MODEL] = optarg, r = 1;
         }
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(c, r, argv);
+        if (status)
+            return status;
     }
     if (c->help)
         return 0;

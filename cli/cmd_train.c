@@ -165,10 +165,9 @@ static int parse_args(int argc, char **argv, cli_common *c, cli_data *d, train_a
             r = cli_data_option(c, d, opt, optarg);
         if (r == 0)
             r = train_option(c, a, opt, optarg);
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error(c, "unknown option '%s'", argv[optind - 1]);
+        const int status = cli_option_verdict(c, r, argv);
+        if (status)
+            return status;
     }
     if (c->help)
         return 0;
