@@ -51,6 +51,17 @@ int cli_usage_error(const cli_common *c, const char *fmt, ...)
     return 2;
 }
 
+int cli_print_json(const cli_common *c, cJSON *o)
+{
+    char *text = o ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (!text)
+        return cli_error(c, "out of memory formatting JSON");
+    puts(text);
+    free(text);
+    return 0;
+}
+
 int cli_option_verdict(const cli_common *c, int r, char **argv)
 {
     if (r < 0)

@@ -4,6 +4,7 @@
 #ifndef POPSTEER_CLI_H
 #define POPSTEER_CLI_H
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +81,10 @@ int cli_error(const cli_common *c, const char *fmt, ...) __attribute__((format(p
 int cli_usage_error(const cli_common *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Notes on stderr unless --quiet. */
 void cli_note(const cli_common *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints o (taken over, may be NULL) as JSON on stdout; 0, or 1 with a message when it could not
+ * be formatted (out of memory). */
+int cli_print_json(const cli_common *c, cJSON *o);
 
 /* Loads the dataset named by --data, with a note about dropped users; prints errors. */
 int cli_load_dataset(const cli_common *c, const cli_data *d, ps_dataset *ds);

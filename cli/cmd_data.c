@@ -71,17 +71,6 @@ static void stats_print(const char *path, const ps_dataset *ds, const ps_dataset
            (long long)r->rows_too_short);
 }
 
-static int print_json(const cli_common *c, cJSON *o)
-{
-    char *text = o ? cJSON_Print(o) : NULL;
-    cJSON_Delete(o);
-    if (!text)
-        return cli_error(c, "out of memory formatting JSON");
-    puts(text);
-    free(text);
-    return 0;
-}
-
 static int data_stats(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, {0, 0, 0, 0}};
@@ -113,7 +102,7 @@ static int data_stats(int argc, char **argv)
         return cli_error(&c, "%s", err.msg);
     }
     if (c.json)
-        rc = print_json(&c, stats_json(&ds, &st));
+        rc = cli_print_json(&c, stats_json(&ds, &st));
     else
         stats_print(d.path, &ds, &st);
     ps_dataset_free(&ds);

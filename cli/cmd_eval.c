@@ -113,14 +113,7 @@ static int print_metrics(const cli_common *c, const ps_metrics *m, const char *s
         ps_metrics_print(stdout, m);
         return 0;
     }
-    cJSON *o = ps_metrics_to_json(m);
-    char *s = o ? cJSON_Print(o) : NULL;
-    cJSON_Delete(o);
-    if (!s)
-        return cli_error(c, "out of memory formatting JSON");
-    puts(s);
-    free(s);
-    return 0;
+    return cli_print_json(c, ps_metrics_to_json(m));
 }
 
 static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)

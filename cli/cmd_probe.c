@@ -51,8 +51,8 @@ static void print_latent(const ps_dataset *ds, const ps_probe_result *r, const p
     putchar('\n');
 }
 
-static void print_summary(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_probe_result *r,
-                          const ps_latents_summary *s, const ps_item_titles *titles)
+static int print_summary(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_probe_result *r,
+                         const ps_latents_summary *s, const ps_item_titles *titles)
 {
     if (c->json) {
         cJSON *o = cJSON_CreateObject();
@@ -65,12 +65,7 @@ static void print_summary(const cli_common *c, const probe_args *a, const ps_dat
         const char *names[3] = {"abs_d_gt_0.2", "abs_d_gt_0.5", "abs_d_gt_0.8"};
         for (int i = 0; i < 3; i++)
             cJSON_AddNumberToObject(o, names[i], s->n_abs_gt[i]);
-        char *txt = cJSON_Print(o);
-        if (txt)
-            puts(txt);
-        free(txt);
-        cJSON_Delete(o);
-        return;
+        return cli_print_json(c, o);
     }
     printf("latents        %s (%d latents, %lld synthetic users per group)\n", a->out, s->m,
            (long long)r->n_synthetic);
@@ -86,6 +81,7 @@ static void print_summary(const cli_common *c, const probe_args *a, const ps_dat
     printf("strongest long-tail latents:\n");
     for (int i = 0; i < s->n_top_neg; i++)
         print_latent(ds, r, titles, s->top_neg[i]);
+    return 0;
 }
 
 static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_item_titles *titles)
@@ -117,12 +113,13 @@ static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds,
     }
     if (rc == PS_OK)
         rc = ps_latents_summary_make(r.table.d, r.table.m, (int)a->top, &s, &err);
+    int status = 0;
     if (rc == PS_OK)
-        print_summary(c, a, ds, &r, &s, titles);
+        status = print_summary(c, a, ds, &r, &s, titles);
     ps_probe_result_free(&r);
     ps_sae_free(sae);
     ps_sasrec_free(m);
-    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+    return rc == PS_OK ? status : cli_error(c, "%s", err.msg);
 }
 
 int cmd_probe(int argc, char **argv)

@@ -33,8 +33,8 @@ static const char *label_name(int8_t l)
     return l > 0 ? "head" : l < 0 ? "tail" : "mid";
 }
 
-static void print_list(const cli_common *c, const ps_dataset *ds, const ps_item_titles *titles, const rec_args *a,
-                       const int32_t *list, const float *scores)
+static int print_list(const cli_common *c, const ps_dataset *ds, const ps_item_titles *titles, const rec_args *a,
+                      const int32_t *list, const float *scores)
 {
     if (c->json) {
         cJSON *arr = cJSON_CreateArray();
@@ -49,12 +49,7 @@ static void print_list(const cli_common *c, const ps_dataset *ds, const ps_item_
                 cJSON_AddStringToObject(o, "title", t);
             cJSON_AddItemToArray(arr, o);
         }
-        char *s = cJSON_Print(arr);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(arr);
-        return;
+        return cli_print_json(c, arr);
     }
     printf("%4s  %-12s %9s  %-4s  %s\n", "rank", "item", "score", "pop", titles ? "title" : "");
     for (int j = 0; j < a->k && list[j]; j++) {
@@ -62,6 +57,7 @@ static void print_list(const cli_common *c, const ps_dataset *ds, const ps_item_
         printf("%4d  %-12s %9.4f  %-4s  %s\n", j + 1, ps_strings_get(&ds->item_tokens, list[j]), scores[list[j]],
                label_name(ds->label[list[j]]), t ? t : "");
     }
+    return 0;
 }
 
 static int recommend(const cli_common *c, const rec_args *a, const ps_dataset *ds, const ps_item_titles *titles)
@@ -94,9 +90,10 @@ static int recommend(const cli_common *c, const rec_args *a, const ps_dataset *d
         for (int64_t j = ds->user_off[u]; exclude && j < ds->user_off[u + 1]; j++)
             exclude[ds->seq[j]] = 1;
     }
+    int status = 0;
     if (rc == PS_OK) {
         ps_topk(scores, ds->n_items, a->k, exclude, list);
-        print_list(c, ds, titles, a, list, scores);
+        status = print_list(c, ds, titles, a, list, scores);
     }
     ps_sasrec_scorer_free(&s);
     ps_sasrec_free(m);
@@ -104,7 +101,7 @@ static int recommend(const cli_common *c, const rec_args *a, const ps_dataset *d
     free(list);
     free(scores);
     free(exclude);
-    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+    return rc == PS_OK ? status : cli_error(c, "%s", err.msg);
 }
 
 int cmd_recommend(int argc, char **argv)

@@ -122,8 +122,8 @@ static int reconstructed_ndcg(const ps_sasrec *m, const ps_sae *sae, const ps_da
     return rc;
 }
 
-static void print_result(const cli_common *c, const sae_args *a, const ps_sae *sae, const ps_sae_train_result *res,
-                         double fvu_test_users, const double ndcg[4])
+static int print_result(const cli_common *c, const sae_args *a, const ps_sae *sae, const ps_sae_train_result *res,
+                        double fvu_test_users, const double ndcg[4])
 {
     if (c->json) {
         cJSON *o = cJSON_CreateObject();
@@ -138,12 +138,7 @@ static void print_result(const cli_common *c, const sae_args *a, const ps_sae *s
         cJSON_AddNumberToObject(o, "valid_ndcg@10_sae", ndcg[1]);
         cJSON_AddNumberToObject(o, "test_ndcg@10_sasrec", ndcg[2]);
         cJSON_AddNumberToObject(o, "test_ndcg@10_sae", ndcg[3]);
-        char *s = cJSON_Print(o);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(o);
-        return;
+        return cli_print_json(c, o);
     }
     printf("sae            %s (%d latents, k = %d)\n", a->out, sae->cfg.n_latents, sae->cfg.k);
     printf("epochs         %d (best %d)\n", res->epochs_run, res->best_epoch);
@@ -152,6 +147,7 @@ static void print_result(const cli_common *c, const sae_args *a, const ps_sae *s
            100 * (ndcg[1] / ndcg[0] - 1));
     printf("               test:  SASRec %.4f, SAE-reconstructed %.4f (%+.2f%%)\n", ndcg[2], ndcg[3],
            100 * (ndcg[3] / ndcg[2] - 1));
+    return 0;
 }
 
 static int train_sae(const cli_common *c, sae_args *a, const ps_dataset *ds)
@@ -194,14 +190,15 @@ static int train_sae(const cli_common *c, sae_args *a, const ps_dataset *ds)
                         ps_sasrec_quick_eval(m, ds, PS_SPLIT_TEST, &ndcg[2], NULL, &err) ||
                         reconstructed_ndcg(m, sae, ds, PS_SPLIT_TEST, &ndcg[3], &err)))
         rc = PS_ERR;
+    int status = 0;
     if (rc == PS_OK)
-        print_result(c, a, sae, &res, fvu_test, ndcg);
+        status = print_result(c, a, sae, &res, fvu_test, ndcg);
     free(X);
     free(Xv);
     free(Xt);
     ps_sae_free(sae);
     ps_sasrec_free(m);
-    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+    return rc == PS_OK ? status : cli_error(c, "%s", err.msg);
 }
 
 static int sae_train_cmd(int argc, char **argv)

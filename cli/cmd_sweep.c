@@ -233,13 +233,7 @@ static int print_json(const cli_common *c, const ps_sweep_result *r, const ps_sw
         if (i > 0)
             cJSON_AddStringToObject(m, "popsteer_front", ps_front_verdict_name(ms->verdict));
     }
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text)
-        return cli_error(c, "out of memory formatting JSON");
-    puts(text);
-    free(text);
-    return 0;
+    return cli_print_json(c, o);
 }
 
 int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, const ps_sae *sae,

@@ -297,8 +297,8 @@ static int check_memory(const cli_common *c, const train_args *a, const train_me
                      total, limit, rest);
 }
 
-static void print_summary(const cli_common *c, const train_args *a, const ps_train_result *res, double test_ndcg,
-                          double test_hit, double memory_estimate)
+static int print_summary(const cli_common *c, const train_args *a, const ps_train_result *res, double test_ndcg,
+                         double test_hit, double memory_estimate)
 {
     if (c->json) {
         cJSON *o = cJSON_CreateObject();
@@ -311,12 +311,7 @@ static void print_summary(const cli_common *c, const train_args *a, const ps_tra
         cJSON_AddNumberToObject(o, "seconds", res->seconds);
         cJSON_AddNumberToObject(o, "targets_per_epoch", (double)res->targets_per_epoch);
         cJSON_AddNumberToObject(o, "memory_estimate_bytes", memory_estimate);
-        char *s = cJSON_Print(o);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(o);
-        return;
+        return cli_print_json(c, o);
     }
     char t[32];
     cli_format_duration(res->seconds, t, sizeof t);
@@ -325,6 +320,7 @@ static void print_summary(const cli_common *c, const train_args *a, const ps_tra
     printf("valid ndcg@10  %.4f\n", res->best_ndcg);
     printf("test ndcg@10   %.4f   hit@10 %.4f\n", test_ndcg, test_hit);
     printf("time           %s (%lld target positions per epoch)\n", t, (long long)res->targets_per_epoch);
+    return 0;
 }
 
 /* Removes "<path>.tmp.<pid>.<n>" files (ps_atomic_open's temporaries) whose writer process is gone:
@@ -407,11 +403,12 @@ static int train_and_save(const cli_common *c, const cli_data *d, train_args *a,
     info.best_valid_ndcg = res.best_ndcg;
     if (rc == PS_OK)
         rc = ps_sasrec_save(m, &info, a->out, &err);
+    int status = 0;
     if (rc == PS_OK)
-        print_summary(c, a, &res, test_ndcg, test_hit, mem.total);
+        status = print_summary(c, a, &res, test_ndcg, test_hit, mem.total);
     free(state);
     ps_sasrec_free(m);
-    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+    return rc == PS_OK ? status : cli_error(c, "%s", err.msg);
 }
 
 int cmd_train(int argc, char **argv)
