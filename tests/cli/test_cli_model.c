@@ -16,12 +16,7 @@ static int setup(void **state)
     g_dir = tu_mkdtemp();
     g_data = tu_path(g_dir, "small.inter");
     g_model = tu_path(g_dir, "model.safetensors");
-    char args[4096];
-    snprintf(args, sizeof args, "data synth --quiet --users 300 --items 150 --interactions 9000 --out '%s'", g_data);
-    if (tu_run_cli(args, NULL, NULL) != 0)
-        return -1;
-    snprintf(args, sizeof args, "train --quiet --threads 2 --epochs 2 --data '%s' --out '%s'", g_data, g_model);
-    return tu_run_cli(args, NULL, NULL) == 0 ? 0 : -1;
+    return tu_synth_small(g_data) == 0 && tu_train_small(g_data, g_model, 2) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -137,29 +132,15 @@ static void expect_model_error(const char *model, const char *data, const char *
     free(err);
 }
 
-static char *read_all(const char *path, long *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    *len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)*len);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)*len, fp), (size_t)*len);
-    fclose(fp);
-    return buf;
-}
-
 static void test_bad_model_files(void **state)
 {
     (void)state;
     char *missing = tu_path(g_dir, "missing.safetensors");
     expect_model_error(missing, g_data, "cannot open");
-    long len;
-    char *bytes = read_all(g_model, &len);
+    size_t len;
+    char *bytes = tu_read(g_model, &len);
     char *trunc = tu_path(g_dir, "trunc.safetensors");
-    tu_write(trunc, bytes, (size_t)len - 100);
+    tu_write(trunc, bytes, len - 100);
     expect_model_error(trunc, g_data, "trunc.safetensors");
     char *foreign = tu_path(g_dir, "foreign.safetensors");
     tu_write_str(foreign, "this is not a model at all, just some text that is long enough\n");
@@ -168,7 +149,7 @@ static void test_bad_model_files(void **state)
     char *nan = tu_path(g_dir, "nan.safetensors");
     unsigned char qnan[4] = {0x00, 0x00, 0xc0, 0x7f};
     memcpy(bytes + len - 4 * 100, qnan, 4);
-    tu_write(nan, bytes, (size_t)len);
+    tu_write(nan, bytes, len);
     expect_model_error(nan, g_data, "not finite");
     /* a model of other data: item counts differ */
     char *other = tu_path(g_dir, "other.inter");

@@ -118,30 +118,10 @@ static int run(const char **argv, const char *log)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void assert_same_bytes(const char *a, const char *b)
 {
-    size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
-    if (la != lb || memcmp(x, y, la) != 0)
-        fail_msg("%s and %s differ (%zu and %zu bytes)", a, b, la, lb);
-    free(x);
-    free(y);
+    if (!tu_same_file(a, b))
+        fail_msg("%s and %s differ", a, b);
 }
 
 /* No "*.tmp.*" file (an atomic write's temporary) anywhere in dir. */

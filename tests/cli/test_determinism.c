@@ -9,33 +9,6 @@
 
 static char *g_dir, *g_data, *g_model;
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        fail_msg("cannot open %s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
-    int same = la == lb && memcmp(x, y, la) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 /* Runs `popsteer ARGS` (ARGS has one %s for the output name) for out names a and b. */
 static void run_twice(const char *fmt, const char *a, const char *b)
 {
@@ -56,12 +29,7 @@ static int setup(void **state)
     g_dir = tu_mkdtemp();
     g_data = tu_path(g_dir, "small.inter");
     g_model = tu_path(g_dir, "model.safetensors");
-    char args[4096];
-    snprintf(args, sizeof args, "data synth --quiet --users 300 --items 150 --interactions 9000 --out '%s'", g_data);
-    if (tu_run_cli(args, NULL, NULL) != 0)
-        return -1;
-    snprintf(args, sizeof args, "train --quiet --threads 2 --epochs 1 --data '%s' --out '%s'", g_data, g_model);
-    return tu_run_cli(args, NULL, NULL) == 0 ? 0 : -1;
+    return tu_synth_small(g_data) == 0 && tu_train_small(g_data, g_model, 1) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -80,11 +48,11 @@ static void test_synth(void **state)
     char *a = tu_path(g_dir, "synth_a.inter"), *b = tu_path(g_dir, "synth_b.inter");
     char *c = tu_path(g_dir, "synth_c.inter");
     run_twice("data synth --quiet --seed 7 --users 200 --items 100 --interactions 4000 --out '%s'", a, b);
-    assert_true(same_file(a, b));
+    assert_true(tu_same_file(a, b));
     char args[4096];
     snprintf(args, sizeof args, "data synth --quiet --seed 8 --users 200 --items 100 --interactions 4000 --out '%s'", c);
     assert_int_equal(tu_run_cli(args, NULL, NULL), 0);
-    assert_false(same_file(a, c)); /* sanity: the seed matters, so the comparison can fail */
+    assert_false(tu_same_file(a, c)); /* sanity: the seed matters, so the comparison can fail */
     free(a); free(b); free(c);
 }
 
@@ -97,13 +65,13 @@ static void test_sae_probe_and_eval(void **state)
     snprintf(fmt, sizeof fmt, "sae train --quiet --threads 2 --seed 7 --epochs 2 --scale 4 --data '%s' --model '%s' "
                               "--out '%%s'", g_data, g_model);
     run_twice(fmt, sae_a, sae_b);
-    assert_true(same_file(sae_a, sae_b));
+    assert_true(tu_same_file(sae_a, sae_b));
 
     char *csv_a = tu_path(g_dir, "latents_a.csv"), *csv_b = tu_path(g_dir, "latents_b.csv");
     snprintf(fmt, sizeof fmt, "probe --quiet --threads 2 --seed 7 --cap 500 --data '%s' --model '%s' --sae '%s' "
                               "--out '%%s'", g_data, g_model, sae_a);
     run_twice(fmt, csv_a, csv_b);
-    assert_true(same_file(csv_a, csv_b));
+    assert_true(tu_same_file(csv_a, csv_b));
 
     /* eval prints to stdout: compare the JSON of two runs, plain and steered */
     const char *variants[2] = {"", "--alpha 1 --sae '%s' --latents '%s'"};

@@ -23,9 +23,7 @@ static int setup(void **state)
     (void)state;
     g_dir = tu_mkdtemp();
     g_data = tu_path(g_dir, "small.inter");
-    char args[4096];
-    snprintf(args, sizeof args, "data synth --quiet --users 300 --items 150 --interactions 9000 --out '%s'", g_data);
-    return tu_run_cli(args, NULL, NULL) == 0 ? 0 : -1;
+    return tu_synth_small(g_data) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -69,14 +69,6 @@ static void expect_buf_error(const unsigned char *buf, size_t len, ...)
         free(b_);                                                                                    \
     } while (0)
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    char *data;
-    ps_error err;
-    assert_int_equal(ps_read_file(path, 0, &data, len, &err), PS_OK);
-    return (unsigned char *)data;
-}
-
 /* Writes a small valid file with two tensors and metadata into dir; returns its path. */
 static char *write_small(const char *dir, float *f32, int32_t *i32)
 {
@@ -161,7 +153,7 @@ static void test_round_trip_dtypes_and_metadata(void **state)
     assert_int_equal(tu_count_entries(dir), 1); /* no temporary file left behind */
 
     size_t len;
-    unsigned char *raw = slurp(path, &len);
+    unsigned char *raw = (unsigned char *)tu_read(path, &len);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | raw[i];
@@ -672,7 +664,7 @@ static void test_hostile_truncations_and_corruptions(void **state)
     int32_t i32[3];
     char *path = write_small(dir, f32, i32);
     size_t len;
-    unsigned char *good = slurp(path, &len);
+    unsigned char *good = (unsigned char *)tu_read(path, &len);
     ps_st_file f;
     ps_error err;
     for (size_t cut = 0; cut < len; cut++) {

@@ -119,20 +119,10 @@ static int teardown(void **state)
     return 0;
 }
 
-static char *slurp(const char *path)
-{
-    char *text = NULL;
-    size_t len;
-    ps_error err = {{0}};
-    if (ps_read_file(path, 0, &text, &len, &err) != PS_OK)
-        fail_msg("%s", err.msg);
-    return text;
-}
-
 static char *slurp_in(const char *dir, const char *name)
 {
     char *p = tu_path(dir, name);
-    char *t = slurp(p);
+    char *t = tu_read(p, NULL);
     free(p);
     return t;
 }

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE /* mkdtemp, nftw */
 #include "testutil.h"
 
+#include "popsteer/io.h"
+
 #include <ftw.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -132,4 +134,40 @@ double tu_json_number(const char *json, const char *key)
     if (!p)
         fail_msg("key %s missing in %s", key, json);
     return strtod(p + strlen(pat), NULL);
+}
+
+char *tu_read(const char *path, size_t *len)
+{
+    char *data = NULL;
+    size_t n = 0;
+    ps_error err = {{0}};
+    if (ps_read_file(path, 0, &data, &n, &err) != PS_OK)
+        fail_msg("%s", err.msg);
+    if (len)
+        *len = n;
+    return data;
+}
+
+int tu_same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = tu_read(a, &la), *y = tu_read(b, &lb);
+    int same = la == lb && memcmp(x, y, la) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+int tu_synth_small(const char *path)
+{
+    char args[4096];
+    snprintf(args, sizeof args, "data synth --quiet --users 300 --items 150 --interactions 9000 --out '%s'", path);
+    return tu_run_cli(args, NULL, NULL);
+}
+
+int tu_train_small(const char *data, const char *model, int epochs)
+{
+    char args[8192];
+    snprintf(args, sizeof args, "train --quiet --threads 2 --epochs %d --data '%s' --out '%s'", epochs, data, model);
+    return tu_run_cli(args, NULL, NULL);
 }

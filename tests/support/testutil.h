@@ -19,12 +19,21 @@ char *tu_path(const char *dir, const char *name);
 void tu_write(const char *path, const char *bytes, size_t len);
 void tu_write_str(const char *path, const char *text);
 int tu_exists(const char *path);
+/* The whole file, NUL-terminated (fails the test when it cannot be read); len may be NULL. */
+char *tu_read(const char *path, size_t *len);
+/* 1 when the two files hold the same bytes. */
+int tu_same_file(const char *a, const char *b);
 /* Number of entries in dir (excluding . and ..): checks that nothing half-written remains. */
 int tu_count_entries(const char *dir);
 
 /* Runs the popsteer CLI with a shell-quoted argument string; captures stdout and stderr
  * (malloc'ed, NUL-terminated) and returns the exit status (or -1 if it did not exit). */
 int tu_run_cli(const char *args, char **out, char **err);
+
+/* The small generated dataset most CLI tests run on (300 users, 150 items, 9,000 rows), and a
+ * quiet 2-thread training of `epochs` epochs on it; both return the exit status. */
+int tu_synth_small(const char *path);
+int tu_train_small(const char *data, const char *model, int epochs);
 
 /* The number after "key": in a JSON text (fails the test when the key is missing). */
 double tu_json_number(const char *json, const char *key);
