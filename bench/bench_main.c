@@ -269,6 +269,40 @@ static double eval_flops(const ps_dataset *ds, const ps_sasrec_config *c, const 
     return f;
 }
 
+static ps_sae *make_sae(void)
+{
+    ps_sae_config cfg;
+    ps_sae_config_init(&cfg, PS_SAE_DEFAULT_D_IN, PS_SAE_DEFAULT_SCALE);
+    ps_error err;
+    ps_sae *sae = ps_sae_create(&cfg, &err);
+    if (!sae) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return NULL;
+    }
+    ps_sae_init(sae, 7);
+    return sae;
+}
+
+/* What the stages start from: the data, a fresh model and (sae != NULL) a fresh SAE. The stage
+ * runs in a child that exits after it, but stage_teardown still frees them: the code under test
+ * must not need the exit to clean up. */
+static int stage_setup(const bench_opts *o, ps_dataset *ds, ps_sasrec **m, ps_sae **sae)
+{
+    if (load(o->data, ds))
+        return -1;
+    *m = make_model(ds);
+    if (sae)
+        *sae = make_sae();
+    return *m && (!sae || *sae) ? 0 : -1;
+}
+
+static void stage_teardown(ps_dataset *ds, ps_sasrec *m, ps_sae *sae)
+{
+    ps_sae_free(sae);
+    ps_sasrec_free(m);
+    ps_dataset_free(ds);
+}
+
 /* ---------- stages ---------- */
 
 typedef int (*stage_fn)(const bench_opts *o, stage_out *out);
@@ -327,10 +361,8 @@ static double train_epoch_flops(const ps_dataset *ds, const ps_sasrec_config *c,
 static int stage_train(const bench_opts *o, stage_out *out)
 {
     ps_dataset ds;
-    if (load(o->data, &ds))
-        return -1;
-    ps_sasrec *m = make_model(&ds);
-    if (!m)
+    ps_sasrec *m;
+    if (stage_setup(o, &ds, &m, NULL))
         return -1;
     ps_train_options to;
     ps_train_options_init(&to);
@@ -348,8 +380,7 @@ static int stage_train(const bench_opts *o, stage_out *out)
     int64_t targets;
     double flops = train_epoch_flops(&ds, &m->cfg, &to, &targets);
     add(out, "sasrec_train_epoch", "targets/s", p.best_seconds, (double)p.targets, flops);
-    ps_sasrec_free(m);
-    ps_dataset_free(&ds);
+    stage_teardown(&ds, m, NULL);
     return 0;
 }
 
@@ -379,20 +410,6 @@ static int run_eval(const ps_dataset *ds, const ps_scorer *sc, const ps_list_fil
     return 0;
 }
 
-static ps_sae *make_sae(void)
-{
-    ps_sae_config cfg;
-    ps_sae_config_init(&cfg, PS_SAE_DEFAULT_D_IN, PS_SAE_DEFAULT_SCALE);
-    ps_error err;
-    ps_sae *sae = ps_sae_create(&cfg, &err);
-    if (!sae) {
-        fprintf(stderr, "bench: %s\n", err.msg);
-        return NULL;
-    }
-    ps_sae_init(sae, 7);
-    return sae;
-}
-
 /* A deterministic plan over every latent (speed does not depend on the probe's values). */
 static int synthetic_plan(int m, ps_steer_plan *plan)
 {
@@ -417,13 +434,10 @@ static int synthetic_plan(int m, ps_steer_plan *plan)
 /* Full-ranking evaluation of every test user: plain, SAE-reconstructed (alpha 0) and steered. */
 static int stage_eval(const bench_opts *o, stage_out *out)
 {
-    (void)o;
     ps_dataset ds;
-    if (load(o->data, &ds))
-        return -1;
-    ps_sasrec *m = make_model(&ds);
-    ps_sae *sae = make_sae();
-    if (!m || !sae)
+    ps_sasrec *m;
+    ps_sae *sae;
+    if (stage_setup(o, &ds, &m, &sae))
         return -1;
     ps_error err;
     double flops = eval_flops(&ds, &m->cfg, ds.test, ds.n_users), t;
@@ -452,9 +466,7 @@ static int stage_eval(const bench_opts *o, stage_out *out)
         ps_steer_scorer_free(&ss);
     }
     ps_steer_plan_free(&plan);
-    ps_sae_free(sae);
-    ps_sasrec_free(m);
-    ps_dataset_free(&ds);
+    stage_teardown(&ds, m, sae);
     return 0;
 }
 
@@ -462,10 +474,8 @@ static int stage_eval(const bench_opts *o, stage_out *out)
 static int stage_rerank(const bench_opts *o, stage_out *out)
 {
     ps_dataset ds;
-    if (load(o->data, &ds))
-        return -1;
-    ps_sasrec *m = make_model(&ds);
-    if (!m)
+    ps_sasrec *m;
+    if (stage_setup(o, &ds, &m, NULL))
         return -1;
     ps_error err;
     ps_sasrec_scorer s;
@@ -491,8 +501,7 @@ static int stage_rerank(const bench_opts *o, stage_out *out)
         ps_reranker_free(r);
     }
     ps_sasrec_scorer_free(&s);
-    ps_sasrec_free(m);
-    ps_dataset_free(&ds);
+    stage_teardown(&ds, m, NULL);
     return 0;
 }
 
@@ -500,11 +509,9 @@ static int stage_rerank(const bench_opts *o, stage_out *out)
 static int stage_sae(const bench_opts *o, stage_out *out)
 {
     ps_dataset ds;
-    if (load(o->data, &ds))
-        return -1;
-    ps_sasrec *m = make_model(&ds);
-    ps_sae *sae = make_sae();
-    if (!m || !sae)
+    ps_sasrec *m;
+    ps_sae *sae;
+    if (stage_setup(o, &ds, &m, &sae))
         return -1;
     const int d = m->cfg.d;
     float *X = malloc(sizeof(float) * (size_t)ds.n_train * d), *Xv = malloc(sizeof(float) * (size_t)ds.n_users * d);
@@ -534,20 +541,16 @@ static int stage_sae(const bench_opts *o, stage_out *out)
     double fv = 3.0 * (2.0 * d * sae->cfg.n_latents + 2.0 * sae->cfg.k * d);
     add(out, "sae_train_epoch", "vectors/s", t, (double)ds.n_train, fv * (double)ds.n_train);
     free(X), free(Xv);
-    ps_sae_free(sae);
-    ps_sasrec_free(m);
-    ps_dataset_free(&ds);
+    stage_teardown(&ds, m, sae);
     return 0;
 }
 
 static int stage_probe(const bench_opts *o, stage_out *out)
 {
     ps_dataset ds;
-    if (load(o->data, &ds))
-        return -1;
-    ps_sasrec *m = make_model(&ds);
-    ps_sae *sae = make_sae();
-    if (!m || !sae)
+    ps_sasrec *m;
+    ps_sae *sae;
+    if (stage_setup(o, &ds, &m, &sae))
         return -1;
     ps_probe_options po;
     ps_probe_options_init(&po);
@@ -562,9 +565,7 @@ static int stage_probe(const bench_opts *o, stage_out *out)
     double t = now() - t0;
     add(out, "probe", "synth users/s", t, 2.0 * (double)r.n_synthetic, 0);
     ps_probe_result_free(&r);
-    ps_sae_free(sae);
-    ps_sasrec_free(m);
-    ps_dataset_free(&ds);
+    stage_teardown(&ds, m, sae);
     return 0;
 }
 
