@@ -616,6 +616,24 @@ static int loss_preconditions(const ps_sasrec *m, const ps_sasrec_ws *ws, const 
     return PS_OK;
 }
 
+/* A backward needs the training buffers of the workspace and the model's gradient buffers. */
+static int training_preconditions(const ps_sasrec *m, const ps_sasrec_ws *ws, const char *who, ps_error *err)
+{
+    if (!ws->for_training)
+        return ps_fail(err, "sasrec %s: the workspace was created without training buffers", who);
+    if (!m->grads)
+        return ps_fail(err, "sasrec %s: gradient buffers are not allocated (call ps_sasrec_alloc_training first)",
+                       who);
+    return PS_OK;
+}
+
+/* dL/dlogit scale: 1 / loss_denom (the logical batch's targets), or 1 / n when it is not given. */
+static float gradient_scale(int64_t n, double loss_denom)
+{
+    const double denom = loss_denom > 0.0 ? loss_denom : (double)n;
+    return n > 0 ? (float)(1.0 / denom) : 0.0f;
+}
+
 static void fill_stats(ps_sasrec_loss_stats *st, double sum, int64_t n)
 {
     st->loss_sum = sum;
@@ -775,21 +793,26 @@ static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, const chunk *c
     }
 }
 
+/* Inside a parallel region, after the chunks: grads [np] += the nch per-chunk buffers part
+ * [nch, np], each thread over its span of elements, every element summed in chunk order (so the
+ * result does not depend on the thread count). */
+static void add_chunk_grads(float *grads, const float *part, int nch, size_t np)
+{
+    size_t lo, hi;
+    ps_nn_thread_span(np, &lo, &hi);
+    for (int c = 0; c < nch; c++)
+        ps_nn_add_to(grads + lo, part + (size_t)c * np + lo, hi - lo);
+}
+
 int ps_sasrec_backward(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, double loss_denom,
                        ps_sasrec_loss_stats *stats, ps_error *err)
 {
-    if (loss_preconditions(m, ws, "backward", err))
+    if (loss_preconditions(m, ws, "backward", err) || training_preconditions(m, ws, "backward", err))
         return PS_ERR;
-    if (!ws->for_training)
-        return ps_fail(err, "sasrec backward: the workspace was created without training buffers");
-    if (!m->grads)
-        return ps_fail(err, "sasrec backward: gradient buffers are not allocated "
-                            "(call ps_sasrec_alloc_training first)");
     int64_t n = select_targets(m, ws, target, err);
     if (n < 0)
         return PS_ERR;
-    double denom = loss_denom > 0.0 ? loss_denom : (double)n;
-    const float grad_scale = n > 0 ? (float)(1.0 / denom) : 0.0f;
+    const float grad_scale = gradient_scale(n, loss_denom);
     pack_items(m, ws);
     const int nch = ws->n_chunks;
     const size_t np = m->n_params;
@@ -802,11 +825,7 @@ int ps_sasrec_backward(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, do
             chunk ch = chunk_at(ws, c);
             chunk_backward(m, ws, c, &ch, grad_scale, part + (size_t)c * np, sl);
         }
-        /* grads += the chunks' buffers, each element summed in chunk order */
-        size_t lo, hi;
-        ps_nn_thread_span(np, &lo, &hi);
-        for (int c = 0; c < nch; c++)
-            ps_nn_add_to(grads + lo, part + (size_t)c * np + lo, hi - lo);
+        add_chunk_grads(grads, part, nch, np);
     }
     fill_stats(stats, sum_losses(ws, n), n);
     return PS_OK;
@@ -826,11 +845,8 @@ int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, con
     const int L = k->max_len;
     if (!same_shape(&ws->cfg, k))
         return ps_fail(err, "sasrec train step: the workspace was made for a model of another shape");
-    if (!ws->for_training)
-        return ps_fail(err, "sasrec train step: the workspace was created without training buffers");
-    if (!m->grads)
-        return ps_fail(err, "sasrec train step: gradient buffers are not allocated "
-                            "(call ps_sasrec_alloc_training first)");
+    if (training_preconditions(m, ws, "train step", err))
+        return PS_ERR;
     if (B < 1 || B > ws->max_B)
         return ps_fail(err, "sasrec train step: batch of %d sequences, workspace holds 1..%d", B, ws->max_B);
     ws->have_forward = 0;
@@ -848,8 +864,7 @@ int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, con
     int64_t n = select_targets(m, ws, target, err);
     if (n < 0)
         return PS_ERR;
-    const double denom = loss_denom > 0.0 ? loss_denom : (double)n;
-    const float grad_scale = n > 0 ? (float)(1.0 / denom) : 0.0f;
+    const float grad_scale = gradient_scale(n, loss_denom);
     pack_weights(m, ws);
     pack_items(m, ws);
     const int nch = ws->n_chunks;
@@ -872,10 +887,7 @@ int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, con
             chunk_forward(m, ws, &ch, k->n_layers, sl);
             chunk_backward(m, ws, c, &ch, grad_scale, part + (size_t)c * np, sl);
         }
-        size_t lo, hi;
-        ps_nn_thread_span(np, &lo, &hi);
-        for (int c = 0; c < nch; c++)
-            ps_nn_add_to(grads + lo, part + (size_t)c * np + lo, hi - lo);
+        add_chunk_grads(grads, part, nch, np);
     }
     fill_stats(stats, sum_losses(ws, n), n);
     return PS_OK;
