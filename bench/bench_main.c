@@ -37,10 +37,10 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nn/nn.h"
+#include "util/clock.h"
 #include "popsteer/dataset.h"
 #include "popsteer/evaluate.h"
 #include "popsteer/popsteer.h"
@@ -74,13 +74,6 @@ typedef struct bench_opts {
     int64_t probe_cap;
 } bench_opts;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* CPU time of the whole process (every thread), to see spinning and competition for the CPUs. */
 static double cpu_now(void)
 {
@@ -96,7 +89,7 @@ static double g_cpu0; /* CPU time at the start of the current timed section */
 static double tic(void)
 {
     g_cpu0 = cpu_now();
-    return now();
+    return ps_now_seconds();
 }
 
 static result *add(stage_out *o, const char *name, const char *unit, double seconds, double work, double flops)
@@ -135,7 +128,7 @@ static double gemm_gflops(int ours, int M, int N, int K, int threads)
     double flop = 2.0 * M * N * K, best = 1e30;
     int reps = (int)(3e9 / flop) + 1;
     for (int trial = 0; trial < 6; trial++) {
-        double t0 = now();
+        double t0 = ps_now_seconds();
         for (int r = 0; r < reps; r++) {
             if (ours) {
 #pragma omp parallel num_threads(threads)
@@ -148,7 +141,7 @@ static double gemm_gflops(int ours, int M, int N, int K, int threads)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, K, B, N, 0, C, N);
             }
         }
-        double t = (now() - t0) / reps;
+        double t = (ps_now_seconds() - t0) / reps;
         best = t < best ? t : best;
     }
     free(A), free(B), free(C);
@@ -313,7 +306,7 @@ static int stage_load(const bench_opts *o, stage_out *out)
     double t0 = tic();
     if (load(o->data, &ds))
         return -1;
-    add(out, "load", "rows/s", now() - t0, (double)ds.n_inter, 0);
+    add(out, "load", "rows/s", ps_now_seconds() - t0, (double)ds.n_inter, 0);
     ps_dataset_free(&ds);
     return 0;
 }
@@ -404,7 +397,7 @@ static int run_eval(const ps_dataset *ds, const ps_scorer *sc, const ps_list_fil
             fprintf(stderr, "bench: %s\n", err.msg);
             return -1;
         }
-        double t = now() - t0;
+        double t = ps_now_seconds() - t0;
         *seconds = t < *seconds ? t : *seconds;
     }
     return 0;
@@ -523,7 +516,7 @@ static int stage_sae(const bench_opts *o, stage_out *out)
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
     }
-    double t = now() - t0;
+    double t = ps_now_seconds() - t0;
     add(out, "user_vectors_train", "vectors/s", t, (double)ds.n_train, training_vectors_flops(&ds, &m->cfg));
     if (ps_user_vectors(m, &ds, ds.valid, ds.n_users, Xv, NULL, NULL, &err) != PS_OK)
         return -1;
@@ -536,7 +529,7 @@ static int stage_sae(const bench_opts *o, stage_out *out)
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
     }
-    t = now() - t0;
+    t = ps_now_seconds() - t0;
     /* encoder + decoder GEMM work per vector: 2 d m (encode) + 2 k d (decode) forward, x3 */
     double fv = 3.0 * (2.0 * d * sae->cfg.n_latents + 2.0 * sae->cfg.k * d);
     add(out, "sae_train_epoch", "vectors/s", t, (double)ds.n_train, fv * (double)ds.n_train);
@@ -562,7 +555,7 @@ static int stage_probe(const bench_opts *o, stage_out *out)
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
     }
-    double t = now() - t0;
+    double t = ps_now_seconds() - t0;
     add(out, "probe", "synth users/s", t, 2.0 * (double)r.n_synthetic, 0);
     ps_probe_result_free(&r);
     stage_teardown(&ds, m, sae);

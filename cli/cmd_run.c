@@ -207,12 +207,12 @@ static void stage_begin(run_state *s, int st, const char *what)
 {
     cli_progress_line(&s->p, "[%d/%d] %s: %s", st + 1, N_STAGES, STAGE_NAMES[st], what);
     s->stages[st].name = STAGE_NAMES[st];
-    s->stages[st].seconds = cli_now();
+    s->stages[st].seconds = ps_now_seconds();
 }
 
 static void stage_end(run_state *s, int st, int reused)
 {
-    s->stages[st].seconds = cli_now() - s->stages[st].seconds;
+    s->stages[st].seconds = ps_now_seconds() - s->stages[st].seconds;
     s->stages[st].reused = reused;
     s->stages[st].artefact = s->path[st];
     char t[32];
@@ -498,7 +498,7 @@ static int run(const cli_common *c, const cli_data *d, const run_args *a, cli_sw
     s.d = d;
     s.a = a;
     cli_progress_init(&s.p, c->quiet);
-    double t0 = cli_now();
+    double t0 = ps_now_seconds();
     int rc = setup(&s);
     if (!rc)
         rc = stage_data(&s);
@@ -512,7 +512,7 @@ static int run(const cli_common *c, const cli_data *d, const run_args *a, cli_sw
         rc = stage_sweep(&s, sw);
     if (!rc) {
         char t[32];
-        cli_format_duration(cli_now() - t0, t, sizeof t);
+        cli_format_duration(ps_now_seconds() - t0, t, sizeof t);
         cli_progress_line(&s.p, "done in %s; report: %s/report.md (and report.html)", t, s.path[ST_SWEEP]);
     }
     teardown(&s);

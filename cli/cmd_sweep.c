@@ -185,7 +185,7 @@ static void on_sweep(void *ctx, const char *what, int done, int total)
     sp = sp && !strstr(what, "user vectors") ? strchr(sp + 2, ' ') : NULL;
     snprintf(group, sizeof group, "%.*s", sp ? (int)(sp - what) : (int)strlen(what), what);
     char t[32];
-    cli_format_duration(cli_now() - ui->t0, t, sizeof t);
+    cli_format_duration(ps_now_seconds() - ui->t0, t, sizeof t);
     if (strcmp(group, ui->group)) {
         snprintf(ui->group, sizeof ui->group, "%s", group);
         cli_progress_line(&ui->p, "sweep %3d/%d  %s  (%s)", done, total, group, t);
@@ -241,7 +241,7 @@ int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, cons
                      ps_report_stage *sweep_stage)
 {
     ps_error err;
-    sweep_ui ui = {.t0 = cli_now()};
+    sweep_ui ui = {.t0 = ps_now_seconds()};
     cli_progress_init(&ui.p, c->quiet);
     s->so.seed = c->seed;
     s->so.progress = on_sweep;
@@ -353,12 +353,12 @@ int cmd_sweep(int argc, char **argv)
     }
     cli_apply_threads(&c);
     ps_dataset ds;
-    double t0 = cli_now();
+    double t0 = ps_now_seconds();
     rc = cli_sweep_preflight(&c, &s);
     if (!rc)
         rc = cli_load_dataset(&c, &d, &ds);
     if (!rc) {
-        rc = sweep(&c, &d, &a, &s, &ds, cli_now() - t0);
+        rc = sweep(&c, &d, &a, &s, &ds, ps_now_seconds() - t0);
         ps_dataset_free(&ds);
     }
     cli_sweep_free(&s);

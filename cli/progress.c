@@ -2,15 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void cli_progress_init(cli_progress *p, int quiet)
 {
@@ -24,7 +16,7 @@ void cli_progress_live(cli_progress *p, int force, const char *fmt, ...)
 {
     if (!p->enabled || !p->tty)
         return;
-    double t = cli_now();
+    double t = ps_now_seconds();
     if (!force && t - p->last < 0.2)
         return;
     p->last = t;

@@ -3,6 +3,8 @@
 #ifndef POPSTEER_PROGRESS_H
 #define POPSTEER_PROGRESS_H
 
+#include "util/clock.h" /* ps_now_seconds, for the durations the commands print */
+
 typedef struct cli_progress {
     int enabled;   /* 0 with --quiet */
     int tty;       /* stderr is a terminal */
@@ -16,7 +18,6 @@ void cli_progress_live(cli_progress *p, int force, const char *fmt, ...) __attri
 /* A permanent line (clears a live line first). */
 void cli_progress_line(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_progress_done(cli_progress *p);
-double cli_now(void);
 /* "1h02m", "3m05s", "12.3s" */
 void cli_format_duration(double seconds, char *buf, unsigned size);
 

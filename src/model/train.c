@@ -3,11 +3,11 @@
 #include "popsteer/train.h"
 #include "popsteer/checkpoint.h"
 #include "model/sasrec_internal.h"
+#include "util/clock.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void ps_train_options_init(ps_train_options *o)
 {
@@ -22,13 +22,6 @@ void ps_train_options_init(ps_train_options *o)
     o->patience = 10;
     o->seed = 42;
     o->init_weights = 1;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t mix64(uint64_t z)
@@ -199,7 +192,7 @@ static int train_epoch(trainer *t, int epoch, double *mean_loss, ps_error *err)
 {
     shuffle_windows(t->win, t->canonical, t->n_win, t->o->seed, epoch);
     int64_t n_batches = count_batches(t), batch = 0, done = 0;
-    double loss_sum = 0, t0 = now_seconds();
+    double loss_sum = 0, t0 = ps_now_seconds();
     for (int64_t first = 0; first < t->n_win;) {
         int64_t last = first, targets = 0;
         while (last < t->n_win && targets < t->o->batch_targets)
@@ -212,7 +205,7 @@ static int train_epoch(trainer *t, int epoch, double *mean_loss, ps_error *err)
         first = last;
         if (t->o->on_batch)
             t->o->on_batch(t->o->cb_ctx, epoch, ++batch, n_batches, batch_loss / (double)targets, done,
-                           now_seconds() - t0);
+                           ps_now_seconds() - t0);
     }
     *mean_loss = loss_sum / (double)(done ? done : 1);
     return PS_OK;
@@ -235,7 +228,7 @@ static int end_epoch(trainer *t, int epoch, double loss, double t_start, double 
     double ndcg, hit;
     if (ps_sasrec_quick_eval(t->m, t->ds, PS_SPLIT_VALID, &ndcg, &hit, err) != PS_OK)
         return PS_ERR;
-    ps_epoch_report r = {epoch, loss, t->n_targets, ndcg, hit, now_seconds() - t_start, t_train, 0, 0, 0};
+    ps_epoch_report r = {epoch, loss, t->n_targets, ndcg, hit, ps_now_seconds() - t_start, t_train, 0, 0, 0};
     if (t->st.best_epoch == 0 || ndcg > t->st.best_ndcg) {
         t->st.best_epoch = epoch;
         t->st.best_ndcg = ndcg;
@@ -268,10 +261,10 @@ static int run(trainer *t, ps_train_result *res, ps_error *err)
     int epoch = t->st.epochs_done;
     while (!should_stop(t, epoch)) {
         epoch++;
-        double t0 = now_seconds(), loss;
+        double t0 = ps_now_seconds(), loss;
         if (train_epoch(t, epoch, &loss, err) != PS_OK)
             return PS_ERR;
-        if (end_epoch(t, epoch, loss, t0, now_seconds() - t0, err) != PS_OK)
+        if (end_epoch(t, epoch, loss, t0, ps_now_seconds() - t0, err) != PS_OK)
             return PS_ERR;
     }
     memcpy(t->m->params, t->best, t->m->n_params * sizeof *t->best);

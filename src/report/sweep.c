@@ -7,11 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "popsteer/popsteer.h"
 #include "popsteer/rerank.h"
 #include "popsteer/steer.h"
+#include "util/clock.h"
 
 #define SWEEP_BATCH 256 /* users per scoring batch: the batch size of ps_user_vectors and eval's scorers */
 #define TIE_EPS 1e-12
@@ -183,13 +183,6 @@ void ps_sweep_options_init(ps_sweep_options *o)
     o->n_methods = (int)(sizeof DEFAULT_METHODS / sizeof DEFAULT_METHODS[0]);
     o->k = 10;
     o->seed = 42;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int check_options(const ps_sweep_options *o, ps_error *err)
@@ -554,10 +547,10 @@ static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error 
         return PS_ERR;
     for (int i = 0; i < r->n_points; i++) {
         ps_sweep_point *p = &r->points[i];
-        double t0 = now_seconds();
+        double t0 = ps_now_seconds();
         if (eval_point(x, p, split, err) != PS_OK)
             return PS_ERR;
-        p->seconds += now_seconds() - t0;
+        p->seconds += ps_now_seconds() - t0;
         snprintf(what, sizeof what, "%s: %s %s", name, p->method, p->setting);
         report_progress(x, what, split * r->n_points + i + 1, 2 * r->n_points);
     }
@@ -649,7 +642,7 @@ int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_tabl
     memset(r, 0, sizeof *r);
     if (check_inputs(model, sae, latents, ds, err) != PS_OK || check_options(o, err) != PS_OK)
         return PS_ERR;
-    double t0 = now_seconds();
+    double t0 = ps_now_seconds();
     sweep_ctx x = {.model = model, .sae = sae, .latents = latents, .ds = ds, .o = o, .k = o->k,
                    .d = model->cfg.d, .m = sae->cfg.n_latents};
     x.L = o->candidates ? o->candidates : PS_RERANK_DEFAULT_L;
@@ -680,7 +673,7 @@ int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_tabl
         ps_sweep_result_free(r);
         return PS_ERR;
     }
-    r->seconds = now_seconds() - t0;
+    r->seconds = ps_now_seconds() - t0;
     return PS_OK;
 }
 
