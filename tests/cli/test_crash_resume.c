@@ -3,6 +3,7 @@
  * uninterrupted run with the same seed, epochs and threads, and nothing half-written remains
  * (io.h: every file appears atomically; cmd_train.c removes temporaries of dead runs). */
 #include "testutil.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,13 +36,6 @@ static void train_args(const char *data, const char *out, const char *layout, in
     if (quiet)
         argv[n++] = "--quiet";
     argv[n] = NULL;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* fork/exec without a shell, so that the pid is the trainer's own and SIGKILL reaches it. */
@@ -168,9 +162,9 @@ static void test_sigkill_mid_epoch_then_resume(void **state)
      * build is ~10x faster and then gets RecBole's prefix layout (8,100 sequences an epoch). */
     const char *layout = "window";
     train_args(data, ref, layout, 0, 1, argv);
-    double t0 = now();
+    double t0 = ps_now_seconds();
     assert_int_equal(run(argv, log), 0);
-    if ((now() - t0) / atoi(EPOCHS) < 1.0) {
+    if ((ps_now_seconds() - t0) / atoi(EPOCHS) < 1.0) {
         layout = "prefix";
         train_args(data, ref, layout, 0, 1, argv);
         assert_int_equal(run(argv, log), 0);

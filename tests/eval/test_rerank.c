@@ -10,14 +10,6 @@
 
 #include "popsteer/rerank.h"
 
-/* cmocka's assert_float_equal works in float; these checks need doubles. */
-#define assert_near(a, b, tol)                                                              \
-    do {                                                                                  \
-        double a_ = (a), b_ = (b);                                                        \
-        if (!(fabs(a_ - b_) <= (tol)))                                                    \
-            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol)); \
-    } while (0)
-
 /* ---- small fixtures ---- */
 
 /* Six items for the hand cases: 1..3 head, 4 tail, 5 mid, 6 tail. */
@@ -758,9 +750,9 @@ static void test_pmmf_hand_steps(void **state)
     const int32_t want1[3] = { 1, 2, 3 };
     assert_memory_equal(out, want1, sizeof out);
     assert_int_equal(ps_reranker_budget(r, &b, &err), PS_OK);
-    assert_near(b.mu[0], 0.6, 1e-12);
-    assert_near(b.mu[1], -0.075, 1e-12);
-    assert_near(b.mu[2], -0.075, 1e-12);
+    tu_assert_near(b.mu[0], 0.6, 1e-12);
+    tu_assert_near(b.mu[1], -0.075, 1e-12);
+    tu_assert_near(b.mu[2], -0.075, 1e-12);
     assert_true(isinf(b.budget_initial[0]));
     ps_reranker_apply(r, 1, cand, cs, 9, out);
     const int32_t want2[3] = { 1, 4, 5 };
@@ -773,8 +765,8 @@ static void test_pmmf_hand_steps(void **state)
     ps_reranker_apply(r, 0, cand, cs, 9, out);
     assert_memory_equal(out, want1, sizeof out);
     assert_int_equal(ps_reranker_budget(r, &b, &err), PS_OK);
-    assert_near(b.budget_initial[0], 2.0, 1e-12);
-    assert_near(b.budget_remaining[0], -1.0, 1e-12);
+    tu_assert_near(b.budget_initial[0], 2.0, 1e-12);
+    tu_assert_near(b.budget_remaining[0], -1.0, 1e-12);
     assert_int_equal(b.exposure[0], 3);
     ps_reranker_apply(r, 1, cand, cs, 9, out);
     const int32_t want2c[3] = { 4, 5, 6 };
@@ -784,7 +776,7 @@ static void test_pmmf_hand_steps(void **state)
     assert_int_equal(ps_reranker_budget(r, &b, &err), PS_OK);
     assert_int_equal(b.users_served, 0);
     assert_int_equal(b.exposure[0], 0);
-    assert_near(b.mu[0], 0.0, 0.0);
+    tu_assert_near(b.mu[0], 0.0, 0.0);
     ps_reranker_apply(r, 0, cand, cs, 9, out);
     assert_memory_equal(out, want1, sizeof out);
     ps_reranker_free(r);
@@ -854,8 +846,8 @@ static double pmmf_run(const char *lambda, const char *eta, const char *slack, i
                 /* the module's exposure is exactly what the lists contain */
                 assert_int_equal(b.exposure[g], served[g]);
                 if (isfinite(b.budget_initial[g])) {
-                    assert_near(b.budget_remaining[g], b.budget_initial[g] - (double)served[g], 1e-9);
-                    assert_near(b.budget_initial[g], slack_v * (double)n_users * K * b.share[g], 1e-9);
+                    tu_assert_near(b.budget_remaining[g], b.budget_initial[g] - (double)served[g], 1e-9);
+                    tu_assert_near(b.budget_initial[g], slack_v * (double)n_users * K * b.share[g], 1e-9);
                 }
                 neg += b.share[g] * (b.mu[g] < 0 ? b.mu[g] : 0.0);
             }
@@ -909,16 +901,16 @@ static void test_pmmf_budget_accounting(void **state)
     ps_reranker *r = make("pmmf", &ctx, NULL, NULL);
     assert_int_equal(ps_reranker_budget(r, &b, NULL), PS_OK);
     for (int g = 0; g < 3; g++) {
-        assert_near(b.share[g], 1.0 / 3.0, 1e-15);
-        assert_near(b.budget_initial[g], 7 * 10 / 3.0, 1e-12);
+        tu_assert_near(b.share[g], 1.0 / 3.0, 1e-15);
+        tu_assert_near(b.budget_initial[g], 7 * 10 / 3.0, 1e-12);
     }
     ps_reranker_free(r);
     r = make("pmmf", &ctx, "share=size", "slack=2");
     assert_int_equal(ps_reranker_budget(r, &b, NULL), PS_OK);
-    assert_near(b.share[0], 0.1, 1e-15);
-    assert_near(b.share[1], 0.3, 1e-15);
-    assert_near(b.share[2], 0.6, 1e-15);
-    assert_near(b.budget_initial[2], 2 * 7 * 10 * 0.6, 1e-12);
+    tu_assert_near(b.share[0], 0.1, 1e-15);
+    tu_assert_near(b.share[1], 0.3, 1e-15);
+    tu_assert_near(b.share[2], 0.6, 1e-15);
+    tu_assert_near(b.budget_initial[2], 2 * 7 * 10 * 0.6, 1e-12);
     ps_reranker_free(r);
 }
 
@@ -935,10 +927,10 @@ static void test_candidates_extraction(void **state)
     assert_int_equal(ps_rerank_candidates(scores, 6, 8, exclude, cand, cs), 5);
     const int32_t want[8] = { 2, 5, 1, 6, 3, 0, 0, 0 };
     assert_memory_equal(cand, want, sizeof want);
-    assert_near(cs[0], 3.0, 0);
-    assert_near(cs[3], -1.0, 0);
+    tu_assert_near(cs[0], 3.0, 0);
+    tu_assert_near(cs[3], -1.0, 0);
     assert_true(isnan(cs[4]));
-    assert_near(cs[5], 0.0, 0);
+    tu_assert_near(cs[5], 0.0, 0);
     assert_int_equal(ps_rerank_candidates(scores, 6, 0, NULL, cand, cs), 0);
 }
 

@@ -14,21 +14,14 @@
 #include "popsteer/synth.h"
 #include "popsteer/train.h"
 
-#define assert_near(a, b, tol)                                                                  \
-    do {                                                                                        \
-        double a_ = (a), b_ = (b);                                                              \
-        if (!(fabs(a_ - b_) <= (tol)))                                                          \
-            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));   \
-    } while (0)
-
 /* ---- selection rule ---- */
 
 static void test_rel_reduction(void **state)
 {
     (void)state;
-    assert_near(ps_rel_reduction(0.5, 0.4), 0.2, 1e-15);
-    assert_near(ps_rel_reduction(0.5, 0.6), -0.2, 1e-15);
-    assert_near(ps_rel_reduction(0, 0.1), -0.1, 1e-15); /* no ratio without a positive base */
+    tu_assert_near(ps_rel_reduction(0.5, 0.4), 0.2, 1e-15);
+    tu_assert_near(ps_rel_reduction(0.5, 0.6), -0.2, 1e-15);
+    tu_assert_near(ps_rel_reduction(0, 0.1), -0.1, 1e-15); /* no ratio without a positive base */
 }
 
 /* Base NDCG 0.50, Gini 0.80. Drops: A 0 %, B 2 %, C 5 % (exactly the budget), D 6 %.
@@ -43,7 +36,7 @@ static void test_select_spec_rule(void **state)
     ps_select_rule r;
     ps_select_rule_init(&r);
     assert_int_equal(r.objective, PS_SELECT_TRADEOFF);
-    assert_near(r.max_ndcg_drop, 0.05, 0);
+    tu_assert_near(r.max_ndcg_drop, 0.05, 0);
     assert_int_equal(ps_select_point(NDCG, GINI, 4, 0.50, 0.80, &r), 2);
 }
 
@@ -117,17 +110,17 @@ static void test_front_compare_above(void **state)
     assert_int_equal(c.n_b, 2);
     assert_int_equal(c.n_dominated, 1);
     assert_true(c.has_overlap);
-    assert_near(c.gini_lo, 0.3, 1e-15);
-    assert_near(c.gini_hi, 0.5, 1e-15);
-    assert_near(c.mean_diff, 0.025, 1e-12);
-    assert_near(c.min_diff, 0.025, 1e-12);
-    assert_near(c.share_above, 1, 0);
+    tu_assert_near(c.gini_lo, 0.3, 1e-15);
+    tu_assert_near(c.gini_hi, 0.5, 1e-15);
+    tu_assert_near(c.mean_diff, 0.025, 1e-12);
+    tu_assert_near(c.min_diff, 0.025, 1e-12);
+    tu_assert_near(c.share_above, 1, 0);
     assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_ABOVE_OVERLAP);
     /* a single B point under A's front that no A point dominates: A(0.4) = 0.45 > 0.42 */
     const double gb1[1] = {0.4}, nb1[1] = {0.42};
     ps_front_compare(ga, na, 2, gb1, nb1, 1, &c);
     assert_int_equal(c.n_dominated, 0);
-    assert_near(c.mean_diff, 0.03, 1e-12);
+    tu_assert_near(c.mean_diff, 0.03, 1e-12);
     assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_ABOVE_OVERLAP);
     /* B entirely dominated */
     const double gb2[1] = {0.7}, nb2[1] = {0.45};
@@ -146,10 +139,10 @@ static void test_front_compare_crossing_below_disjoint(void **state)
     ps_front_cmp c;
     ps_front_compare(ga, na, 2, gb, nb, 2, &c);
     assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_CROSSING);
-    assert_near(c.mean_diff, 0, 1e-12);
-    assert_near(c.min_diff, -0.05, 1e-12);
-    assert_near(c.max_diff, 0.05, 1e-12);
-    assert_near(c.share_above, 51.0 / 101.0, 1e-12); /* samples 0..50 of 101 have A >= B */
+    tu_assert_near(c.mean_diff, 0, 1e-12);
+    tu_assert_near(c.min_diff, -0.05, 1e-12);
+    tu_assert_near(c.max_diff, 0.05, 1e-12);
+    tu_assert_near(c.share_above, 51.0 / 101.0, 1e-12); /* samples 0..50 of 101 have A >= B */
     /* A below everywhere */
     const double na2[2] = {0.30, 0.35};
     ps_front_compare(ga, na2, 2, gb, nb, 2, &c);

@@ -8,6 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
+
+/* |a - b| <= tol in double (cmocka's assert_float_equal works in float). */
+#define tu_assert_near(a, b, tol)                                                                  \
+    do {                                                                                        \
+        double a_ = (a), b_ = (b);                                                              \
+        if (!(fabs(a_ - b_) <= (tol)))                                                          \
+            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));   \
+    } while (0)
 
 /* Creates a fresh directory under $TMPDIR (or /tmp); the caller frees the string and may
  * remove the tree with tu_rmtree. */
