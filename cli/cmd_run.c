@@ -77,15 +77,6 @@ typedef struct run_state {
 
 /* ---- small helpers ---- */
 
-static char *path_in(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static int file_exists(const char *path)
 {
     struct stat s;
@@ -468,9 +459,9 @@ static int setup(run_state *s)
     static const char *const files[N_STAGES] = {"stats.json", "model.safetensors", "sae.safetensors",
                                                 "latents.csv", "report"};
     for (int i = 0; i < N_STAGES; i++)
-        if (!(i == ST_MODEL && s->a->model) && !(s->path[i] = path_in(s->a->out, files[i])))
+        if (!(i == ST_MODEL && s->a->model) && !(s->path[i] = ps_path_join(s->a->out, files[i], &err)))
             return cli_error(s->c, "out of memory");
-    if (!(s->manifest_path = path_in(s->a->out, "run.json")) || manifest_load(s) || make_keys(s))
+    if (!(s->manifest_path = ps_path_join(s->a->out, "run.json", &err)) || manifest_load(s) || make_keys(s))
         return cli_error(s->c, "out of memory");
     return 0;
 }

@@ -31,4 +31,7 @@ int ps_write_file_atomic(const char *path, const void *data, size_t len, ps_erro
  * than max_bytes (0 = no limit) with a message instead of trying to allocate them. */
 int ps_read_file(const char *path, size_t max_bytes, char **data, size_t *len, ps_error *err);
 
+/* "dir/name", malloc'ed; NULL (err set) when out of memory. */
+char *ps_path_join(const char *dir, const char *name, ps_error *err);
+
 #endif

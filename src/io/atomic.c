@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -135,4 +136,13 @@ int ps_read_file(const char *path, size_t max_bytes, char **data, size_t *len, p
     *data = buf;
     *len = size;
     return PS_OK;
+}
+
+char *ps_path_join(const char *dir, const char *name, ps_error *err)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = ps_calloc(n, 1, "a path", err);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }

@@ -34,21 +34,12 @@ static const char *colour(int i)
     return C[i % (int)(sizeof C / sizeof C[0])];
 }
 
-static char *join(const char *dir, const char *name, ps_error *err)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = ps_calloc(n, 1, "a path", err);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* Opens DIR/plots/NAME for an atomic write. */
 static int open_data(const char *dir, const char *name, ps_atomic_file *af, ps_error *err)
 {
     char rel[128];
     snprintf(rel, sizeof rel, "plots/%s", name);
-    char *path = join(dir, rel, err);
+    char *path = ps_path_join(dir, rel, err);
     int rc = path ? ps_atomic_open(af, path, err) : PS_ERR;
     free(path);
     return rc;
@@ -418,7 +409,7 @@ int ps_gnuplot_check(const char *gnuplot, ps_error *err)
 /* gnuplot -e "cd 'DIR'; suffix='SUF'" plots/plots.gp, output and errors to DIR/plots/gnuplot.log. */
 static int run_gnuplot(const char *gnuplot, const char *dir, const char *suffix, ps_error *err)
 {
-    char *log_path = join(dir, "plots/gnuplot.log", err);
+    char *log_path = ps_path_join(dir, "plots/gnuplot.log", err);
     size_t n = 2 * strlen(dir) + strlen(suffix) + 64;
     char *cmd = log_path ? ps_calloc(n, 1, "gnuplot command", err) : NULL;
     if (!cmd) {
@@ -514,7 +505,7 @@ int ps_plots_write(const char *dir, const ps_sweep_result *r, const ps_sweep_sum
 {
     if (s->n_methods < 1 || !r->cohens_d)
         return ps_fail(err, "plots: the sweep has no PopSteer points");
-    char *plots = join(dir, "plots", err);
+    char *plots = ps_path_join(dir, "plots", err);
     int rc = plots ? ps_mkdir_p(plots, err) : PS_ERR;
     free(plots);
     if (rc == PS_OK)

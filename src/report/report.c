@@ -737,22 +737,13 @@ static int write_pages(const char *md_path, const char *html_path, const ps_swee
 
 /* ======================= entry points ======================= */
 
-static char *path_in(const char *dir, const char *name, ps_error *err)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = ps_calloc(n, 1, "a path", err);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 int ps_report_write(const char *dir, const ps_sweep_result *r, const ps_sweep_summary *s, const ps_report_info *info,
                     ps_error *err)
 {
     if (ps_mkdir_p(dir, err) != PS_OK)
         return PS_ERR;
-    char *csv = path_in(dir, "results.csv", err), *json = path_in(dir, "results.json", err);
-    char *md = path_in(dir, "report.md", err), *html = path_in(dir, "report.html", err);
+    char *csv = ps_path_join(dir, "results.csv", err), *json = ps_path_join(dir, "results.json", err);
+    char *md = ps_path_join(dir, "report.md", err), *html = ps_path_join(dir, "report.html", err);
     int rc = csv && json && md && html ? PS_OK : PS_ERR;
     /* images first: a missing or failing gnuplot then leaves no report that lacks them */
     if (rc == PS_OK)
