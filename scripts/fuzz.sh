@@ -35,6 +35,13 @@ fi
 run_one() {
     name=$1
     corpus=$BUILD/corpus/$name
+    # The summary reports this run's findings: an earlier run's are kept in findings/earlier/NAME/
+    # (replay them with ./fuzz_NAME FILE), not counted again.
+    if [ -n "$(ls "$FINDINGS/$name" 2>/dev/null)" ]; then
+        mkdir -p "$FINDINGS/earlier/$name"
+        mv "$FINDINGS/$name/"* "$FINDINGS/earlier/$name/"
+        echo "fuzz.sh: $name: earlier findings moved to $FINDINGS/earlier/$name/" >&2
+    fi
     mkdir -p "$corpus" "$FINDINGS/$name"
     cp -n "$SRC/tests/fuzz/corpus/$name/"* "$corpus/" 2>/dev/null || true
     dict=""
