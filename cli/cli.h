@@ -110,14 +110,15 @@ int cmd_run(int argc, char **argv);
 #include "popsteer/sweep.h"
 
 enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_SWEEP_K, OPT_MAX_DROP, OPT_OBJECTIVE,
-       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT };
+       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT, OPT_BOOTSTRAP, OPT_CI_LEVEL };
 
 #define CLI_SWEEP_OPTIONS                                                                                \
     {"alphas", required_argument, 0, OPT_ALPHAS}, {"neurons", required_argument, 0, OPT_SWEEP_NEURONS},  \
     {"methods", required_argument, 0, OPT_METHODS}, {"candidates", required_argument, 0, OPT_CANDIDATES_L}, \
     {"k", required_argument, 0, OPT_SWEEP_K}, {"max-drop", required_argument, 0, OPT_MAX_DROP},           \
     {"objective", required_argument, 0, OPT_OBJECTIVE}, {"base", required_argument, 0, OPT_BASE},         \
-    {"tight-drop", required_argument, 0, OPT_TIGHT_DROP}, {"gnuplot", required_argument, 0, OPT_GNUPLOT}
+    {"tight-drop", required_argument, 0, OPT_TIGHT_DROP}, {"gnuplot", required_argument, 0, OPT_GNUPLOT},   \
+    {"bootstrap", required_argument, 0, OPT_BOOTSTRAP}, {"ci-level", required_argument, 0, OPT_CI_LEVEL}
 
 #define CLI_SWEEP_HELP                                                                                   \
     "Sweep options:\n"                                                                                   \
@@ -133,6 +134,9 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     "  --base B           what PopSteer's changes are measured against when selecting: sasrec (default)\n" \
     "                     or sae (the alpha=0 SAE-reconstructed model); re-rankers always use sasrec\n"  \
     "  --tight-drop X     NDCG@k loss of the report's 'largest Gini reduction' answer (default 0.01)\n"  \
+    "  --bootstrap R      resamples of the users for the confidence intervals of every change against\n" \
+    "                     plain SASRec (paired bootstrap; default 1000, 0 = no intervals)\n"            \
+    "  --ci-level X       their confidence level (default 0.95)\n"                                     \
     "  --gnuplot PROG     the gnuplot program that draws the images (default: gnuplot from PATH)\n"
 
 typedef struct cli_sweep {

@@ -158,6 +158,15 @@ int cli_sweep_option(const cli_common *c, cli_sweep *s, int opt, const char *arg
         s->base = ch ? PS_BASE_SAE : PS_BASE_SASREC;
         return 1;
     case OPT_GNUPLOT: s->gnuplot = arg; return 1;
+    case OPT_BOOTSTRAP:
+        if (cli_parse_long(c, "bootstrap", arg, 0, 100000, &v) < 0)
+            return -1;
+        s->so.bootstrap = (int)v;
+        return 1;
+    case OPT_CI_LEVEL:
+        if (cli_parse_double(c, "ci-level", arg, 0.5, 0.999, &s->so.ci_level) < 0)
+            return -1;
+        return 1;
     default: return 0;
     }
 }
@@ -206,15 +215,26 @@ static void print_summary(const ps_sweep_result *r, const ps_sweep_summary *s, c
             printf("%-9s %-24s\n", ms->method, "(none within budget)");
             continue;
         }
-        const ps_metrics *m = &r->points[ms->selected].split[PS_SPLIT_TEST];
-        printf("%-9s %-24s %9.4f %+8.2f%% %9.4f %+8.2f%%\n", ms->method, r->points[ms->selected].setting, m->ndcg,
+        const ps_sweep_point *p = &r->points[ms->selected];
+        const ps_metrics *m = &p->split[PS_SPLIT_TEST];
+        printf("%-9s %-24s %9.4f %+8.2f%% %9.4f %+8.2f%%", ms->method, p->setting, m->ndcg,
                100 * (m->ndcg / b->ndcg - 1), m->gini, 100 * (m->gini / b->gini - 1));
+        if (r->bootstrap)
+            printf("   dNDCG [%+.2f, %+.2f]%%  dGini [%+.2f, %+.2f]%%", 100 * p->ndcg_ci[PS_SPLIT_TEST].lo,
+                   100 * p->ndcg_ci[PS_SPLIT_TEST].hi, 100 * p->gini_ci[PS_SPLIT_TEST].lo,
+                   100 * p->gini_ci[PS_SPLIT_TEST].hi);
+        printf("\n");
     }
-    printf("(test split; d = relative change against plain SASRec)\n");
-    for (int i = 1; i < s->n_methods; i++)
-        printf("PopSteer's front vs %-8s %s (%d of %d of its front points dominated)\n", s->methods[i].method,
-               ps_front_verdict_name(s->methods[i].verdict), s->methods[i].vs_popsteer.n_dominated,
-               s->methods[i].vs_popsteer.n_b);
+    printf("(test split; d = relative change against plain SASRec");
+    if (r->bootstrap)
+        printf("; [ ] = %.0f%% paired-bootstrap interval, %d resamples", 100 * r->ci_level, r->bootstrap);
+    printf(")\n");
+    for (int i = 1; i < s->n_methods; i++) {
+        const ps_method_summary *ms = &s->methods[i];
+        printf("PopSteer's front vs %-8s %s (%d of %d of its front points dominated)%s\n", ms->method,
+               ps_front_verdict_name(ms->verdict), ms->vs_popsteer.n_dominated, ms->vs_popsteer.n_b,
+               ms->vs_popsteer.has_overlap && ms->gap_within_noise ? "; gap within noise" : "");
+    }
     printf("report         %s/report.md (also report.html, results.csv, results.json)\n", dir);
 }
 

@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "popsteer/bootstrap.h"
 #include "popsteer/dataset.h"
 #include "popsteer/evaluate.h"
 #include "popsteer/metrics.h"
@@ -74,6 +75,12 @@ typedef struct ps_front_cmp {
     double share_above;  /* share of those g where NDCG_A(g) >= NDCG_B(g) */
 } ps_front_cmp;
 
+/* mean_diff is linear in the fronts' NDCG values: mean_diff = Σ_i w_a[i] ndcg_a[i] − Σ_j w_b[j] ndcg_b[j]
+ * with w the average, over the PS_FRONT_SAMPLES Gini values of [lo, hi], of each front point's
+ * interpolation weight. Writes those weights (w has n entries; they sum to 1), so the same
+ * difference can be formed per user and bootstrapped. */
+void ps_front_mean_weights(const double *gini, int n, double lo, double hi, double *w);
+
 #define PS_FRONT_SAMPLES 101
 
 typedef enum ps_front_verdict {
@@ -107,6 +114,11 @@ typedef struct ps_sweep_point {
     /* Σ c_i (top-k appearances) over the items of each training-popularity decile, decile 0 =
      * the most popular 10 % of items */
     int64_t decile_exposure[2][PS_SWEEP_DECILES];
+    /* Paired-bootstrap intervals (ps_sweep_options.bootstrap resamples of the users, level
+     * ci_level) of the relative changes x / x_sasrec − 1 against plain SASRec on the same
+     * resampled users: NDCG@k on both splits, Gini@k on the test split (the validation Gini
+     * interval is NaN). NaN when the sweep ran without bootstrap. */
+    ps_interval ndcg_ci[2], gini_ci[2];
     double seconds;        /* wall time of both splits */
 } ps_sweep_point;
 
@@ -120,14 +132,16 @@ typedef struct ps_sweep_options {
     int n_methods;
     int candidates;         /* L, the re-rankers' candidate list; 0 = PS_RERANK_DEFAULT_L; capped at n_items */
     int k;                  /* list length (10) */
-    uint64_t seed;          /* the random re-ranker */
+    uint64_t seed;          /* the random re-ranker and the bootstrap resamples */
+    int bootstrap;          /* resamples for the confidence intervals (default 1000; 0 = none) */
+    double ci_level;        /* their confidence level (default 0.95) */
     /* after every grid point (done of total) with its description; may be NULL */
     void (*progress)(void *ctx, const char *what, int done, int total);
     void *progress_ctx;
 } ps_sweep_options;
 
 /* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, N ∈ {256, 1024, 2048, all}, every re-ranking
- * method, L = 100, k = 10, seed 42. The arrays are static. */
+ * method, L = 100, k = 10, seed 42, 1,000 bootstrap resamples at 95 %. The arrays are static. */
 void ps_sweep_options_init(ps_sweep_options *o);
 
 typedef struct ps_sweep_result {
@@ -139,6 +153,11 @@ typedef struct ps_sweep_result {
     ps_sweep_point *points;     /* sasrec, popsteer α=0, popsteer α>0 by N then α, re-rankers by method */
     double *cohens_d;           /* [n_latents] the probe's d (for the histogram) */
     int32_t decile_items[PS_SWEEP_DECILES];
+    int bootstrap;              /* resamples behind the intervals (0: none) */
+    double ci_level;
+    uint64_t seed;              /* of the resamples */
+    float *valid_ndcg;          /* [n_points][n_users] per-user NDCG@k on validation (front-gap intervals);
+                                 * NULL without bootstrap */
     double seconds;
 } ps_sweep_result;
 
@@ -170,6 +189,11 @@ typedef struct ps_method_summary {
     int *front;            /* validation Pareto front, indices into points, by Gini ascending */
     ps_front_cmp vs_popsteer; /* re-rankers: PopSteer's front (A) against this method's (B) */
     ps_front_verdict verdict;
+    /* Interval of vs_popsteer.mean_diff by paired bootstrap over the validation users (the
+     * fronts' points and Gini positions held fixed, their per-user NDCG resampled); NaN without
+     * a common Gini range or without bootstrap. gap_within_noise: the interval contains 0. */
+    ps_interval gap_ci;
+    int gap_within_noise;
 } ps_method_summary;
 
 typedef struct ps_sweep_summary {

@@ -54,6 +54,20 @@ static const char *pct(char *buf, size_t size, double base, double x)
     return buf;
 }
 
+/* "−10.36 % [−11.90, −8.80]": the change with its bootstrap interval (relative, as pct's), and a
+ * trailing "≈" when the interval contains 0 (the change is within noise). Without an interval,
+ * pct's text alone. */
+static const char *pct_ci(char *buf, size_t size, double base, double x, const ps_interval *ci)
+{
+    pct(buf, size, base, x);
+    if (!isfinite(ci->lo) || !isfinite(ci->hi) || !strcmp(buf, "n/a"))
+        return buf;
+    size_t n = strlen(buf);
+    snprintf(buf + n, size - n, " [%+.2f, %+.2f]%s", 100 * ci->lo, 100 * ci->hi,
+             ps_interval_contains_zero(ci) ? " ≈" : "");
+    return buf;
+}
+
 static int is_on_front(const ps_method_summary *ms, int i)
 {
     for (int j = 0; j < ms->n_front; j++)
@@ -86,8 +100,8 @@ static void csv_header(FILE *fp, int k)
     fprintf(fp, "method,setting,alpha,neurons,split,users");
     for (size_t i = 0; i < sizeof M / sizeof M[0]; i++)
         fprintf(fp, ",%s@%d", M[i], k);
-    fprintf(fp, ",rel_ndcg_change_vs_sasrec,rel_gini_change_vs_sasrec,selected,best_at_tight_drop,on_valid_front,"
-                "seconds\n");
+    fprintf(fp, ",rel_ndcg_change_vs_sasrec,rel_gini_change_vs_sasrec,rel_ndcg_change_ci_lo,rel_ndcg_change_ci_hi,"
+                "rel_gini_change_ci_lo,rel_gini_change_ci_hi,selected,best_at_tight_drop,on_valid_front,seconds\n");
 }
 
 static void csv_metrics(FILE *fp, const ps_metrics *m)
@@ -122,8 +136,10 @@ int ps_results_csv_write(const char *path, const ps_sweep_result *r, const ps_sw
                 fputc(',', af.fp);
             fprintf(af.fp, ",%s,%lld", split == PS_SPLIT_VALID ? "valid" : "test", (long long)m->users);
             csv_metrics(af.fp, m);
-            fprintf(af.fp, ",%.9g,%.9g,%d,%d,%d,%.3f\n", rel_change(b->ndcg, m->ndcg), rel_change(b->gini, m->gini),
-                    ms && ms->selected == i, ms && ms->best_tight == i, ms && is_on_front(ms, i), p->seconds);
+            fprintf(af.fp, ",%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%d,%d,%d,%.3f\n", rel_change(b->ndcg, m->ndcg),
+                    rel_change(b->gini, m->gini), p->ndcg_ci[split].lo, p->ndcg_ci[split].hi, p->gini_ci[split].lo,
+                    p->gini_ci[split].hi, ms && ms->selected == i, ms && ms->best_tight == i, ms && is_on_front(ms, i),
+                    p->seconds);
         }
     return ps_atomic_commit(&af, err);
 }
@@ -136,6 +152,15 @@ static cJSON *deciles_json(const int64_t *e)
     for (int q = 0; q < PS_SWEEP_DECILES; q++)
         v[q] = (double)e[q];
     return cJSON_CreateDoubleArray(v, PS_SWEEP_DECILES);
+}
+
+/* [lo, hi], or null when there is no interval. */
+static cJSON *interval_json(const ps_interval *ci)
+{
+    if (!isfinite(ci->lo) || !isfinite(ci->hi))
+        return cJSON_CreateNull();
+    const double v[2] = {ci->lo, ci->hi};
+    return cJSON_CreateDoubleArray(v, 2);
 }
 
 static cJSON *point_json(const ps_sweep_point *p)
@@ -151,6 +176,14 @@ static cJSON *point_json(const ps_sweep_point *p)
     }
     cJSON_AddItemToObject(o, "valid", ps_metrics_to_json(&p->split[PS_SPLIT_VALID]));
     cJSON_AddItemToObject(o, "test", ps_metrics_to_json(&p->split[PS_SPLIT_TEST]));
+    cJSON *ci = cJSON_AddObjectToObject(o, "intervals_vs_sasrec");
+    for (int sp = 0; ci && sp < 2; sp++) {
+        cJSON *c = cJSON_AddObjectToObject(ci, sp == PS_SPLIT_VALID ? "valid" : "test");
+        if (!c)
+            break;
+        cJSON_AddItemToObject(c, "rel_ndcg_change", interval_json(&p->ndcg_ci[sp]));
+        cJSON_AddItemToObject(c, "rel_gini_change", interval_json(&p->gini_ci[sp]));
+    }
     cJSON *dec = cJSON_AddObjectToObject(o, "exposure_by_popularity_decile");
     if (dec) {
         cJSON_AddItemToObject(dec, "valid", deciles_json(p->decile_exposure[PS_SPLIT_VALID]));
@@ -193,6 +226,8 @@ static cJSON *method_json(const ps_sweep_result *r, const ps_sweep_summary *s, c
         cJSON_AddNumberToObject(v, "min_ndcg_diff", c->min_diff);
         cJSON_AddNumberToObject(v, "max_ndcg_diff", c->max_diff);
         cJSON_AddNumberToObject(v, "share_above", c->share_above);
+        cJSON_AddItemToObject(v, "mean_ndcg_diff_ci", interval_json(&ms->gap_ci));
+        cJSON_AddBoolToObject(v, "within_noise", ms->gap_within_noise);
     }
     return o;
 }
@@ -239,6 +274,12 @@ cJSON *ps_results_json(const ps_sweep_result *r, const ps_sweep_summary *s, cons
     cJSON_AddNumberToObject(o, "users", (double)r->n_users);
     cJSON_AddNumberToObject(o, "items", r->n_items);
     cJSON_AddNumberToObject(o, "latents", r->n_latents);
+    cJSON *bs = cJSON_AddObjectToObject(o, "bootstrap");
+    if (bs) {
+        cJSON_AddNumberToObject(bs, "resamples", r->bootstrap);
+        cJSON_AddNumberToObject(bs, "level", r->ci_level);
+        cJSON_AddNumberToObject(bs, "seed", (double)r->seed);
+    }
     cJSON *rule = cJSON_AddObjectToObject(o, "selection");
     if (rule) {
         cJSON_AddStringToObject(rule, "objective", objective_name(s->rule.objective));
@@ -429,10 +470,13 @@ static void tight_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
     /* the rule picks the largest cut even when every eligible point raises Gini: say so */
     snprintf(c[0], CELL, "%s%s", r->points[i].setting[0] ? r->points[i].setting : "default",
              v->gini < bv->gini ? "" : " (no Gini reduction)");
+    /* the intervals are against plain SASRec: shown only where that is the base */
+    const ps_interval none = {NAN, NAN}, *p_ci = &r->points[i].ndcg_ci[0];
+    int vs_sasrec = ms->base == s->sasrec;
     pct(c[1], CELL, bv->gini, v->gini);
-    pct(c[2], CELL, bv->ndcg, v->ndcg);
-    pct(c[3], CELL, bt->gini, t->gini);
-    pct(c[4], CELL, bt->ndcg, t->ndcg);
+    pct_ci(c[2], CELL, bv->ndcg, v->ndcg, vs_sasrec ? &p_ci[PS_SPLIT_VALID] : &none);
+    pct_ci(c[3], CELL, bt->gini, t->gini, vs_sasrec ? &r->points[i].gini_ci[PS_SPLIT_TEST] : &none);
+    pct_ci(c[4], CELL, bt->ndcg, t->ndcg, vs_sasrec ? &p_ci[PS_SPLIT_TEST] : &none);
     doc_row(d, row, 0);
 }
 
@@ -505,11 +549,12 @@ static void front_range(const ps_sweep_result *r, const ps_method_summary *ms, c
 static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, const ps_method_summary *ms)
 {
     const ps_front_cmp *c = &ms->vs_popsteer;
-    char cell[4][2 * CELL], a[48], b[48];
+    char cell[5][2 * CELL], a[48], b[48];
     snprintf(cell[0], sizeof cell[0], "%d of %d", c->n_dominated, c->n_b);
     if (c->has_overlap) {
         snprintf(cell[1], sizeof cell[1], "%.4f–%.4f", c->gini_lo, c->gini_hi);
-        snprintf(cell[2], sizeof cell[2], "%+.4f (min %+.4f, max %+.4f)", c->mean_diff, c->min_diff, c->max_diff);
+        snprintf(cell[2], sizeof cell[2], "%+.4f [%+.4f, %+.4f] (min %+.4f, max %+.4f)", c->mean_diff, ms->gap_ci.lo,
+                 ms->gap_ci.hi, c->min_diff, c->max_diff);
         snprintf(cell[3], sizeof cell[3], "%.0f %%", 100 * c->share_above);
     } else { /* say where each front lies, so "no common range" still tells the direction */
         front_range(r, &s->methods[0], a, sizeof a);
@@ -518,7 +563,9 @@ static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
         snprintf(cell[2], sizeof cell[2], "-");
         snprintf(cell[3], sizeof cell[3], "-");
     }
-    const char *row[6] = {ms->method, cell[0], cell[1], cell[2], cell[3], ps_front_verdict_name(ms->verdict)};
+    snprintf(cell[4], sizeof cell[4], "%s%s", ps_front_verdict_name(ms->verdict),
+             c->has_overlap && ms->gap_within_noise ? "; the gap is within noise" : "");
+    const char *row[6] = {ms->method, cell[0], cell[1], cell[2], cell[3], cell[4]};
     doc_row(d, row, 0);
 }
 
@@ -553,19 +600,25 @@ static void section_fronts(doc *d, const ps_sweep_result *r, const ps_sweep_summ
              "point dominated; above on the common range = PopSteer's front is higher wherever both are "
              "defined; crossing = higher on part and lower on another part; below = lower everywhere and "
              "nothing dominated; no common Gini range = the fronts do not overlap in Gini (then only the "
-             "dominated count speaks).",
-          r->k, r->k, PS_FRONT_SAMPLES);
+             "dominated count speaks). The bracket after the mean gap is its %.0f %% confidence interval by paired "
+             "bootstrap over the validation users (%d resamples; the fronts' points and Gini positions held "
+             "fixed); when it contains 0 the verdict says the gap is within noise: on these users the two fronts "
+             "cannot be told apart.",
+          r->k, r->k, PS_FRONT_SAMPLES, 100 * r->ci_level, r->bootstrap);
     const char *hdr[6] = {"baseline", "front points dominated by PopSteer", "common Gini range",
                           "NDCG at equal Gini: PopSteer − baseline", "share of range PopSteer ≥", "verdict"};
     doc_table(d, 6, 2, hdr);
-    int above = 0;
+    int above = 0, noise = 0;
     for (int m = 1; m < s->n_methods; m++) {
-        front_row(d, r, s, &s->methods[m]);
-        above += s->methods[m].verdict == PS_FRONT_ABOVE || s->methods[m].verdict == PS_FRONT_ABOVE_OVERLAP;
+        const ps_method_summary *ms = &s->methods[m];
+        front_row(d, r, s, ms);
+        above += ms->verdict == PS_FRONT_ABOVE || ms->verdict == PS_FRONT_ABOVE_OVERLAP;
+        noise += ms->vs_popsteer.has_overlap && ms->gap_within_noise;
     }
     doc_table_end(d);
-    doc_p(d, "As measured: PopSteer's front is above (or above on the common Gini range) for %d of %d baselines.",
-          above, s->n_methods - 1);
+    doc_p(d, "As measured: PopSteer's front is above (or above on the common Gini range) for %d of %d baselines; "
+             "for %d of them the mean gap over the common Gini range is within noise.",
+          above, s->n_methods - 1, noise);
     for (int m = 1; m < s->n_methods; m++)
         disjoint_note(d, r, s, &s->methods[m]);
 }
@@ -592,8 +645,8 @@ static void selected_row(doc *d, const ps_sweep_result *r, const ps_sweep_summar
                     m->ndcg_head, m->ndcg_mid, m->ndcg_tail};
     for (int j = 0; j < 11; j++) /* ARP is a popularity share, often below 0.01: significant digits */
         snprintf(c[2 + j], CELL, j == 6 ? "%.4g" : "%.4f", v[j]);
-    pct(c[13], CELL, b->ndcg, m->ndcg);
-    pct(c[14], CELL, b->gini, m->gini);
+    pct_ci(c[13], CELL, b->ndcg, m->ndcg, &r->points[i].ndcg_ci[split]);
+    pct_ci(c[14], CELL, b->gini, m->gini, &r->points[i].gini_ci[split]);
     doc_row(d, row, 0);
 }
 
@@ -689,6 +742,12 @@ static void section_definitions(doc *d, const ps_sweep_result *r)
              "deep-LT coverage: over tail items.");
     doc_p(d, "ARP: mean popularity (share of training interactions) of the recommended items; APLT: mean share of "
              "non-head items per list.");
+    if (r->bootstrap > 0)
+        doc_p(d, "Intervals: [lo, hi] after a change is its %.0f %% confidence interval (percentile) by paired "
+                 "bootstrap over the users: %d resamples of the %lld users (seed %llu), every method measured on "
+                 "the same resamples as plain SASRec. NDCG intervals on both splits, Gini intervals on the test "
+                 "split. \"≈\" marks a change whose interval contains 0: within noise.",
+              100 * r->ci_level, r->bootstrap, (long long)r->n_users, (unsigned long long)r->seed);
     doc_p(d, "popsteer alpha=A N=K: the K latents with the largest |Cohen's d| are shifted with strength A before "
              "the SAE's TopK (SPEC §5); alpha=0 is the SAE-reconstructed recommender.");
     doc_p(d, "Files: results.csv and results.json (every grid point, both splits, with the selection and the "

@@ -89,17 +89,49 @@ int ps_pareto_front(const double *gini, const double *ndcg, int n, int *front)
     return nf;
 }
 
+/* Where x falls on a front (g ascending): its value there is y[i] + (y[j] − y[i]) · t. */
+static void front_locate(const double *g, int n, double x, int *i, int *j, double *t)
+{
+    *i = *j = 0;
+    *t = 0;
+    if (n == 1 || x <= g[0])
+        return;
+    for (int q = 1; q < n; q++)
+        if (x <= g[q]) {
+            double span = g[q] - g[q - 1];
+            *i = span > 0 ? q - 1 : q;
+            *j = q;
+            *t = span > 0 ? (x - g[q - 1]) / span : 0;
+            return;
+        }
+    *i = *j = n - 1;
+}
+
 /* Linear interpolation of a front (x ascending) at x inside its range. */
 static double front_at(const double *g, const double *y, int n, double x)
 {
-    if (n == 1 || x <= g[0])
-        return y[0];
-    for (int i = 1; i < n; i++)
-        if (x <= g[i]) {
-            double span = g[i] - g[i - 1];
-            return span > 0 ? y[i - 1] + (y[i] - y[i - 1]) * (x - g[i - 1]) / span : y[i];
-        }
-    return y[n - 1];
+    int i, j;
+    double t;
+    front_locate(g, n, x, &i, &j, &t);
+    return y[i] + (y[j] - y[i]) * t;
+}
+
+static double front_sample(double lo, double hi, int s)
+{
+    return lo + (hi - lo) * s / (PS_FRONT_SAMPLES - 1);
+}
+
+void ps_front_mean_weights(const double *gini, int n, double lo, double hi, double *w)
+{
+    for (int q = 0; q < n; q++)
+        w[q] = 0;
+    for (int s = 0; s < PS_FRONT_SAMPLES; s++) {
+        int i, j;
+        double t;
+        front_locate(gini, n, front_sample(lo, hi, s), &i, &j, &t);
+        w[i] += (1 - t) / PS_FRONT_SAMPLES;
+        w[j] += t / PS_FRONT_SAMPLES;
+    }
 }
 
 static int count_dominated(const double *ga, const double *na, int n_a, const double *gb, const double *nb, int n_b)
@@ -131,7 +163,7 @@ void ps_front_compare(const double *gini_a, const double *ndcg_a, int n_a, const
     int above = 0;
     double sum = 0;
     for (int s = 0; s < PS_FRONT_SAMPLES; s++) {
-        double x = lo + (hi - lo) * s / (PS_FRONT_SAMPLES - 1);
+        double x = front_sample(lo, hi, s);
         double diff = front_at(gini_a, ndcg_a, n_a, x) - front_at(gini_b, ndcg_b, n_b, x);
         sum += diff;
         above += diff >= -TIE_EPS;
@@ -183,6 +215,8 @@ void ps_sweep_options_init(ps_sweep_options *o)
     o->n_methods = (int)(sizeof DEFAULT_METHODS / sizeof DEFAULT_METHODS[0]);
     o->k = 10;
     o->seed = 42;
+    o->bootstrap = PS_BOOTSTRAP_DEFAULT_RESAMPLES;
+    o->ci_level = 0.95;
 }
 
 static int check_options(const ps_sweep_options *o, ps_error *err)
@@ -201,6 +235,10 @@ static int check_options(const ps_sweep_options *o, ps_error *err)
         return ps_fail(err, "sweep: k must be at least 1 (got %d)", o->k);
     if (o->candidates < 0)
         return ps_fail(err, "sweep: the candidate list length must be >= 0 (got %d)", o->candidates);
+    if (o->bootstrap < 0)
+        return ps_fail(err, "sweep: the number of bootstrap resamples must be >= 0 (got %d)", o->bootstrap);
+    if (!(o->ci_level > 0 && o->ci_level < 1))
+        return ps_fail(err, "sweep: the confidence level must be in (0, 1) (got %g)", o->ci_level);
     return PS_OK;
 }
 
@@ -322,6 +360,12 @@ typedef struct sweep_ctx {
     float *val, *hrec, *scores;       /* one batch */
     int32_t *idx;
     sweep_worker *w;
+    /* per-user results of the current point, for the bootstrap intervals */
+    int32_t *rank_u;                  /* [n_users] target rank, 0 beyond the list */
+    int32_t *lists;                   /* [n_users, k] top-k lists */
+    float *ndcg_u;                    /* [n_users] */
+    ps_bootstrap boot;                /* the users' resamples; empty without bootstrap */
+    double *res, *base_ndcg, *base_gini; /* [R] the point's, and plain SASRec's on this split */
 } sweep_ctx;
 
 static void workers_free(sweep_ctx *x)
@@ -366,10 +410,15 @@ static int workers_finish(sweep_ctx *x, ps_metrics *m, int64_t decile[PS_SWEEP_D
     return PS_OK;
 }
 
-/* Adds one user's list to the thread's accumulator and exposure deciles. */
-static void add_user(sweep_ctx *x, sweep_worker *w, int32_t target, int32_t rank)
+/* Adds user u's list to the thread's accumulator and exposure deciles, and keeps it for the
+ * bootstrap. */
+static void add_user(sweep_ctx *x, sweep_worker *w, int64_t u, int32_t target, int32_t rank)
 {
     ps_metrics_acc_add(&w->acc, target, rank, w->list);
+    if (x->rank_u) {
+        x->rank_u[u] = rank;
+        memcpy(x->lists + (size_t)u * x->k, w->list, (size_t)x->k * sizeof *w->list);
+    }
     for (int j = 0; j < x->k; j++)
         if (w->list[j] > 0 && w->list[j] <= x->ds->n_items)
             w->decile[x->decile[w->list[j]]]++;
@@ -387,7 +436,7 @@ static void rank_scores(sweep_ctx *x, int64_t first, int B, int cache_candidates
         int64_t u = first + b;
         int32_t target = ps_sample_target(ds, x->c.samples[u]);
         ps_topk(s, ds->n_items, x->k, NULL, w->list);
-        add_user(x, w, target, ps_target_rank(s, ds->n_items, target, NULL));
+        add_user(x, w, u, target, ps_target_rank(s, ds->n_items, target, NULL));
         if (cache_candidates)
             x->c.n_cand[u] = ps_rerank_candidates(s, ds->n_items, x->L, NULL, x->c.cand + (size_t)u * x->L,
                                                   x->c.cand_scores + (size_t)u * x->L);
@@ -435,7 +484,7 @@ static void rerank_user(sweep_ctx *x, ps_reranker *r, sweep_worker *w, int64_t u
     for (int j = 0; j < x->k; j++)
         if (w->list[j] == target)
             rank = j + 1;
-    add_user(x, w, target, rank);
+    add_user(x, w, u, target, rank);
 }
 
 static void eval_rerank(sweep_ctx *x, ps_reranker *r)
@@ -530,6 +579,41 @@ static int cache_build(sweep_ctx *x, ps_split split, ps_error *err)
     return PS_OK;
 }
 
+/* NDCG@k of each user from the target's rank (SPEC §6), as the accumulator counts it. */
+static void user_ndcg(const int32_t *rank, int64_t n, int k, float *out)
+{
+    for (int64_t u = 0; u < n; u++)
+        out[u] = rank[u] >= 1 && rank[u] <= k ? (float)(1.0 / log2(rank[u] + 1.0)) : 0.0f;
+}
+
+/* The point's intervals against plain SASRec on this split, from the users' ranks and lists it
+ * just left in x. Plain SASRec is evaluated first on every split and becomes the base. */
+static int point_intervals(sweep_ctx *x, ps_sweep_result *r, int i, ps_split split, ps_error *err)
+{
+    ps_sweep_point *p = &r->points[i];
+    p->ndcg_ci[split] = p->gini_ci[split] = (ps_interval){NAN, NAN};
+    if (!x->boot.resamples)
+        return PS_OK;
+    const int R = x->boot.resamples;
+    const int64_t n = x->c.n;
+    const int32_t n_items = x->ds->n_items;
+    float *ndcg = split == PS_SPLIT_VALID ? r->valid_ndcg + (size_t)i * (size_t)n : x->ndcg_u;
+    user_ndcg(x->rank_u, n, x->k, ndcg);
+    ps_bootstrap_means(&x->boot, ndcg, x->res);
+    if (p->kind == PS_POINT_SASREC) {
+        memcpy(x->base_ndcg, x->res, (size_t)R * sizeof *x->res);
+        if (split == PS_SPLIT_TEST && ps_bootstrap_gini(&x->boot, x->lists, x->k, n_items, x->base_gini, err) != PS_OK)
+            return PS_ERR;
+    }
+    if (ps_bootstrap_interval(x->res, x->base_ndcg, R, 1, r->ci_level, &p->ndcg_ci[split], err) != PS_OK)
+        return PS_ERR;
+    if (split != PS_SPLIT_TEST)
+        return PS_OK;
+    if (ps_bootstrap_gini(&x->boot, x->lists, x->k, n_items, x->res, err) != PS_OK)
+        return PS_ERR;
+    return ps_bootstrap_interval(x->res, x->base_gini, R, 1, r->ci_level, &p->gini_ci[split], err);
+}
+
 static void report_progress(const sweep_ctx *x, const char *what, int done, int total)
 {
     if (x->o->progress)
@@ -548,7 +632,7 @@ static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error 
     for (int i = 0; i < r->n_points; i++) {
         ps_sweep_point *p = &r->points[i];
         double t0 = ps_now_seconds();
-        if (eval_point(x, p, split, err) != PS_OK)
+        if (eval_point(x, p, split, err) != PS_OK || point_intervals(x, r, i, split, err) != PS_OK)
             return PS_ERR;
         p->seconds += ps_now_seconds() - t0;
         snprintf(what, sizeof what, "%s: %s %s", name, p->method, p->setting);
@@ -588,6 +672,21 @@ int ps_popularity_deciles(const ps_dataset *ds, uint8_t *decile, int32_t count[P
     return PS_OK;
 }
 
+/* The users' resamples and the per-user buffers the intervals are computed from. */
+static int bootstrap_init(sweep_ctx *x, ps_error *err)
+{
+    size_t n = (size_t)x->ds->n_users, R = (size_t)x->o->bootstrap;
+    x->rank_u = ps_calloc(n, sizeof *x->rank_u, "per-user ranks", err);
+    x->lists = x->rank_u ? ps_calloc(n * (size_t)x->k, sizeof *x->lists, "per-user lists", err) : NULL;
+    x->ndcg_u = x->lists ? ps_calloc(n, sizeof *x->ndcg_u, "per-user NDCG", err) : NULL;
+    x->res = x->ndcg_u ? ps_calloc(3 * R, sizeof *x->res, "bootstrap statistics", err) : NULL;
+    if (!x->res)
+        return PS_ERR;
+    x->base_ndcg = x->res + R;
+    x->base_gini = x->res + 2 * R;
+    return ps_bootstrap_init(&x->boot, x->ds->n_users, x->o->bootstrap, x->o->seed, err);
+}
+
 static int ctx_init(sweep_ctx *x, ps_error *err)
 {
     size_t B = SWEEP_BATCH, ksae = (size_t)x->sae->cfg.k;
@@ -605,7 +704,7 @@ static int ctx_init(sweep_ctx *x, ps_error *err)
     for (int t = 0; t < x->nth; t++)
         if (!(x->w[t].list = ps_calloc((size_t)x->k, sizeof *x->w[t].list, "top-k list", err)))
             return PS_ERR;
-    return PS_OK;
+    return x->o->bootstrap ? bootstrap_init(x, err) : PS_OK;
 }
 
 static void ctx_free(sweep_ctx *x)
@@ -618,6 +717,11 @@ static void ctx_free(sweep_ctx *x)
     free(x->idx);
     free(x->hrec);
     free(x->scores);
+    free(x->rank_u);
+    free(x->lists);
+    free(x->ndcg_u);
+    free(x->res);
+    ps_bootstrap_free(&x->boot);
 }
 
 static int check_inputs(const ps_sasrec *model, const ps_sae *sae, const ps_latent_table *latents,
@@ -655,7 +759,14 @@ int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_tabl
     r->n_items = ds->n_items;
     r->n_users = ds->n_users;
     r->n_latents = x.m;
+    r->bootstrap = o->bootstrap;
+    r->ci_level = o->ci_level;
+    r->seed = o->seed;
     int rc = build_grid(o, x.m, r, err);
+    if (rc == PS_OK && o->bootstrap &&
+        !(r->valid_ndcg = ps_calloc((size_t)r->n_points * (size_t)ds->n_users, sizeof *r->valid_ndcg,
+                                    "per-user validation NDCG", err)))
+        rc = PS_ERR;
     if (rc == PS_OK)
         rc = ctx_init(&x, err);
     if (rc == PS_OK)
@@ -680,6 +791,7 @@ int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_tabl
 void ps_sweep_result_free(ps_sweep_result *r)
 {
     free(r->points);
+    free(r->valid_ndcg);
     free(r->cohens_d);
     memset(r, 0, sizeof *r);
 }
@@ -735,13 +847,60 @@ static void front_coords(const ps_sweep_result *r, const ps_method_summary *ms, 
     }
 }
 
+/* Adds sign · Σ_i w_i · (user NDCG of front point i) to gap[u] for every validation user. */
+static void add_front_ndcg(const ps_sweep_result *r, const ps_method_summary *ms, const double *w, double sign,
+                           double *gap)
+{
+    const size_t n = (size_t)r->n_users;
+    for (int i = 0; i < ms->n_front; i++) {
+        const float *y = r->valid_ndcg + (size_t)ms->front[i] * n;
+        for (size_t u = 0; u < n; u++)
+            gap[u] += sign * w[i] * y[u];
+    }
+}
+
+/* b->gap_ci: the interval of the mean NDCG gap between PopSteer's front (a) and b's, by resampling
+ * the validation users. The gap is linear in the front points' NDCG (ps_front_mean_weights), so
+ * each user has a gap of their own and the resampled mean gaps give the interval. */
+static int gap_interval(const ps_sweep_result *r, const ps_bootstrap *boot, const ps_method_summary *a,
+                        const double *ga, ps_method_summary *b, const double *gb, ps_error *err)
+{
+    const ps_front_cmp *c = &b->vs_popsteer;
+    const size_t n = (size_t)r->n_users, R = (size_t)boot->resamples;
+    double *wa = ps_calloc((size_t)a->n_front + (size_t)b->n_front, sizeof *wa, "front weights", err);
+    double *gap = wa ? ps_calloc(n, sizeof *gap, "per-user gap", err) : NULL;
+    float *gap_f = gap ? ps_calloc(n, sizeof *gap_f, "per-user gap", err) : NULL;
+    double *res = gap_f ? ps_calloc(2 * R, sizeof *res, "bootstrap statistics", err) : NULL;
+    int rc = res ? PS_OK : PS_ERR;
+    if (rc == PS_OK) {
+        double *wb = wa + a->n_front;
+        ps_front_mean_weights(ga, a->n_front, c->gini_lo, c->gini_hi, wa);
+        ps_front_mean_weights(gb, b->n_front, c->gini_lo, c->gini_hi, wb);
+        add_front_ndcg(r, a, wa, 1.0, gap);
+        add_front_ndcg(r, b, wb, -1.0, gap);
+        for (size_t u = 0; u < n; u++)
+            gap_f[u] = (float)gap[u];
+        ps_bootstrap_means(boot, gap_f, res); /* res + R stays 0: the gap is measured against 0 */
+        rc = ps_bootstrap_interval(res, res + R, (int)R, 0, r->ci_level, &b->gap_ci, err);
+        b->gap_within_noise = rc == PS_OK && ps_interval_contains_zero(&b->gap_ci);
+    }
+    free(wa);
+    free(gap);
+    free(gap_f);
+    free(res);
+    return rc;
+}
+
 static int compare_fronts(const ps_sweep_result *r, ps_sweep_summary *s, ps_error *err)
 {
     const ps_method_summary *a = &s->methods[0];
     size_t cap = (size_t)r->n_points;
     double *ga = ps_calloc(cap, sizeof *ga, "front", err), *na = ps_calloc(cap, sizeof *na, "front", err);
     double *gb = ps_calloc(cap, sizeof *gb, "front", err), *nb = ps_calloc(cap, sizeof *nb, "front", err);
+    ps_bootstrap boot = {0};
     int rc = ga && na && gb && nb ? PS_OK : PS_ERR;
+    if (rc == PS_OK && r->bootstrap && r->valid_ndcg)
+        rc = ps_bootstrap_init(&boot, r->n_users, r->bootstrap, r->seed, err);
     if (rc == PS_OK)
         front_coords(r, a, ga, na);
     for (int i = 1; rc == PS_OK && i < s->n_methods; i++) {
@@ -749,7 +908,11 @@ static int compare_fronts(const ps_sweep_result *r, ps_sweep_summary *s, ps_erro
         front_coords(r, b, gb, nb);
         ps_front_compare(ga, na, a->n_front, gb, nb, b->n_front, &b->vs_popsteer);
         b->verdict = ps_front_verdict_of(&b->vs_popsteer);
+        b->gap_ci = (ps_interval){NAN, NAN};
+        if (boot.resamples && b->vs_popsteer.has_overlap)
+            rc = gap_interval(r, &boot, a, ga, b, gb, err);
     }
+    ps_bootstrap_free(&boot);
     free(ga);
     free(na);
     free(gb);

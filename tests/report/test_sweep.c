@@ -116,6 +116,14 @@ static void test_front_compare_above(void **state)
     tu_assert_near(c.min_diff, 0.025, 1e-12);
     tu_assert_near(c.share_above, 1, 0);
     assert_int_equal(ps_front_verdict_of(&c), PS_FRONT_ABOVE_OVERLAP);
+    /* the mean gap is linear in the fronts' NDCG: the averaged interpolation weights rebuild it */
+    double wa[2], wb[2];
+    ps_front_mean_weights(ga, 2, c.gini_lo, c.gini_hi, wa);
+    ps_front_mean_weights(gb, 2, c.gini_lo, c.gini_hi, wb);
+    tu_assert_near(wa[0] + wa[1], 1, 1e-12);
+    tu_assert_near(wa[0], 0.5, 1e-12); /* [0.3, 0.5] sits symmetrically inside [0.2, 0.6] */
+    tu_assert_near(wb[0], 0.5, 1e-12);
+    tu_assert_near(wa[0] * na[0] + wa[1] * na[1] - wb[0] * nb[0] - wb[1] * nb[1], c.mean_diff, 1e-12);
     /* a single B point under A's front that no A point dominates: A(0.4) = 0.45 > 0.42 */
     const double gb1[1] = {0.4}, nb1[1] = {0.42};
     ps_front_compare(ga, na, 2, gb1, nb1, 1, &c);
@@ -357,6 +365,75 @@ static void test_sweep_matches_evaluate(void **state)
     ps_sweep_result_free(&r);
 }
 
+/* The bootstrap intervals: plain SASRec's change against itself is exactly 0; every point's
+ * per-user validation NDCG averages to its metric and rebuilds its interval; the front gap's
+ * per-user decomposition averages to the summary's mean gap. */
+static void check_intervals(const ps_sweep_result *r, const ps_sweep_summary *s)
+{
+    const int64_t n = r->n_users;
+    assert_non_null(r->valid_ndcg);
+    assert_int_equal(r->bootstrap, 1000);
+    for (int sp = 0; sp < 2; sp++) {
+        tu_assert_near(r->points[0].ndcg_ci[sp].lo, 0, 0);
+        tu_assert_near(r->points[0].ndcg_ci[sp].hi, 0, 0);
+    }
+    tu_assert_near(r->points[0].gini_ci[PS_SPLIT_TEST].lo, 0, 0);
+    assert_true(isnan(r->points[0].gini_ci[PS_SPLIT_VALID].lo));
+    ps_bootstrap b;
+    ps_error err;
+    assert_int_equal(ps_bootstrap_init(&b, n, r->bootstrap, r->seed, &err), PS_OK);
+    double *m0 = calloc(1000, sizeof *m0), *m1 = calloc(1000, sizeof *m1);
+    assert_non_null(m0);
+    assert_non_null(m1);
+    ps_bootstrap_means(&b, r->valid_ndcg, m0);
+    for (int i = 1; i < r->n_points; i++) {
+        const ps_sweep_point *p = &r->points[i];
+        const float *y = r->valid_ndcg + (size_t)i * (size_t)n;
+        double sum = 0;
+        for (int64_t u = 0; u < n; u++)
+            sum += y[u];
+        tu_assert_near(sum / (double)n, p->split[PS_SPLIT_VALID].ndcg, 1e-6);
+        ps_interval ci;
+        ps_bootstrap_means(&b, y, m1);
+        assert_int_equal(ps_bootstrap_interval(m1, m0, 1000, 1, 0.95, &ci, &err), PS_OK);
+        tu_assert_near(ci.lo, p->ndcg_ci[PS_SPLIT_VALID].lo, 0);
+        tu_assert_near(ci.hi, p->ndcg_ci[PS_SPLIT_VALID].hi, 0);
+        for (int sp = 0; sp < 2; sp++)
+            assert_true(p->ndcg_ci[sp].lo <= p->ndcg_ci[sp].hi);
+        assert_true(p->gini_ci[PS_SPLIT_TEST].lo <= p->gini_ci[PS_SPLIT_TEST].hi);
+    }
+    const ps_method_summary *a = &s->methods[0];
+    for (int mth = 1; mth < s->n_methods; mth++) {
+        const ps_method_summary *ms = &s->methods[mth];
+        const ps_front_cmp *c = &ms->vs_popsteer;
+        if (!c->has_overlap) {
+            assert_true(isnan(ms->gap_ci.lo));
+            continue;
+        }
+        double wa[64], wb[64], gap = 0;
+        double ga[64], gb[64];
+        assert_true(a->n_front <= 64 && ms->n_front <= 64);
+        for (int i = 0; i < a->n_front; i++)
+            ga[i] = r->points[a->front[i]].split[PS_SPLIT_VALID].gini;
+        for (int i = 0; i < ms->n_front; i++)
+            gb[i] = r->points[ms->front[i]].split[PS_SPLIT_VALID].gini;
+        ps_front_mean_weights(ga, a->n_front, c->gini_lo, c->gini_hi, wa);
+        ps_front_mean_weights(gb, ms->n_front, c->gini_lo, c->gini_hi, wb);
+        for (int64_t u = 0; u < n; u++) {
+            for (int i = 0; i < a->n_front; i++)
+                gap += wa[i] * r->valid_ndcg[(size_t)a->front[i] * (size_t)n + (size_t)u];
+            for (int i = 0; i < ms->n_front; i++)
+                gap -= wb[i] * r->valid_ndcg[(size_t)ms->front[i] * (size_t)n + (size_t)u];
+        }
+        tu_assert_near(gap / (double)n, c->mean_diff, 1e-6);
+        assert_true(ms->gap_ci.lo <= ms->gap_ci.hi);
+        assert_int_equal(ms->gap_within_noise, ps_interval_contains_zero(&ms->gap_ci));
+    }
+    free(m0);
+    free(m1);
+    ps_bootstrap_free(&b);
+}
+
 static void test_sweep_summary(void **state)
 {
     fixture *f = *state;
@@ -399,6 +476,17 @@ static void test_sweep_summary(void **state)
     int sel = ps_select_point(nd, gi, 6, b->ndcg, b->gini, &rule);
     assert_int_equal(pen->selected, sel < 0 ? -1 : pen->first + sel);
     assert_true(pen->n_front >= 1);
+    check_intervals(&r, &s);
+    ps_sweep_summary_free(&s);
+    ps_sweep_result_free(&r);
+    /* without bootstrap: no intervals and no per-user store */
+    o.bootstrap = 0;
+    if (ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err) != PS_OK)
+        fail_msg("sweep: %s", err.msg);
+    assert_null(r.valid_ndcg);
+    assert_true(isnan(r.points[2].ndcg_ci[PS_SPLIT_TEST].lo) && isnan(r.points[2].gini_ci[PS_SPLIT_TEST].hi));
+    assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
+    assert_true(isnan(s.methods[1].gap_ci.lo));
     ps_sweep_summary_free(&s);
     ps_sweep_result_free(&r);
 }
