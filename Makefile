@@ -8,7 +8,7 @@ FUZZ_TARGETS ?=
 JOBS       ?= 2
 DEMO_DIR   ?= demo-out
 
-.PHONY: all deps build test demo bench check-asan fuzz clean
+.PHONY: all deps build test demo bench reproduce check-asan fuzz clean
 
 all: build
 
@@ -30,6 +30,12 @@ demo: build
 bench: build
 	cmake --build $(BUILD) -j$(JOBS) --target bench_all
 	sh scripts/bench.sh $(BUILD)
+
+# The study on the four datasets of ../shared/data (about 1.5 h on 2 cores from nothing; reruns
+# reuse every trained model): reproduce-out/NAME/report/ and docs/results.md.
+reproduce: build
+	@sh scripts/install-deps.sh --reproduce
+	sh scripts/reproduce.sh $(BUILD)/popsteer reproduce-out docs/results.md
 
 # The whole test suite (including the fuzz corpus replay) and a small end-to-end pipeline with
 # AddressSanitizer and UndefinedBehaviorSanitizer. -O1, as the sanitizer manuals advise: training

@@ -8,6 +8,9 @@ PACKAGES="gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmock
 if [ "${1:-}" = "--asan" ]; then
     PACKAGES="$PACKAGES libclang-rt-dev"
 fi
+if [ "${1:-}" = "--reproduce" ]; then # scripts/results_md.py writes docs/results.md
+    PACKAGES="$PACKAGES python3"
+fi
 
 missing=""
 for p in $PACKAGES; do

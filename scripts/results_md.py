@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""docs/results.md from the reports of `popsteer run` on several datasets (scripts/reproduce.sh).
+
+usage: results_md.py --out docs/results.md --runs RUNS_DIR NAME [NAME ...]
+
+Reads RUNS_DIR/NAME/report/results.json for every NAME and writes one markdown page: per dataset
+the statistics, plain SASRec's test accuracy, every method's selected operating point (SPEC §7
+rule, chosen on validation, shown on test) with the bootstrap intervals, the largest Gini
+reduction each method reaches within 0.5 % and within 1 % NDCG@10 loss, ILAD, the comparison of
+the Pareto fronts, and the Pareto plot (copied next to the page). Every sentence about a result
+is built from the numbers, so the page says what the data shows, including where PopSteer loses.
+Standard library only.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+TITLES = {
+    "lastfm": "Last.fm (PopSteer's, with the authors' SASRec)",
+    "ml-100k": "MovieLens 100K (5-core)",
+    "beauty": "Amazon Beauty (S3-Rec 5-core)",
+    "yelp": "Yelp (S3-Rec 5-core)",
+}
+BUDGETS = (0.005, 0.01)
+
+
+def fail(msg):
+    sys.stderr.write("results_md: %s\n" % msg)
+    sys.exit(1)
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        fail("%s: %s" % (path, e))
+
+
+def pct(x):
+    return "n/a" if x is None else "%+.2f %%" % (100 * x)
+
+
+def pct_ci(x, ci):
+    """'−10.36 % [−11.90, −8.80]', with ' ≈' when the interval contains 0."""
+    if x is None:
+        return "n/a"
+    if not ci:
+        return pct(x)
+    lo, hi = ci
+    return "%s [%+.2f, %+.2f]%s" % (pct(x), 100 * lo, 100 * hi, " ≈" if lo <= 0 <= hi else "")
+
+
+class Run:
+    def __init__(self, name, res):
+        self.name = name
+        self.res = res
+        self.k = res["k"]
+        self.points = res["points"]
+        self.methods = res["methods"]
+        self.base = self.points[0]
+        assert self.base["method"] == "sasrec", "the first point must be plain SASRec"
+
+    def key(self, metric):
+        return "%s@%d" % (metric, self.k)
+
+    def val(self, i, split, metric):
+        return self.points[i][split].get(self.key(metric))
+
+    def rel(self, i, split, metric):
+        b = self.val(0, split, metric)
+        x = self.val(i, split, metric)
+        if b is None or x is None or b <= 0:
+            return None
+        return x / b - 1
+
+    def ci(self, i, split, what):
+        iv = self.points[i].get("intervals_vs_sasrec", {}).get(split, {})
+        return iv.get(what)
+
+    def method_points(self, m):
+        """Indices of a method's points (popsteer's α = 0 point included)."""
+        return [i for i, p in enumerate(self.points) if p["method"] == m["method"]]
+
+    def best_within(self, m, budget):
+        """The largest relative Gini cut on validation with an NDCG drop <= budget, or None."""
+        best = None
+        for i in self.method_points(m):
+            dn, dg = self.rel(i, "valid", "ndcg"), self.rel(i, "valid", "gini")
+            if dn is None or dg is None or -dn > budget + 1e-12:
+                continue
+            if best is None or dg < self.rel(best, "valid", "gini") - 1e-12:
+                best = i
+        return best
+
+    def setting(self, i):
+        return self.points[i]["setting"] or "default"
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+    return "\n".join(out) + "\n"
+
+
+def stats_text(run):
+    st = run.res.get("dataset", {})
+    sl = st.get("sequence_length", {})
+    return ("%s users, %s items (%s head / %s mid / %s tail), %s interactions; sequence length median %s, "
+            "mean %.1f; evaluated on %s users per split, full ranking of all items."
+            % (st.get("users"), st.get("items"), st.get("head_items"), st.get("mid_items"), st.get("tail_items"),
+               st.get("interactions"), sl.get("median"), sl.get("mean", float("nan")), run.res.get("users")))
+
+
+def selected_table(run, has_feat):
+    hdr = ["method", "selected setting", "NDCG@%d" % run.k, "ΔNDCG [95 % CI]", "Gini@%d" % run.k,
+           "ΔGini [95 % CI]", "ILAD@%d" % run.k]
+    if has_feat:
+        hdr.append("ILAD genres@%d" % run.k)
+    rows = []
+
+    def row(label, i):
+        if i is None:
+            rows.append([label, "no point within the 5 % budget"] + ["-"] * (len(hdr) - 2))
+            return
+        r = [label, run.setting(i) if i else "-", "%.4f" % run.val(i, "test", "ndcg"),
+             pct_ci(run.rel(i, "test", "ndcg"), run.ci(i, "test", "rel_ndcg_change")),
+             "%.4f" % run.val(i, "test", "gini"),
+             pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")),
+             "%.4f" % (run.val(i, "test", "ilad") or float("nan"))]
+        if has_feat:
+            r.append("%.4f" % (run.val(i, "test", "ilad_features") or float("nan")))
+        rows.append(r)
+
+    row("sasrec", 0)
+    for m in run.methods:
+        row(m["method"], m["selected"])
+    return table(hdr, rows)
+
+
+def budget_table(run):
+    hdr = ["method"]
+    for b in BUDGETS:
+        hdr += ["≤ %.1f %% loss: setting" % (100 * b), "valid ΔGini", "test ΔGini [95 % CI]",
+                "test ΔNDCG [95 % CI]"]
+    rows = []
+    for m in run.methods:
+        r = [m["method"]]
+        for b in BUDGETS:
+            i = run.best_within(m, b)
+            if i is None:
+                r += ["none", "-", "-", "-"]
+                continue
+            r += [run.setting(i), pct(run.rel(i, "valid", "gini")),
+                  pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")),
+                  pct_ci(run.rel(i, "test", "ndcg"), run.ci(i, "test", "rel_ndcg_change"))]
+        rows.append(r)
+    return table(hdr, rows)
+
+
+def fronts_table(run):
+    rows = []
+    for m in run.methods[1:]:
+        v = m.get("popsteer_front_vs_this", {})
+        ci = v.get("mean_ndcg_diff_ci")
+        gap = ("%+.4f [%+.4f, %+.4f]" % (v["mean_ndcg_diff"], ci[0], ci[1]) if v.get("common_gini_range") and ci
+               else "-")
+        rows.append([m["method"], v.get("verdict", "?") + ("; within noise" if v.get("within_noise") and
+                                                            v.get("common_gini_range") else ""),
+                     "%d of %d" % (v.get("dominated_by_popsteer", 0), v.get("front_points", 0)),
+                     "%.4f–%.4f" % (v["gini_lo"], v["gini_hi"]) if v.get("common_gini_range") else "none", gap,
+                     "%.0f %%" % (100 * v["share_above"]) if v.get("common_gini_range") else "-"])
+    return table(["baseline", "PopSteer's front vs this one", "its front points PopSteer dominates",
+                  "common Gini range", "NDCG gap at equal Gini (PopSteer − it) [95 % CI]",
+                  "share of range PopSteer ≥"], rows)
+
+
+def findings(run):
+    """Plain sentences from the numbers: PopSteer's reach, the baselines that beat it, the noise."""
+    out = []
+    pop = run.methods[0]
+    for b in BUDGETS:
+        i = run.best_within(pop, b)
+        best_base, best_cut = None, 0.0
+        for m in run.methods[1:]:
+            j = run.best_within(m, b)
+            if j is not None and run.rel(j, "valid", "gini") < best_cut:
+                best_base, best_cut = (m["method"], j), run.rel(j, "valid", "gini")
+        pop_cut = run.rel(i, "valid", "gini") if i is not None else None
+        s = "Within %.1f %% NDCG@%d loss (validation), PopSteer " % (100 * b, run.k)
+        if i is None or pop_cut >= 0:
+            s += "does not lower Gini@%d at all" % run.k
+        else:
+            s += "lowers Gini@%d by %.1f %% (%s; test %s)" % (run.k, -100 * pop_cut, run.setting(i),
+                                                              pct_ci(run.rel(i, "test", "gini"),
+                                                                     run.ci(i, "test", "rel_gini_change")))
+        if best_base:
+            m, j = best_base
+            s += "; the strongest baseline there is %s, %.1f %% (%s; test %s)" % (
+                m, -100 * best_cut, run.setting(j),
+                pct_ci(run.rel(j, "test", "gini"), run.ci(j, "test", "rel_gini_change")))
+            if pop_cut is None or best_cut < pop_cut:
+                s += ": **the baseline goes further than PopSteer**"
+        else:
+            s += "; no baseline lowers Gini within that budget"
+        out.append(s + ".")
+    below = [m["method"] for m in run.methods[1:]
+             if m.get("popsteer_front_vs_this", {}).get("verdict") in ("below", "crossing")]
+    noise = [m["method"] for m in run.methods[1:]
+             if m.get("popsteer_front_vs_this", {}).get("within_noise")
+             and m.get("popsteer_front_vs_this", {}).get("common_gini_range")]
+    if below:
+        out.append("PopSteer's front is below or crosses the front of: %s." % ", ".join(below))
+    if noise:
+        out.append("The mean NDCG gap between PopSteer's front and that of %s is within noise (its 95 %% interval "
+                   "contains 0)." % ", ".join(noise))
+    sae = next((i for i, p in enumerate(run.points) if p["method"] == "popsteer" and p.get("alpha") == 0), None)
+    if sae is not None:
+        out.append("The SAE-reconstructed model alone (α = 0) changes test NDCG@%d by %s and Gini@%d by %s." % (
+            run.k, pct_ci(run.rel(sae, "test", "ndcg"), run.ci(sae, "test", "rel_ndcg_change")), run.k,
+            pct_ci(run.rel(sae, "test", "gini"), run.ci(sae, "test", "rel_gini_change"))))
+    return out
+
+
+def commit_of(repo):
+    try:
+        return subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("names", nargs="+")
+    a = ap.parse_args()
+    out_dir = os.path.dirname(os.path.abspath(a.out))
+    img_dir = os.path.join(out_dir, "results")
+    os.makedirs(img_dir, exist_ok=True)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts = ["# PopSteer on four datasets\n",
+             "Written by `make reproduce` (scripts/reproduce.sh → scripts/results_md.py) from the reports of "
+             "`popsteer run` at commit %s. Every number is on the test split unless it says validation; changes "
+             "are relative to plain SASRec on the same users; [lo, hi] is the 95 %% paired-bootstrap interval over "
+             "the users (1,000 resamples) and ≈ marks a change whose interval contains 0 (within noise). "
+             "Operating points are chosen on validation: the SPEC §7 rule (NDCG drop ≤ 5 %%, maximise Gini cut − "
+             "NDCG drop) and the largest Gini cut within 0.5 %% and 1 %% NDCG loss. Each dataset's full report "
+             "(every grid point, both splits, all plots) is in reproduce-out/NAME/report/.\n" % commit_of(repo)]
+    for name in a.names:
+        res = load(os.path.join(a.runs, name, "report", "results.json"))
+        run = Run(name, res)
+        has_feat = run.key("ilad_features") in run.base["test"]
+        parts.append("## %s\n" % TITLES.get(name, name))
+        parts.append(stats_text(run) + "\n")
+        parts.append("Plain SASRec (test): NDCG@%d %.4f, Hit@%d %.4f, Gini@%d %.4f, ILAD@%d %.4f.\n" % (
+            run.k, run.val(0, "test", "ndcg"), run.k, run.val(0, "test", "hit"), run.k, run.val(0, "test", "gini"),
+            run.k, run.val(0, "test", "ilad") or float("nan")))
+        parts.append("### What it shows\n")
+        parts.append("\n".join("- " + s for s in findings(run)) + "\n")
+        parts.append("### Selected operating points (SPEC §7 rule)\n")
+        parts.append(selected_table(run, has_feat))
+        parts.append("### Largest Gini reduction within a small NDCG loss\n")
+        parts.append(budget_table(run))
+        parts.append("### Pareto fronts (validation)\n")
+        parts.append(fronts_table(run))
+        png = os.path.join(a.runs, name, "report", "pareto.png")
+        if os.path.exists(png):
+            shutil.copyfile(png, os.path.join(img_dir, "%s-pareto.png" % name))
+            parts.append("\n![%s: NDCG@%d against Gini@%d, validation](results/%s-pareto.png)\n" % (
+                name, run.k, run.k, name))
+    tmp = a.out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    os.replace(tmp, a.out)
+
+
+if __name__ == "__main__":
+    main()
