@@ -15,6 +15,7 @@
 static const ps_rerank_method_impl *const registry[] = {
     &ps_rerank_random_impl, &ps_rerank_penalty_impl, &ps_rerank_fair_impl,
     &ps_rerank_xquad_impl,  &ps_rerank_cp_impl,      &ps_rerank_pmmf_impl,
+    &ps_rerank_pct_impl,
 };
 #define N_METHODS ((int)(sizeof registry / sizeof registry[0]))
 
@@ -52,6 +53,12 @@ static int fail_unknown_method(const char *name, ps_error *err)
     }
     return ps_fail(err, "unknown re-ranking method '%s' (valid methods: %s)", name ? name : "(null)",
                    list);
+}
+
+int ps_rerank_method_default_L(const char *method)
+{
+    const ps_rerank_method_impl *m = find_method(method);
+    return m && m->info.default_L > 0 ? m->info.default_L : PS_RERANK_DEFAULT_L;
 }
 
 int ps_rerank_default_grid(const char *method, const ps_rerank_setting **settings,
@@ -210,7 +217,7 @@ ps_reranker *ps_reranker_create(const char *method, const ps_rerank_ctx *ctx,
         ps_fail(err, "rerank %s: bad parameter list (n_params = %d)", m->info.name, n_params);
         return NULL;
     }
-    char help[900];
+    char help[1200];
     double val[PS_RERANK_MAX_PARAMS];
     int seen[PS_RERANK_MAX_PARAMS] = { 0 };
     for (int i = 0; i < m->n_params; i++) {

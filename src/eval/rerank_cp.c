@@ -68,17 +68,23 @@ static int cp_apply(ps_reranker *r, const ps_rerank_input *in, int32_t *out, ps_
     return PS_OK;
 }
 
+/* lambda from 0 (the base order) to 1 (calibration only); the lists move most near the high
+ * end, where the calibration term starts to outweigh the relevance gaps, hence the fine steps. */
 static const ps_rerank_setting cp_grid[] = {
-    { 1, { "lambda=0.1" } }, { 1, { "lambda=0.2" } }, { 1, { "lambda=0.3" } },
-    { 1, { "lambda=0.4" } }, { 1, { "lambda=0.5" } }, { 1, { "lambda=0.6" } },
-    { 1, { "lambda=0.7" } }, { 1, { "lambda=0.8" } }, { 1, { "lambda=0.9" } },
+    { 1, { "lambda=0" } },    { 1, { "lambda=0.1" } },  { 1, { "lambda=0.2" } },
+    { 1, { "lambda=0.3" } },  { 1, { "lambda=0.4" } },  { 1, { "lambda=0.5" } },
+    { 1, { "lambda=0.6" } },  { 1, { "lambda=0.7" } },  { 1, { "lambda=0.8" } },
+    { 1, { "lambda=0.9" } },  { 1, { "lambda=0.95" } }, { 1, { "lambda=0.99" } },
+    { 1, { "lambda=1" } },
 };
 
 const ps_rerank_method_impl ps_rerank_cp_impl = {
     .info = { .name = "cp",
               .doc = "calibrated popularity: greedy (1-lambda) s_norm - lambda JS(history, list) over head/mid/tail",
-              .params_doc = "lambda: real in [0, 1], default 0.5",
-              .sequential = 0 },
+              .params_doc = "lambda: real in [0, 1], default 0.5; "
+                            "grid: lambda in {0, 0.1, ..., 0.9, 0.95, 0.99, 1}",
+              .sequential = 0,
+              .default_L = 0 },
     .params = cp_params,
     .n_params = 1,
     .grid = cp_grid,

@@ -2,7 +2,9 @@
  *
  * m(i) = min { m : BinomCDF(m; i, p) > alpha_c }, alpha_c = 1 - (1 - alpha)^(1/k), i = 1..k.
  * The binomial terms are summed in log space (lgamma-free recurrence), so large i and
- * extreme p neither overflow nor underflow to a wrong quantile. */
+ * extreme p neither overflow nor underflow to a wrong quantile. Protected = tail items by
+ * default, as the PopSteer reference; when the candidates hold too few protected items the
+ * remaining positions are filled from the unprotected ones (the reference does the same). */
 #define PS_RERANK_IMPL
 #include "popsteer/rerank.h"
 
@@ -20,7 +22,7 @@ typedef struct fair_state {
 static const ps_rerank_param_spec fair_params[] = {
     { "p", PS_RP_REAL, 0.0, 1.0, 1, 1, NULL, "0.5", "target proportion of protected items" },
     { "alpha", PS_RP_REAL, 0.0, 1.0, 1, 1, NULL, "0.1", "significance of the ranked group test" },
-    { "group", PS_RP_CHOICE, 0, 0, 0, 0, "tail|nonhead", "nonhead", "protected items" },
+    { "group", PS_RP_CHOICE, 0, 0, 0, 0, "tail|nonhead", "tail", "protected items" },
 };
 
 /* Smallest m in 0..i with P(X <= m) > alpha_c for X ~ Binomial(i, p). */
@@ -113,17 +115,24 @@ int ps_reranker_fair_quota(const ps_reranker *r, int i)
     return st->quota[i];
 }
 
+/* p × alpha with the tail protected (SPEC §7); the reference sweeps p up to 0.99. */
+#define F3(p, a) { 3, { "p=" p, "alpha=" a, "group=tail" } }
+#define FROW(p) F3(p, "0.01"), F3(p, "0.05"), F3(p, "0.1")
 static const ps_rerank_setting fair_grid[] = {
-    { 1, { "p=0.1" } }, { 1, { "p=0.2" } }, { 1, { "p=0.3" } }, { 1, { "p=0.4" } },
-    { 1, { "p=0.5" } }, { 1, { "p=0.6" } }, { 1, { "p=0.7" } },
+    FROW("0.5"), FROW("0.6"), FROW("0.7"), FROW("0.8"), FROW("0.9"), FROW("0.95"), FROW("0.99"),
 };
+#undef FROW
+#undef F3
 
 const ps_rerank_method_impl ps_rerank_fair_impl = {
     .info = { .name = "fair",
               .doc = "FA*IR: binomial quotas (Sidak-adjusted) of protected (tail / non-head) items per prefix",
               .params_doc = "p: real in (0, 1), default 0.5; alpha: real in (0, 1), default 0.1; "
-                            "group: tail|nonhead, default nonhead",
-              .sequential = 0 },
+                            "group: tail|nonhead, default tail; candidates: 500; "
+                            "grid: p in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99} x alpha in "
+                            "{0.01, 0.05, 0.1}, group=tail",
+              .sequential = 0,
+              .default_L = 500 },
     .params = fair_params,
     .n_params = 3,
     .grid = fair_grid,

@@ -72,7 +72,7 @@ static const ps_rerank_setting penalty_grid[] = {
 const ps_rerank_method_impl ps_rerank_penalty_impl = {
     .info = { .name = "penalty",
               .doc = "re-score s - |s|(1 - 1/(1 + beta p/max p)) (= s/(1 + beta p/max p) for s >= 0)",
-              .params_doc = "beta: real in [0, 1e6], default 1",
+              .params_doc = "beta: real in [0, 1e6], default 1; grid: beta in {0.1, 0.25, 0.5, 1, 2, 4}",
               .sequential = 0 },
     .params = penalty_params,
     .n_params = 1,

@@ -1,8 +1,10 @@
 /* pmmf: P-MMF (Xu et al., WWW 2023) with the head / mid / tail groups as providers.
  *
- * Online dual mirror descent following the authors' released implementation (CPU path):
- * rank by s_norm - mu_group among groups with budget left, serve the k best in base-score
- * order, then a momentum gradient step on mu and the rho-weighted projection onto
+ * Online dual mirror descent following the authors' released implementation (P-MMF.py, CPU
+ * path): rank by r_i - mu_group (r = sigmoid of the score, as the authors, or s_norm) among
+ * groups with budget left, serve the k best in base-score order, then a momentum step on
+ * the authors' gradient (remaining budget rate minus consumption) with step eta/sqrt(T) and
+ * the rho-weighted projection onto
  * D = { mu : sum_{g in S} rho_g mu_g >= -lambda for all subsets S } (exact, closed form).
  * The state evolves with every served user: sequential, one thread, fixed user order. */
 #define PS_RERANK_IMPL
@@ -12,12 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PM_LAMBDA = 0, PM_ETA = 1, PM_MOMENTUM = 2, PM_SHARE = 3, PM_SLACK = 4 };
-enum { SHARE_EQUAL = 0, SHARE_SIZE = 1 };
+enum { PM_LAMBDA = 0, PM_ETA = 1, PM_MOMENTUM = 2, PM_SHARE = 3, PM_SLACK = 4, PM_NORM = 5 };
+enum { SHARE_EQUAL = 0, SHARE_SIZE = 1, SHARE_SIZE43 = 2 };
+enum { NORM_SIGMOID = 0, NORM_MINMAX = 1 };
 #define G PS_RERANK_GROUPS
 
 typedef struct pmmf_state {
     double lambda, eta_t, momentum;
+    int sigmoid;         /* relevance = logistic(score), else s_norm */
+    double horizon_k;    /* T * k: the authors' gradient divides the remaining budget by it */
     int active[G];       /* group has at least one item */
     double rho[G];       /* fair share per group (0 when inactive) */
     int capped;          /* budgets enforced */
@@ -30,10 +35,12 @@ typedef struct pmmf_state {
 
 static const ps_rerank_param_spec pmmf_params[] = {
     { "lambda", PS_RP_REAL, 0.0, 1e6, 0, 0, NULL, "0.1", "max-min fairness regulariser (bound on dual bonuses)" },
-    { "eta", PS_RP_REAL, 0.0, 1e6, 1, 0, NULL, "0.01", "learning rate; step = eta/sqrt(n_items)" },
-    { "momentum", PS_RP_REAL, 0.0, 1.0, 1, 0, NULL, "0.2", "weight of the new gradient in the momentum average" },
-    { "share", PS_RP_CHOICE, 0, 0, 0, 0, "equal|size", "equal", "fair share: equal per group or group size / n_items" },
+    { "eta", PS_RP_REAL, 0.0, 1e6, 1, 0, NULL, "0.001", "learning rate; step = eta/sqrt(n_users)" },
+    { "momentum", PS_RP_REAL, 0.0, 1.0, 1, 0, NULL, "0.1", "weight of the new gradient in the momentum average" },
+    { "share", PS_RP_CHOICE, 0, 0, 0, 0, "equal|size|size43", "size43",
+      "fair share: equal per group, group size / n_items, or (1 + 1/groups) * size / n_items" },
     { "slack", PS_RP_REAL, 0.0, 1e6, 0, 0, NULL, "1", "budget = slack*n_users*k*share; 0 = no budget cap" },
+    { "norm", PS_RP_CHOICE, 0, 0, 0, 0, "sigmoid|minmax", "sigmoid", "relevance: logistic of the score, or s_norm" },
 };
 
 static void pmmf_reset(ps_reranker *r)
@@ -63,12 +70,18 @@ static int pmmf_init(ps_reranker *r, ps_error *err)
             st->rho[g] = 0.0;
         else if ((int)r->val[PM_SHARE] == SHARE_EQUAL)
             st->rho[g] = 1.0 / n_active;
-        else
+        else if ((int)r->val[PM_SHARE] == SHARE_SIZE)
             st->rho[g] = (double)size[g] / (double)r->ctx.n_items;
+        else /* the authors' rho = (1 + 1/num_providers) * providerLen / sum(providerLen) */
+            st->rho[g] = (1.0 + 1.0 / n_active) * (double)size[g] / (double)r->ctx.n_items;
     }
     st->lambda = r->val[PM_LAMBDA];
-    st->eta_t = r->val[PM_ETA] / sqrt((double)r->ctx.n_items);
+    /* The authors' step is eta / sqrt(T), T the users in the horizon; unscaled when T is
+     * unknown. */
+    st->eta_t = r->val[PM_ETA] / (r->ctx.n_users > 0 ? sqrt((double)r->ctx.n_users) : 1.0);
     st->momentum = r->val[PM_MOMENTUM];
+    st->sigmoid = (int)r->val[PM_NORM] == NORM_SIGMOID;
+    st->horizon_k = (double)r->ctx.n_users * r->ctx.k;
     double slack = r->val[PM_SLACK];
     st->capped = slack > 0.0 && r->ctx.n_users > 0;
     for (int g = 0; g < G; g++)
@@ -137,10 +150,16 @@ static int pmmf_apply(ps_reranker *r, const ps_rerank_input *in, int32_t *out, p
     int exhausted[G];
     for (int g = 0; g < G; g++)
         exhausted[g] = st->capped && st->budget0[g] - (double)st->exposure[g] <= 0.0;
-    /* Candidates of groups with budget left first, each part by s_norm - mu. */
+    /* Candidates of groups with budget left first, each part by relevance - mu. */
     int n_open = 0;
     for (int j = 0; j < n; j++) {
-        key[j] = in->snorm[j] - st->mu[in->group[j]];
+        double rel = in->snorm[j];
+        if (st->sigmoid) {
+            /* Logistic without overflow; NaN stays NaN (sorted last), -inf gives 0. */
+            double s = in->score[j];
+            rel = s >= 0 ? 1.0 / (1.0 + exp(-s)) : exp(s) / (1.0 + exp(s));
+        }
+        key[j] = rel - st->mu[in->group[j]];
         if (!exhausted[in->group[j]])
             idx[n_open++] = j;
     }
@@ -170,7 +189,11 @@ static int pmmf_apply(ps_reranker *r, const ps_rerank_input *in, int32_t *out, p
         y[g] = 0.0;
         if (!st->active[g])
             continue;
-        double grad = st->rho[g] - (double)cnt[g] / take;
+        /* The authors' gradient: remaining budget / (T k) - consumption; with budgets off the
+         * remaining budget never moves, so its rate stays rho. */
+        double rate = st->capped ? (st->budget0[g] - (double)st->exposure[g]) / st->horizon_k
+                                 : st->rho[g];
+        double grad = rate - (double)cnt[g] / take;
         st->grad_mom[g] = st->momentum * grad + (1.0 - st->momentum) * st->grad_mom[g];
         double mu_tilde = st->mu[g] - st->eta_t * st->grad_mom[g] / (st->rho[g] * st->rho[g]);
         y[g] = st->rho[g] * mu_tilde;
@@ -200,24 +223,28 @@ int ps_reranker_budget(const ps_reranker *r, ps_rerank_budget *out, ps_error *er
     return PS_OK;
 }
 
-#define S2(a, b) { 2, { a, b } }
+/* lambda x eta with the authors' shares (SPEC §7): lambda only bounds the dual bonuses, eta
+ * sets how fast the duals move, so both axes are needed to reach the strongest point. */
+#define P3(l, e) { 3, { "lambda=" l, "eta=" e, "share=size43" } }
+#define PROW(l) P3(l, "0.0001"), P3(l, "0.001"), P3(l, "0.01")
 static const ps_rerank_setting pmmf_grid[] = {
-    S2("lambda=0.01", "eta=0.01"), S2("lambda=0.01", "eta=0.1"),
-    S2("lambda=0.1", "eta=0.01"),  S2("lambda=0.1", "eta=0.1"),
-    S2("lambda=0.5", "eta=0.01"),  S2("lambda=0.5", "eta=0.1"),
-    S2("lambda=1", "eta=0.01"),    S2("lambda=1", "eta=0.1"),
+    PROW("0.001"), PROW("0.01"), PROW("0.1"), PROW("1"), PROW("10"),
 };
-#undef S2
+#undef PROW
+#undef P3
 
 const ps_rerank_method_impl ps_rerank_pmmf_impl = {
     .info = { .name = "pmmf",
               .doc = "P-MMF: online dual mirror descent for max-min fair exposure of head/mid/tail (sequential)",
-              .params_doc = "lambda: real in [0, 1e6], default 0.1; eta: real in (0, 1e6], default 0.01; "
-                            "momentum: real in (0, 1], default 0.2; share: equal|size, default equal; "
-                            "slack: real in [0, 1e6], default 1 (0 = no budget cap)",
-              .sequential = 1 },
+              .params_doc = "lambda: real in [0, 1e6], default 0.1; eta: real in (0, 1e6], default 0.001; "
+                            "momentum: real in (0, 1], default 0.1; share: equal|size|size43, default size43; "
+                            "slack: real in [0, 1e6], default 1 (0 = no budget cap); "
+                            "norm: sigmoid|minmax, default sigmoid; "
+                            "grid: lambda in {0.001, 0.01, 0.1, 1, 10} x eta in {1e-4, 1e-3, 1e-2}, share=size43",
+              .sequential = 1,
+              .default_L = 0 },
     .params = pmmf_params,
-    .n_params = 5,
+    .n_params = 6,
     .grid = pmmf_grid,
     .n_grid = (int)(sizeof pmmf_grid / sizeof pmmf_grid[0]),
     .init = pmmf_init,

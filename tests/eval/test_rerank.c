@@ -91,18 +91,26 @@ static int in_list(const int32_t *v, int n, int32_t x)
 static void test_registry_and_grids(void **state)
 {
     (void)state;
-    const char *names[6] = { "random", "penalty", "fair", "xquad", "cp", "pmmf" };
-    const int grid_sizes[6] = { 1, 6, 7, 9, 9, 8 };
-    assert_int_equal(ps_rerank_method_count(), 6);
-    assert_null(ps_rerank_method_at(6));
+    const char *names[7] = { "random", "penalty", "fair", "xquad", "cp", "pmmf", "pct" };
+    const int grid_sizes[7] = { 1, 6, 21, 22, 13, 15, 25 };
+    /* the methods' own candidate counts: fair 500 (SPEC §7), pct 250 (the reference) */
+    const int default_L[7] = { 0, 0, 500, 0, 0, 0, 250 };
+    assert_int_equal(ps_rerank_method_count(), 7);
+    assert_null(ps_rerank_method_at(7));
     syn d;
     syn_init(&d);
     ps_rerank_ctx ctx = { .n_items = SYN_N, .label = d.label, .pop_count = d.pop, .k = 10, .L = 50,
                           .seed = 3, .n_users = 100 };
-    for (int m = 0; m < 6; m++) {
+    for (int m = 0; m < 7; m++) {
         const ps_rerank_method_info *info = ps_rerank_method_at(m);
         assert_non_null(info);
         assert_string_equal(info->name, names[m]);
+        assert_int_equal(info->default_L, default_L[m]);
+        assert_int_equal(ps_rerank_method_default_L(names[m]),
+                         default_L[m] ? default_L[m] : PS_RERANK_DEFAULT_L);
+        /* every method documents its grid (random's is the single parameterless point) */
+        if (m > 0)
+            assert_non_null(strstr(info->params_doc, "grid: "));
         assert_true(strlen(info->doc) > 10);
         assert_int_equal(info->sequential, strcmp(names[m], "pmmf") == 0);
         const ps_rerank_setting *grid;
@@ -128,7 +136,9 @@ static void test_registry_and_grids(void **state)
     const ps_rerank_setting *grid;
     int n_grid;
     assert_int_equal(ps_rerank_default_grid("nope", &grid, &n_grid, &err), PS_ERR);
-    assert_non_null(strstr(err.msg, "pmmf"));
+    assert_non_null(strstr(err.msg, "pct"));
+    assert_int_equal(ps_rerank_method_default_L("nope"), PS_RERANK_DEFAULT_L);
+    assert_int_equal(ps_rerank_method_default_L(NULL), PS_RERANK_DEFAULT_L);
 }
 
 static void test_describe_defaults(void **state)
@@ -140,10 +150,11 @@ static void test_describe_defaults(void **state)
     } cases[] = {
         { "random", "random()" },
         { "penalty", "penalty(beta=1)" },
-        { "fair", "fair(p=0.5, alpha=0.1, group=nonhead)" },
-        { "xquad", "xquad(lambda=0.5)" },
+        { "fair", "fair(p=0.5, alpha=0.1, group=tail)" },
+        { "xquad", "xquad(lambda=0.5, variant=binary)" },
         { "cp", "cp(lambda=0.5)" },
-        { "pmmf", "pmmf(lambda=0.1, eta=0.01, momentum=0.2, share=equal, slack=1)" },
+        { "pmmf", "pmmf(lambda=0.1, eta=0.001, momentum=0.1, share=size43, slack=1, norm=sigmoid)" },
+        { "pct", "pct(p=0.5, lambda=0.7)" },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         ps_reranker *r = make(cases[c].method, &ctx, NULL, NULL);
@@ -194,7 +205,11 @@ static void test_parameter_errors(void **state)
     expect_create_error("fair", &ctx, "group=mid",
                         (const char *[]){ "bad value 'mid'", "group: one of tail|nonhead", NULL });
     expect_create_error("pmmf", &ctx, "eta=0", (const char *[]){ "eta: real in (0, 1e+06]", NULL });
-    expect_create_error("pmmf", &ctx, "share=pop", (const char *[]){ "share: one of equal|size", NULL });
+    expect_create_error("pmmf", &ctx, "share=pop", (const char *[]){ "share: one of equal|size|size43", NULL });
+    expect_create_error("pmmf", &ctx, "norm=rank", (const char *[]){ "norm: one of sigmoid|minmax", NULL });
+    expect_create_error("xquad", &ctx, "variant=soft", (const char *[]){ "variant: one of binary|smooth", NULL });
+    expect_create_error("pct", &ctx, "p=1.5", (const char *[]){ "p: real in [0, 1]", NULL });
+    expect_create_error("pct", &ctx, "lambda=-1", (const char *[]){ "lambda: real in [0, 1]", NULL });
     expect_create_error("random", &ctx, "seed=3", (const char *[]){ "unknown parameter 'seed'", "valid parameters: none", NULL });
 
     /* a repeated parameter */
@@ -597,7 +612,7 @@ static void test_fair_construction(void **state)
     const char *pv[7] = { "p=0.1", "p=0.2", "p=0.3", "p=0.4", "p=0.5", "p=0.6", "p=0.7" };
     int max_quota = 0;
     for (int g = 0; g < 7; g++) {
-        r = make("fair", &sctx, pv[g], NULL);
+        r = make("fair", &sctx, pv[g], "group=nonhead"); /* prot counts non-head items */
         uint64_t rng = 5 + (uint64_t)g;
         for (int u = 0; u < 20; u++) {
             int32_t c[L], o[K];
@@ -620,6 +635,34 @@ static void test_fair_construction(void **state)
     }
     /* p = 0.7: P(X <= 3; 10, .7) = 0.0106 > alpha_c, so m(10) = 3 protected items */
     assert_int_equal(max_quota, 3);
+}
+
+static void test_fair_tail_default_and_fill(void **state)
+{
+    (void)state;
+    /* Default group = tail (the reference). k = 4, p = 0.99, alpha = 0.1: alpha_c =
+     * 1 - 0.9^(1/4) = 0.026004; CDF(0; 1) = .01 -> m(1) = 1; CDF(1; 2) = .0199 -> m(2) = 2;
+     * CDF(2; 3) = 1 - .99^3 = .0297 -> m(3) = 2; CDF(2; 4) = .00059, CDF(3; 4) = .0394
+     * -> m(4) = 3. The six candidates hold only two tail items (4, 6): positions 1, 2 take
+     * them, position 3 is free (best: 1), position 4 needs a third tail item, none is
+     * left, so it is filled from the rest (2). */
+    ps_rerank_ctx ctx = six_ctx(4);
+    ps_reranker *r = make("fair", &ctx, "p=0.99", "alpha=0.1");
+    assert_string_equal(ps_reranker_describe(r), "fair(p=0.99, alpha=0.1, group=tail)");
+    const int quota[5] = { 0, 1, 2, 2, 3 };
+    for (int i = 1; i <= 4; i++)
+        assert_int_equal(ps_reranker_fair_quota(r, i), quota[i]);
+    int32_t out[4];
+    assert_int_equal(ps_reranker_apply(r, 0, six_cand, six_score, 6, out), 4);
+    const int32_t want[4] = { 4, 6, 1, 2 };
+    assert_memory_equal(out, want, sizeof want);
+    ps_reranker_free(r);
+    /* group=nonhead protects the mid item 5 too: position 4 takes it */
+    r = make("fair", &ctx, "p=0.99", "group=nonhead");
+    ps_reranker_apply(r, 0, six_cand, six_score, 6, out);
+    const int32_t want_nh[4] = { 4, 5, 1, 6 };
+    assert_memory_equal(out, want_nh, sizeof want_nh);
+    ps_reranker_free(r);
 }
 
 /* ---- xQuAD ---- */
@@ -656,6 +699,39 @@ static void test_xquad_hand_example(void **state)
     ps_reranker_free(r);
     /* lambda = 0 is the base order */
     r = make("xquad", &ctx, "lambda=0", NULL);
+    ps_reranker_apply_ex(r, 0, six_cand, six_score, 6, hist, 4, out, NULL);
+    assert_memory_equal(out, six_cand, sizeof out);
+    ps_reranker_free(r);
+}
+
+static void test_xquad_smooth_differs_from_binary(void **state)
+{
+    (void)state;
+    /* Same candidates and history as above (P(head|u) = .25, P(LT|u) = .75), lambda = 0.6,
+     * smooth coverage 1 - |S in c|/|S|:
+     *  step 1 (S empty, both 1): as binary                                                   -> 4
+     *  step 2 (S={T}: head 1, LT 0): 1: .55  2: .51  3: .47  5: .16  6: 0                      -> 1
+     *  step 3 (S={T,H}: both 1/2; bonus head .6·.25·.5 = .075, LT .6·.75·.5 = .225):
+     *          2: .36+.075=.435  3: .32+.075=.395  5: .16+.225=.385  6: .225                 -> 2
+     *  step 4 (S={T,H,H}: head 1/3 -> .05, LT 2/3 -> .30):
+     *          3: .32+.05=.37  5: .16+.30=.46  6: .30                                         -> 5
+     * The binary variant gives 4, 1, 2, 3 (both categories covered after step 2). */
+    ps_rerank_ctx ctx = six_ctx(4);
+    const int32_t hist[4] = { 1, 5, 4, 6 };
+    int32_t out[4];
+    ps_reranker *r = make("xquad", &ctx, "lambda=0.6", "variant=smooth");
+    assert_string_equal(ps_reranker_describe(r), "xquad(lambda=0.6, variant=smooth)");
+    ps_reranker_apply_ex(r, 0, six_cand, six_score, 6, hist, 4, out, NULL);
+    const int32_t want[4] = { 4, 1, 2, 5 };
+    assert_memory_equal(out, want, sizeof want);
+    ps_reranker_free(r);
+    r = make("xquad", &ctx, "lambda=0.6", "variant=binary");
+    ps_reranker_apply_ex(r, 0, six_cand, six_score, 6, hist, 4, out, NULL);
+    const int32_t want_bin[4] = { 4, 1, 2, 3 };
+    assert_memory_equal(out, want_bin, sizeof want_bin);
+    ps_reranker_free(r);
+    /* lambda = 0 is the base order in the smooth variant too */
+    r = make("xquad", &ctx, "lambda=0", "variant=smooth");
     ps_reranker_apply_ex(r, 0, six_cand, six_score, 6, hist, 4, out, NULL);
     assert_memory_equal(out, six_cand, sizeof out);
     ps_reranker_free(r);
@@ -715,17 +791,20 @@ static void test_cp_hand_example(void **state)
 static void test_pmmf_hand_steps(void **state)
 {
     (void)state;
-    /* 9 items: 1..3 head, 4..6 mid, 7..9 tail; share equal rho = 1/3; eta = 0.3 so the step
-     * is eta/sqrt(9) = 0.1; momentum = 1 (plain gradient); lambda = 0.05; k = 3.
-     * Scores: 1.0 .9 .8 | .5 .4 .3 | .2 .1 0 (s_norm = score).
+    /* 9 items: 1..3 head, 4..6 mid, 7..9 tail; share equal rho = 1/3; T = 4 users and
+     * eta = 0.2 so the step is eta/sqrt(T) = 0.1; momentum = 1 (plain gradient); lambda =
+     * 0.05; k = 3; norm=minmax. Scores: 1.0 .9 .8 | .5 .4 .3 | .2 .1 0 (s_norm = score).
      * User 1, mu = 0: the three heads 1, 2, 3. grad = rho - share = (-2/3, 1/3, 1/3);
      *   mu~ = mu - 0.1 grad / (1/9) = (0.6, -0.3, -0.3); y = rho mu~ = (0.2, -0.1, -0.1);
      *   the negatives sum to -0.2 < -lambda: nu = (-0.05 + 0.2)/2 = 0.075 ->
      *   y = (0.2, -0.025, -0.025), mu = (0.6, -0.075, -0.075) (Σ rho min(mu, 0) = -lambda).
      * User 2 without budgets: keys heads .4 .3 .2, mids .575 .475 .375, tails .275 .175 .075
      *   -> {4, 5, 1}, listed by base score: 1, 4, 5.
-     * User 2 with budgets (T = 2, slack 1): budget 2·3·(1/3) = 2 per group; heads used 3,
-     *   so head is exhausted (remaining -1) and the list is 4, 5, 6. */
+     * User 2 with budgets (T = 4, slack 0.5): budget 0.5·4·3·(1/3) = 2 per group; heads
+     *   used 3, so head is exhausted (remaining -1) and the list is 4, 5, 6. With budgets the
+     *   gradient is the authors' remaining / (T k) - share = (-1/12 - 1, 2/12, 2/12):
+     *   mu~ = -0.1·9·grad = (0.975, -0.15, -0.15), y = (0.325, -0.05, -0.05), negatives
+     *   sum to -0.1: nu = 0.025, mu = (0.975, -0.075, -0.075). */
     int8_t label[10];
     int64_t pop[10];
     int32_t cand[9];
@@ -739,10 +818,10 @@ static void test_pmmf_hand_steps(void **state)
         cand[i - 1] = i;
         cs[i - 1] = sc[i - 1];
     }
-    ps_rerank_ctx ctx = { .n_items = 9, .label = label, .pop_count = pop, .k = 3, .L = 9, .n_users = 2 };
-    const char *params[4] = { "eta=0.3", "momentum=1", "lambda=0.05", "slack=0" };
+    ps_rerank_ctx ctx = { .n_items = 9, .label = label, .pop_count = pop, .k = 3, .L = 9, .n_users = 4 };
+    const char *params[6] = { "eta=0.2", "momentum=1", "lambda=0.05", "slack=0", "share=equal", "norm=minmax" };
     ps_error err = { "" };
-    ps_reranker *r = ps_reranker_create("pmmf", &ctx, params, 4, &err);
+    ps_reranker *r = ps_reranker_create("pmmf", &ctx, params, 6, &err);
     assert_non_null(r);
     int32_t out[3];
     ps_rerank_budget b;
@@ -759,8 +838,37 @@ static void test_pmmf_hand_steps(void **state)
     assert_memory_equal(out, want2, sizeof out);
     ps_reranker_free(r);
 
-    params[3] = "slack=1";
-    r = ps_reranker_create("pmmf", &ctx, params, 4, &err);
+    /* lambda changes the list: with lambda = 10 the projection leaves mu~ = (0.6, -0.3,
+     * -0.3) alone, the mid and tail bonuses are four times larger, and user 2 gets keys
+     * heads .4 .3 .2, mids .8 .7 .6, tails .5 .4 .3 -> 4, 5, 6 instead of 1, 4, 5. */
+    params[2] = "lambda=10";
+    r = ps_reranker_create("pmmf", &ctx, params, 6, &err);
+    assert_non_null(r);
+    ps_reranker_apply(r, 0, cand, cs, 9, out);
+    assert_int_equal(ps_reranker_budget(r, &b, &err), PS_OK);
+    tu_assert_near(b.mu[1], -0.3, 1e-12);
+    ps_reranker_apply(r, 1, cand, cs, 9, out);
+    const int32_t want2_l10[3] = { 4, 5, 6 };
+    assert_memory_equal(out, want2_l10, sizeof out);
+    ps_reranker_free(r);
+    params[2] = "lambda=0.05";
+
+    /* norm=sigmoid (the authors'): relevance 1/(1 + e^-s) = .7311 .7109 .6900 | .6225 .5987
+     * .5744 | .5498 .5250 .5; the duals after user 1 do not depend on it (three heads
+     * either way), and the compressed gaps let the same mu = (0.6, -0.075, -0.075) push the
+     * heads out: keys heads .131 .111 .090, mids .698 .674 .649, tails .625 .600 .575. */
+    params[5] = "norm=sigmoid";
+    r = ps_reranker_create("pmmf", &ctx, params, 6, &err);
+    assert_non_null(r);
+    ps_reranker_apply(r, 0, cand, cs, 9, out);
+    assert_memory_equal(out, want1, sizeof out);
+    ps_reranker_apply(r, 1, cand, cs, 9, out);
+    assert_memory_equal(out, want2_l10, sizeof out);
+    ps_reranker_free(r);
+    params[5] = "norm=minmax";
+
+    params[3] = "slack=0.5";
+    r = ps_reranker_create("pmmf", &ctx, params, 6, &err);
     assert_non_null(r);
     ps_reranker_apply(r, 0, cand, cs, 9, out);
     assert_memory_equal(out, want1, sizeof out);
@@ -768,6 +876,9 @@ static void test_pmmf_hand_steps(void **state)
     tu_assert_near(b.budget_initial[0], 2.0, 1e-12);
     tu_assert_near(b.budget_remaining[0], -1.0, 1e-12);
     assert_int_equal(b.exposure[0], 3);
+    tu_assert_near(b.mu[0], 0.975, 1e-12);
+    tu_assert_near(b.mu[1], -0.075, 1e-12);
+    tu_assert_near(b.mu[2], -0.075, 1e-12);
     ps_reranker_apply(r, 1, cand, cs, 9, out);
     const int32_t want2c[3] = { 4, 5, 6 };
     assert_memory_equal(out, want2c, sizeof out);
@@ -803,9 +914,9 @@ static double pmmf_run(const char *lambda, const char *eta, const char *slack, i
     enum { L = 50, K = 10, USERS = 400 };
     ps_rerank_ctx ctx = { .n_items = SYN_N, .label = d.label, .pop_count = d.pop, .k = K, .L = L,
                           .n_users = n_users };
-    const char *params[3] = { lambda, eta, slack };
+    const char *params[5] = { lambda, eta, slack, "share=equal", "norm=minmax" };
     ps_error err = { "" };
-    ps_reranker *r = ps_reranker_create("pmmf", &ctx, params, 3, &err);
+    ps_reranker *r = ps_reranker_create("pmmf", &ctx, params, 5, &err);
     if (!r)
         fail_msg("%s", err.msg);
     double lam = atof(lambda + strlen("lambda="));
@@ -870,7 +981,7 @@ static void test_pmmf_tail_exposure_rises_with_lambda(void **state)
     const char *lambdas[5] = { "lambda=0", "lambda=0.01", "lambda=0.1", "lambda=0.5", "lambda=1" };
     double tail[5];
     for (int i = 0; i < 5; i++) {
-        tail[i] = pmmf_run(lambdas[i], "eta=0.01", "slack=0", 0, 1);
+        tail[i] = pmmf_run(lambdas[i], "eta=0.01", "slack=0", SYN_N, 1); /* step eta/sqrt(200) */
         print_message("pmmf %s eta=0.01 slack=0: tail share %.4f\n", lambdas[i], tail[i]);
     }
     for (int i = 1; i < 5; i++)
@@ -885,7 +996,7 @@ static void test_pmmf_budget_accounting(void **state)
      * 400·10/3 items; the invariants are checked after every user inside pmmf_run. */
     double t1 = pmmf_run("lambda=0.1", "eta=0.01", "slack=1", 400, 1);
     double t2 = pmmf_run("lambda=1", "eta=0.1", "slack=1.5", 400, 1);
-    double t3 = pmmf_run("lambda=0.5", "eta=0.1", "slack=0", 0, 1);
+    double t3 = pmmf_run("lambda=0.5", "eta=0.1", "slack=0", SYN_N, 1);
     print_message("pmmf tail shares: capped %.4f, slack 1.5 %.4f, uncapped %.4f\n", t1, t2, t3);
     /* the base lists (lambda irrelevant, budgets off, tiny eta) have few tail items */
     double base = pmmf_run("lambda=0", "eta=0.000001", "slack=0", 0, 0);
@@ -898,7 +1009,7 @@ static void test_pmmf_budget_accounting(void **state)
     ps_rerank_ctx ctx = { .n_items = SYN_N, .label = d.label, .pop_count = d.pop, .k = 10, .L = 50,
                           .n_users = 7 };
     ps_rerank_budget b;
-    ps_reranker *r = make("pmmf", &ctx, NULL, NULL);
+    ps_reranker *r = make("pmmf", &ctx, "share=equal", NULL);
     assert_int_equal(ps_reranker_budget(r, &b, NULL), PS_OK);
     for (int g = 0; g < 3; g++) {
         tu_assert_near(b.share[g], 1.0 / 3.0, 1e-15);
@@ -911,6 +1022,79 @@ static void test_pmmf_budget_accounting(void **state)
     tu_assert_near(b.share[1], 0.3, 1e-15);
     tu_assert_near(b.share[2], 0.6, 1e-15);
     tu_assert_near(b.budget_initial[2], 2 * 7 * 10 * 0.6, 1e-12);
+    ps_reranker_free(r);
+    /* the authors' shares (the default): (1 + 1/3) · size / n_items */
+    r = make("pmmf", &ctx, NULL, NULL);
+    assert_int_equal(ps_reranker_budget(r, &b, NULL), PS_OK);
+    tu_assert_near(b.share[0], 0.4 / 3.0, 1e-15);
+    tu_assert_near(b.share[1], 0.4, 1e-15);
+    tu_assert_near(b.share[2], 0.8, 1e-15);
+    tu_assert_near(b.budget_initial[1], 7 * 10 * 0.4, 1e-12);
+    ps_reranker_free(r);
+}
+
+/* ---- PCT ---- */
+
+static void test_pct_hand_examples(void **state)
+{
+    (void)state;
+    /* Six candidates 1 H, 2 H, 3 H, 4 T, 5 M, 6 T (niche = tail = {4, 6}); k = 4: weights
+     * w = 1, 1/log2 3 = .630930, .5, 1/log2 5 = .430677; W = 2.561606.
+     * p = 0.5: targets rest = niche = 1.280803.
+     *  pass 1: r1: 1 (rest 1 <= 1.28)                                    e = (1, 0)
+     *          r2: 2, 3 rest 1.63 > 1.28; 4 niche .63 fits                e = (1, .63)
+     *          r3: 2, 3, 5 rest 1.5 > 1.28; 6 niche 1.13 fits             e = (1, 1.13)
+     *          r4: rest 1.43 > 1.28 and no niche left                     empty
+     *  pass 2: r4: only rest items remain, the same error for all: the best rank, 2.
+     * List 1, 4, 6, 2. */
+    ps_rerank_ctx ctx = six_ctx(4);
+    int32_t out[4];
+    ps_reranker *r = make("pct", &ctx, "p=0.5", "lambda=0.7");
+    assert_int_equal(ps_reranker_apply(r, 0, six_cand, six_score, 6, out), 4);
+    const int32_t want[4] = { 1, 4, 6, 2 };
+    assert_memory_equal(out, want, sizeof want);
+    ps_reranker_free(r);
+    /* p = 0: the niche target is 0, so pass 1 keeps the rest in order and skips 4 (r4:
+     * 5 lands exactly on the target W, which the <= admits): 1, 2, 3, 5. */
+    r = make("pct", &ctx, "p=0", NULL);
+    ps_reranker_apply(r, 0, six_cand, six_score, 6, out);
+    const int32_t want_p0[4] = { 1, 2, 3, 5 };
+    assert_memory_equal(out, want_p0, sizeof want_p0);
+    ps_reranker_free(r);
+
+    /* The MMR trade-off. Candidates (in this order) 1 H, 2 H, 4 T, 6 T; k = 3: w = 1, .630930,
+     * .5, W = 2.130930; p = 0.5: targets 1.065465 each.
+     *  pass 1: r1: 1 (e = (1, 0)); r2: 2 rest 1.63 > 1.07, 4 niche fits (e = (1, .63));
+     *          r3: 2 rest 1.5 > 1.07, 6 niche 1.13 > 1.07: empty.
+     *  pass 2: r3: 2 (rank 2) -> e' = (1.5, .63): errors ±.434535, ½Σ = .188821;
+     *              6 (rank 4) -> e' = (1, 1.13): errors ±.065465, ½Σ = .004286;
+     *          2 wins iff lambda/2 - (1-lambda) .188821 > lambda/4 - (1-lambda) .004286,
+     *          i.e. lambda > .4247: lambda = 0.3 -> 6, lambda = 0.5 -> 2. */
+    ctx = six_ctx(3);
+    const int32_t c4[4] = { 1, 2, 4, 6 };
+    const float s4[4] = { 1.0f, 0.9f, 0.5f, 0.0f };
+    r = make("pct", &ctx, "p=0.5", "lambda=0.3");
+    ps_reranker_apply(r, 0, c4, s4, 4, out);
+    const int32_t want_l3[3] = { 1, 4, 6 };
+    assert_memory_equal(out, want_l3, sizeof want_l3);
+    ps_reranker_free(r);
+    r = make("pct", &ctx, "p=0.5", "lambda=0.5");
+    ps_reranker_apply(r, 0, c4, s4, 4, out);
+    const int32_t want_l5[3] = { 1, 4, 2 };
+    assert_memory_equal(out, want_l5, sizeof want_l5);
+    ps_reranker_free(r);
+
+    /* Fewer candidates than k: k = 4, candidates 4 T and 1 H only, p = 1 (rest target 0):
+     * pass 1: r1: 4 (niche 1 <= W); r2..r4: 1 never fits; pass 2 puts 1 at r2 and stops.
+     * Two items, then zeros. */
+    ctx = six_ctx(4);
+    const int32_t c2[2] = { 4, 1 };
+    const float s2[2] = { 0.5f, 1.0f };
+    r = make("pct", &ctx, "p=1", NULL);
+    int32_t out4[4] = { 9, 9, 9, 9 };
+    assert_int_equal(ps_reranker_apply(r, 0, c2, s2, 2, out4), 2);
+    const int32_t want_short[4] = { 4, 1, 0, 0 };
+    assert_memory_equal(out4, want_short, sizeof want_short);
     ps_reranker_free(r);
 }
 
@@ -949,11 +1133,14 @@ int main(void)
         cmocka_unit_test(test_penalty_positive_matches_division),
         cmocka_unit_test(test_fair_quotas),
         cmocka_unit_test(test_fair_construction),
+        cmocka_unit_test(test_fair_tail_default_and_fill),
         cmocka_unit_test(test_xquad_hand_example),
+        cmocka_unit_test(test_xquad_smooth_differs_from_binary),
         cmocka_unit_test(test_cp_hand_example),
         cmocka_unit_test(test_pmmf_hand_steps),
         cmocka_unit_test(test_pmmf_tail_exposure_rises_with_lambda),
         cmocka_unit_test(test_pmmf_budget_accounting),
+        cmocka_unit_test(test_pct_hand_examples),
         cmocka_unit_test(test_candidates_extraction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
