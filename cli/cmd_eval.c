@@ -8,6 +8,7 @@
 
 #include "popsteer/checkpoint.h"
 #include "popsteer/evaluate.h"
+#include "popsteer/features.h"
 #include "popsteer/train.h"
 #include "steer_opts.h"
 
@@ -20,15 +21,23 @@ static const char HELP[] =
     "  --split S          valid or test (default test)\n"
     "  --k N              list length (default 10)\n"
     "  --mask-seen        exclude items the user already interacted with\n"
+    "  --item-features FILE  item feature rows (MovieLens u.item: the 19 genre flags; or\n"
+    "                     'item v1 v2 ...', tab/space/comma separated) for ilad_features@k\n"
+    "\n"
+    "ILAD@k: per user, the mean over the pairs of distinct items of the top-k list of\n"
+    "1 - cosine(v_i, v_j), v = the model's item embeddings (ilad@k) or the feature rows\n"
+    "(ilad_features@k); then the mean over users with at least 2 items. A zero vector (an item\n"
+    "without a feature row) has cosine 0 with every item. Formulas: docs/metrics.md.\n"
     "\n" CLI_STEER_HELP "\n"
     "Re-ranking baselines (on the same scores):\n"
-    "  --rerank METHOD    random, penalty, fair, xquad, cp or pmmf\n"
+    "  --rerank METHOD    random, penalty, fair, xquad, cp, pmmf or pct\n"
     "  --param NAME=VALUE a parameter of the method (repeatable; see the list below)\n"
-    "  --candidates L     re-rank the top L items (default 100)\n"
+    "  --candidates L     re-rank the top L items (default: the method's own count,\n"
+    "                     listed below; 100 for the others)\n"
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SPLIT, OPT_K, OPT_MASK_SEEN, OPT_RERANK, OPT_PARAM,
-       OPT_CANDIDATES };
+       OPT_CANDIDATES, OPT_ITEM_FEATURES };
 
 typedef struct eval_args {
     const char *model;
@@ -38,6 +47,7 @@ typedef struct eval_args {
     const char *params[PS_RERANK_MAX_PARAMS];
     int n_params;
     long candidates;
+    const char *item_features;
 } eval_args;
 
 static int eval_option(const cli_common *c, eval_args *a, int opt, const char *arg)
@@ -56,6 +66,7 @@ static int eval_option(const cli_common *c, eval_args *a, int opt, const char *a
         a->eo.k = (int)v;
         return 1;
     case OPT_MASK_SEEN: a->eo.mask_seen = 1; return 1;
+    case OPT_ITEM_FEATURES: a->item_features = arg; return 1;
     case OPT_RERANK: a->rerank = arg; return 1;
     case OPT_PARAM:
         if (a->n_params == PS_RERANK_MAX_PARAMS)
@@ -72,7 +83,8 @@ static void print_methods(void)
     printf("\nRe-ranking methods:\n");
     for (int i = 0; i < ps_rerank_method_count(); i++) {
         const ps_rerank_method_info *mi = ps_rerank_method_at(i);
-        printf("  %-8s %s\n           %s\n", mi->name, mi->doc, mi->params_doc);
+        printf("  %-8s %s\n           %s\n           default candidates: %d\n", mi->name, mi->doc,
+               mi->params_doc, ps_rerank_method_default_L(mi->name));
     }
 }
 
@@ -86,7 +98,8 @@ static int make_rerank(const cli_common *c, const eval_args *a, const ps_dataset
             return cli_usage_error(c, "--param needs --rerank");
         return 0;
     }
-    int L = (int)(a->candidates ? a->candidates : PS_RERANK_DEFAULT_L);
+    /* Without --candidates the method picks its own L (fair 500, pct 250; SPEC §7). */
+    int L = (int)(a->candidates ? a->candidates : ps_rerank_method_default_L(a->rerank));
     if (L > ds->n_items)
         L = ds->n_items;
     if (L < a->eo.k)
@@ -116,6 +129,29 @@ static int print_metrics(const cli_common *c, const ps_metrics *m, const char *s
     return cli_print_json(c, ps_metrics_to_json(m));
 }
 
+/* The item embedding table [n_items + 1][d]: ilad@k's vectors. Steering and re-ranking change
+ * the user side and the lists, never this table, so it serves every kind of evaluation. */
+static const float *item_embedding(const ps_sasrec *m, int *dim)
+{
+    const ps_sasrec_tensor *t = ps_sasrec_find(m, "item_embedding.weight");
+    if (!t || t->ndim != 2 || t->shape[0] != (int64_t)m->cfg.n_items + 1 || t->shape[1] != m->cfg.d)
+        return NULL;
+    *dim = m->cfg.d;
+    return m->params + t->offset;
+}
+
+/* --item-features: the table, and a note on how much of the catalogue it covers. */
+static int load_features(const cli_common *c, const char *path, const ps_dataset *ds, ps_item_features *f)
+{
+    ps_error err;
+    if (ps_item_features_load(f, path, ds, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    cli_note(c, "item features: %d values per item from %s; %d of %d items have no row (zero vectors: "
+                "cosine 0 with every item); %lld rows for items removed by filtering skipped",
+             f->dim, path, (int)(ds->n_items - f->items_with_row), (int)ds->n_items, (long long)f->rows_filtered);
+    return 0;
+}
+
 static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
 {
     ps_error err;
@@ -128,7 +164,15 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
     ps_scorer sc;
     ps_reranker *r = NULL;
     ps_rerank_filter f = {0};
-    int rc = cli_steer_scorer(c, &a->steer, m, 256, &sc);
+    ps_item_features feat = {0};
+    int rc = a->item_features ? load_features(c, a->item_features, ds, &feat) : 0;
+    a->eo.item_embedding = item_embedding(m, &a->eo.item_embedding_dim);
+    a->eo.item_features = feat.v;
+    a->eo.item_features_dim = feat.dim;
+    if (!rc && !a->eo.item_embedding)
+        rc = cli_error(c, "%s: no item_embedding.weight of shape [n_items + 1, d]", a->model);
+    if (!rc)
+        rc = cli_steer_scorer(c, &a->steer, m, 256, &sc);
     if (!rc)
         rc = make_rerank(c, a, ds, &r, &f);
     ps_metrics met;
@@ -154,6 +198,7 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
     }
     ps_rerank_filter_free(&f);
     ps_reranker_free(r);
+    ps_item_features_free(&feat);
     cli_steer_free(&a->steer);
     ps_sasrec_free(m);
     return rc;
@@ -166,7 +211,8 @@ int cmd_eval(int argc, char **argv)
         {"model", required_argument, 0, OPT_MODEL}, {"split", required_argument, 0, OPT_SPLIT},
         {"k", required_argument, 0, OPT_K}, {"mask-seen", no_argument, 0, OPT_MASK_SEEN},
         {"rerank", required_argument, 0, OPT_RERANK}, {"param", required_argument, 0, OPT_PARAM},
-        {"candidates", required_argument, 0, OPT_CANDIDATES}, CLI_STEER_OPTIONS, {0, 0, 0, 0}};
+        {"candidates", required_argument, 0, OPT_CANDIDATES},
+        {"item-features", required_argument, 0, OPT_ITEM_FEATURES}, CLI_STEER_OPTIONS, {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
     eval_args a;
