@@ -68,6 +68,10 @@ typedef struct ps_dataset {
     int32_t *seq;               /* [n_inter] item ids, chronological per user */
     ps_strings user_tokens;     /* raw token of user u is user_tokens[u] (index 0 = "") */
     ps_strings item_tokens;     /* raw token of item i is item_tokens[i] (index 0 = "[PAD]") */
+    /* Raw item tokens of the log that filtering removed (rating threshold, k-core, short users),
+     * in order of first appearance, index 0 = "": side files such as item features may list
+     * them, and must be told apart from tokens the log never had. */
+    ps_strings dropped_item_tokens;
     int64_t *train_count;       /* [n_items + 1] training samples whose target is the item */
     int8_t *label;              /* [n_items + 1] +1 head, 0 mid, -1 tail; label[0] = 0 */
     int32_t n_head, n_mid, n_tail;

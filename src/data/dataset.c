@@ -107,6 +107,21 @@ static int32_t *first_appearance_ids(const int32_t *tok, int64_t n_rows, const u
     return map;
 }
 
+/* Ids 1..n for the tokens that no surviving row uses (map[t] == 0), in token order, which is
+ * the order of first appearance in the file. */
+static int32_t *dropped_ids(const int32_t *map, int32_t n_tokens, int32_t *n_ids, ps_error *err)
+{
+    int32_t *dropped = ps_calloc((size_t)n_tokens + 1, sizeof *dropped, "dropped-id map", err);
+    if (!dropped)
+        return NULL;
+    int32_t next = 0;
+    for (int32_t t = 0; t < n_tokens; t++)
+        if (map[t] == 0)
+            dropped[t] = ++next;
+    *n_ids = next;
+    return dropped;
+}
+
 static int copy_tokens(ps_strings *out, const ps_intern *in, const int32_t *map, int32_t n_ids, const char *pad,
                        ps_error *err)
 {
@@ -295,22 +310,26 @@ static int build(ps_dataset *ds, const ps_log *log, const ps_load_options *opt, 
                             "%d-core, %lld rows of %lld users with fewer than 3 interactions)",
                        (long long)rep->rows_below_rating, (long long)rep->rows_kcore, opt->kcore,
                        (long long)rep->rows_too_short, (long long)rep->users_too_short);
+    int32_t n_dropped = 0;
     int32_t *umap = first_appearance_ids(log->user, log->n, keep, log->users.n, &ds->n_users, err);
     int32_t *imap = umap ? first_appearance_ids(log->item, log->n, keep, log->items.n, &ds->n_items, err) : NULL;
+    int32_t *dmap = imap ? dropped_ids(imap, log->items.n, &n_dropped, err) : NULL;
     int rc = PS_ERR;
-    if (!imap)
+    if (!dmap)
         goto out;
     ds->user_off = ps_calloc((size_t)ds->n_users + 2, sizeof *ds->user_off, "user offsets", err);
     ds->seq = ps_calloc((size_t)ds->n_inter, sizeof *ds->seq, "sequences", err);
     if (!ds->user_off || !ds->seq || order_rows(ds, log, keep, umap, imap, err) != PS_OK ||
         copy_tokens(&ds->user_tokens, &log->users, umap, ds->n_users, "", err) != PS_OK ||
         copy_tokens(&ds->item_tokens, &log->items, imap, ds->n_items, "[PAD]", err) != PS_OK ||
+        copy_tokens(&ds->dropped_item_tokens, &log->items, dmap, n_dropped, "", err) != PS_OK ||
         build_split(ds, err) != PS_OK || ps_dataset_label(ds, opt->head_share, opt->tail_share, err) != PS_OK)
         goto out;
     rc = PS_OK;
 out:
     free(umap);
     free(imap);
+    free(dmap);
     return rc;
 }
 
@@ -361,6 +380,8 @@ void ps_dataset_free(ps_dataset *ds)
     free(ds->user_tokens.off);
     free(ds->item_tokens.pool);
     free(ds->item_tokens.off);
+    free(ds->dropped_item_tokens.pool);
+    free(ds->dropped_item_tokens.off);
     free(ds->train_count);
     free(ds->label);
     free(ds->train);
