@@ -20,6 +20,9 @@ void ps_metrics_acc_free(ps_metrics_acc *a)
     free(a->len_nonhead);
     free(a->exposure);
     free(a->scratch);
+    free(a->distinct);
+    for (int w = 0; w < PS_ILAD_COUNT; w++)
+        free(a->ilad_sum[w]);
     memset(a, 0, sizeof *a);
 }
 
@@ -49,7 +52,8 @@ static int alloc_buffers(ps_metrics_acc *a, ps_error *err)
     a->len_nonhead = a->len_pop ? ps_calloc(k1, sizeof *a->len_nonhead, "metric long-tail counts", err) : NULL;
     a->exposure = a->len_nonhead ? ps_calloc(n + 1, sizeof *a->exposure, "item exposure counts", err) : NULL;
     a->scratch = a->exposure ? ps_calloc(n, sizeof *a->scratch, "Gini sort buffer", err) : NULL;
-    return a->scratch ? PS_OK : PS_ERR;
+    a->distinct = a->scratch ? ps_calloc((size_t)a->k, sizeof *a->distinct, "list buffer", err) : NULL;
+    return a->distinct ? PS_OK : PS_ERR;
 }
 
 int ps_metrics_acc_init(ps_metrics_acc *a, int k, int32_t n_items, const int8_t *label,
@@ -68,6 +72,73 @@ int ps_metrics_acc_init(ps_metrics_acc *a, int k, int32_t n_items, const int8_t 
         ps_metrics_acc_free(a);
         return PS_ERR;
     }
+    return PS_OK;
+}
+
+/* ---------------------------------------------------------------- ILAD vectors */
+
+float *ps_item_unit_vectors(const float *vectors, int32_t n_items, int dim, ps_error *err)
+{
+    if (!vectors || n_items < 1 || dim < 1)
+        return ps_fail(err, "item vectors: need a table of at least one item and one dimension"), NULL;
+    size_t d = (size_t)dim;
+    float *u = ps_calloc(((size_t)n_items + 1), d * sizeof *u, "unit item vectors", err);
+    if (!u)
+        return NULL;
+    for (int32_t i = 1; i <= n_items; i++) { /* row 0 stays zero: padding is never in a list */
+        const float *v = vectors + (size_t)i * d;
+        double sq = 0.0;
+        for (size_t j = 0; j < d; j++) {
+            if (!isfinite(v[j])) {
+                free(u);
+                return ps_fail(err, "item vectors: item %d has a non-finite value in dimension %zu", (int)i, j + 1),
+                       NULL;
+            }
+            sq += (double)v[j] * v[j];
+        }
+        if (sq == 0.0)
+            continue; /* a zero vector stays zero: cosine 0 with everything (metrics.h) */
+        double inv = 1.0 / sqrt(sq);
+        for (size_t j = 0; j < d; j++)
+            u[(size_t)i * d + j] = (float)(v[j] * inv);
+    }
+    return u;
+}
+
+/* Norm 1 or 0 for every real item: a raw embedding table passed by mistake would give a
+ * plausible-looking but wrong number, so it is refused here rather than trusted. */
+static int check_unit_rows(const float *u, int32_t n_items, int dim, ps_error *err)
+{
+    for (int32_t i = 1; i <= n_items; i++) {
+        const float *v = u + (size_t)i * (size_t)dim;
+        double sq = 0.0;
+        for (int j = 0; j < dim; j++)
+            sq += (double)v[j] * v[j];
+        if (sq != 0.0 && !(fabs(sq - 1.0) <= 1e-3))
+            return ps_fail(err, "metrics: ILAD vectors must be unit length or zero (item %d has squared norm %g; "
+                                "use ps_item_unit_vectors)", (int)i, sq);
+    }
+    return PS_OK;
+}
+
+int ps_metrics_acc_set_item_vectors(ps_metrics_acc *a, int which, const float *unit_vectors, int dim,
+                                    ps_error *err)
+{
+    if (which < 0 || which >= PS_ILAD_COUNT)
+        return ps_fail(err, "metrics: unknown ILAD vector kind %d", which);
+    if (!unit_vectors || dim < 1)
+        return ps_fail(err, "metrics: ILAD needs item vectors of at least one dimension (got %d)", dim);
+    if (a->users > 0)
+        return ps_fail(err, "metrics: ILAD vectors must be set before the first user is added");
+    if (check_unit_rows(unit_vectors, a->n_items, dim, err) != PS_OK)
+        return PS_ERR;
+    double *sum = ps_calloc((size_t)dim, sizeof *sum, "ILAD buffer", err);
+    if (!sum)
+        return PS_ERR;
+    free(a->ilad_sum[which]);
+    a->ilad_sum[which] = sum;
+    a->ilad_vec[which] = unit_vectors;
+    a->ilad_dim[which] = dim;
     return PS_OK;
 }
 
@@ -96,6 +167,33 @@ static int counts_in_list(const ps_metrics_acc *a, const int32_t *topk, int j)
     return 1;
 }
 
+/* llround(ILAD_u * PS_ILAD_FIXED_ONE) of the m >= 2 distinct items of a list, from
+ * Σ_{i<j} u_i·u_j = (|S|^2 - Σ|u_i|^2) / 2 (see metrics.h). Everything is in double and in list
+ * order, so the value depends on the list only. Rounding can put a mean cosine a hair outside
+ * [-1, 1]; the distance is clamped to [0, 2], its exact range. */
+static int64_t list_ilad_fixed(const ps_metrics_acc *a, int w, int m)
+{
+    const float *vec = a->ilad_vec[w];
+    size_t d = (size_t)a->ilad_dim[w];
+    double *s = a->ilad_sum[w];
+    double self = 0.0;
+    memset(s, 0, d * sizeof *s);
+    for (int p = 0; p < m; p++) {
+        const float *v = vec + (size_t)a->distinct[p] * d;
+        for (size_t j = 0; j < d; j++) {
+            s[j] += v[j];
+            self += (double)v[j] * v[j];
+        }
+    }
+    double ss = 0.0;
+    for (size_t j = 0; j < d; j++)
+        ss += s[j] * s[j];
+    double mean_cos = (ss - self) / ((double)m * (double)(m - 1));
+    double dist = 1.0 - mean_cos;
+    dist = dist < 0.0 ? 0.0 : dist > 2.0 ? 2.0 : dist;
+    return llround(dist * (double)PS_ILAD_FIXED_ONE);
+}
+
 void ps_metrics_acc_add(ps_metrics_acc *a, int32_t target, int32_t rank, const int32_t *topk)
 {
     int r = (rank >= 1 && rank <= a->k) ? (int)rank : 0;
@@ -108,7 +206,7 @@ void ps_metrics_acc_add(ps_metrics_acc *a, int32_t target, int32_t rank, const i
         if (!counts_in_list(a, topk, j))
             continue;
         int32_t id = topk[j];
-        len++;
+        a->distinct[len++] = id;
         pop += a->pop_count[id];
         nonhead += a->label[id] != 1;
         a->exposure[id]++;
@@ -117,6 +215,9 @@ void ps_metrics_acc_add(ps_metrics_acc *a, int32_t target, int32_t rank, const i
     a->len_users[len]++;
     a->len_pop[len] += pop;
     a->len_nonhead[len] += nonhead;
+    for (int w = 0; len >= 2 && w < PS_ILAD_COUNT; w++)
+        if (a->ilad_vec[w])
+            a->ilad_fixed[w] += list_ilad_fixed(a, w, len);
 }
 
 static void add_counts(int64_t *into, const int64_t *from, size_t n)
@@ -130,6 +231,12 @@ int ps_metrics_acc_merge(ps_metrics_acc *into, const ps_metrics_acc *from, ps_er
     if (into->k != from->k || into->n_items != from->n_items)
         return ps_fail(err, "metrics: cannot merge accumulators for k=%d/%d items and k=%d/%d items",
                        into->k, (int)into->n_items, from->k, (int)from->n_items);
+    for (int w = 0; w < PS_ILAD_COUNT; w++)
+        if (into->ilad_vec[w] != from->ilad_vec[w] || into->ilad_dim[w] != from->ilad_dim[w])
+            return ps_fail(err, "metrics: cannot merge accumulators with different ILAD %s vectors",
+                           w == PS_ILAD_EMBEDDING ? "embedding" : "feature");
+    for (int w = 0; w < PS_ILAD_COUNT; w++)
+        into->ilad_fixed[w] += from->ilad_fixed[w];
     size_t k1 = (size_t)into->k + 1;
     into->users += from->users;
     add_counts(into->rank_hist, from->rank_hist, (size_t)PS_GROUP_COUNT * k1);
@@ -253,6 +360,18 @@ static void finish_exposure(const ps_metrics_acc *a, ps_metrics *m)
     m->gini = gini(a, total);
 }
 
+/* The users with a pair are exactly those whose list has >= 2 distinct items: len_users has them. */
+static void finish_ilad(const ps_metrics_acc *a, ps_metrics *m)
+{
+    for (int len = 2; len <= a->k; len++)
+        m->ilad_users += a->len_users[len];
+    double den = (double)m->ilad_users * (double)PS_ILAD_FIXED_ONE;
+    m->has_ilad = a->ilad_vec[PS_ILAD_EMBEDDING] != NULL;
+    m->has_ilad_features = a->ilad_vec[PS_ILAD_FEATURES] != NULL;
+    m->ilad = safe_div((double)a->ilad_fixed[PS_ILAD_EMBEDDING], den);
+    m->ilad_features = safe_div((double)a->ilad_fixed[PS_ILAD_FEATURES], den);
+}
+
 void ps_metrics_acc_finish(const ps_metrics_acc *a, ps_metrics *out)
 {
     memset(out, 0, sizeof *out);
@@ -261,6 +380,7 @@ void ps_metrics_acc_finish(const ps_metrics_acc *a, ps_metrics *out)
     finish_accuracy(a, out);
     finish_list_means(a, out);
     finish_exposure(a, out);
+    finish_ilad(a, out);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -288,6 +408,15 @@ cJSON *ps_metrics_to_json(const ps_metrics *m)
     int ok = cJSON_AddNumberToObject(obj, "users", (double)m->users) != NULL;
     for (size_t i = 0; ok && i < sizeof rows / sizeof rows[0]; i++)
         ok = add_number(obj, rows[i].name, m->k, rows[i].v);
+    if (ok && m->has_ilad) {
+        ok = add_number(obj, "ilad", m->k, m->ilad);
+    } else if (ok) { /* the key set stays fixed; null says "not measured", which 0 would hide */
+        char key[64];
+        snprintf(key, sizeof key, "ilad@%d", m->k);
+        ok = cJSON_AddNullToObject(obj, key) != NULL;
+    }
+    if (ok && m->has_ilad_features)
+        ok = add_number(obj, "ilad_features", m->k, m->ilad_features);
     if (!ok) {
         cJSON_Delete(obj);
         return NULL;
@@ -315,4 +444,10 @@ void ps_metrics_print(FILE *fp, const ps_metrics *m)
     fprintf(fp, "ARP-distinct@%-3d      %.6f  (reference code: mean over distinct items)\n", k, m->arp_distinct);
     fprintf(fp, "APLT@%-3d              %.4f\n", k, m->aplt);
     fprintf(fp, "Entropy@%-3d           %.4f  (nats)\n", k, m->entropy);
+    if (m->has_ilad)
+        fprintf(fp, "ILAD@%-3d              %.4f  (item embeddings, %lld users)\n", k, m->ilad,
+                (long long)m->ilad_users);
+    if (m->has_ilad_features)
+        fprintf(fp, "ILAD-features@%-3d     %.4f  (item features, %lld users)\n", k, m->ilad_features,
+                (long long)m->ilad_users);
 }
