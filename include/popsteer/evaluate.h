@@ -38,6 +38,15 @@ typedef struct ps_eval_options {
     const ps_list_filter *filter; /* NULL: plain top-k */
     /* if non-NULL, receives c_i: in how many top-k lists item i appears, [n_items + 1] */
     int64_t *exposure_out;
+    /* ILAD (metrics.h): item vectors [n_items + 1][dim] by item id, raw (ps_evaluate makes the
+     * unit copies), borrowed. item_embedding is the model's item embedding table — SASRec shares
+     * it with the output layer, so it is the same for plain, steered and re-ranked scoring —
+     * and gives ilad@k; item_features (e.g. ps_item_features_load) gives ilad_features@k.
+     * NULL: that ILAD is not computed (has_ilad / has_ilad_features stay 0). */
+    const float *item_embedding;
+    int item_embedding_dim;
+    const float *item_features;
+    int item_features_dim;
     /* called after every batch with the number of users done, for progress lines; may be NULL */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
