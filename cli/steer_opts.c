@@ -5,6 +5,9 @@
 void cli_steer_init(cli_steer *s)
 {
     memset(s, 0, sizeof *s);
+    s->rule = CLI_RULE_PAPER;
+    s->alpha_pop = s->alpha_unpop = -1;
+    s->gate = PS_RULE_GATE_USER;
 }
 
 int cli_steer_option(const cli_common *c, cli_steer *s, int opt, const char *arg)
@@ -17,8 +20,53 @@ int cli_steer_option(const cli_common *c, cli_steer *s, int opt, const char *arg
         /* negative alpha would push users towards popular items: refused (see steer.h) */
         return cli_parse_double(c, "alpha", arg, 0, 1e6, &s->alpha) < 0 ? -1 : 1;
     case OPT_NEURONS: return cli_parse_long(c, "neurons", arg, 1, 1 << 30, &s->neurons) < 0 ? -1 : 1;
+    case OPT_RULE:
+        if (!strcmp(arg, "paper"))
+            s->rule = CLI_RULE_PAPER;
+        else if (!strcmp(arg, "peruser"))
+            s->rule = CLI_RULE_PERUSER;
+        else
+            return cli_usage_error(c, "--rule: expected 'paper' or 'peruser', got '%s'", arg), -1;
+        return 1;
+    case OPT_ALPHA_POP:
+        s->rule_opts_set = 1;
+        return cli_parse_double(c, "alpha-pop", arg, 0, 1e6, &s->alpha_pop) < 0 ? -1 : 1;
+    case OPT_ALPHA_UNPOP:
+        s->rule_opts_set = 1;
+        return cli_parse_double(c, "alpha-unpop", arg, 0, 1e6, &s->alpha_unpop) < 0 ? -1 : 1;
+    case OPT_GATE:
+        s->rule_opts_set = 1;
+        if (!strcmp(arg, "user"))
+            s->gate = PS_RULE_GATE_USER;
+        else if (!strcmp(arg, "none"))
+            s->gate = PS_RULE_GATE_NONE;
+        else
+            return cli_usage_error(c, "--gate: expected 'user' or 'none', got '%s'", arg), -1;
+        return 1;
+    case OPT_SKIP_DEAD: s->rule_opts_set = s->skip_dead = 1; return 1;
     default: return 0;
     }
+}
+
+/* PopSteer-U from the probe's table: --alpha-pop/--alpha-unpop default to --alpha. */
+static int make_rule(const cli_common *c, cli_steer *s, const ps_latent_table *t, int N)
+{
+    ps_error err;
+    ps_steer_rule_params p;
+    ps_steer_rule_params_paper(&p, N, s->alpha);
+    if (s->alpha_pop >= 0)
+        p.alpha_pop = s->alpha_pop;
+    if (s->alpha_unpop >= 0)
+        p.alpha_unpop = s->alpha_unpop;
+    p.gate = s->gate;
+    p.skip_dead = s->skip_dead;
+    ps_steer_rule_probe pr = {t->m, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, t->fire_rate};
+    if (ps_steer_rule_make(&pr, &p, &s->srule, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    s->has_rule = 1;
+    if (p.skip_dead)
+        cli_note(c, "steering rule: %d latents never fire on real users and are left out", s->srule.n_dead_skipped);
+    return 0;
 }
 
 static int make_plan(const cli_common *c, cli_steer *s)
@@ -29,6 +77,11 @@ static int make_plan(const cli_common *c, cli_steer *s)
     if (ps_latents_csv_read(s->latents_path, m, &t, &err) != PS_OK)
         return cli_error(c, "%s", err.msg);
     int N = s->neurons ? (int)(s->neurons > m ? m + 1 : s->neurons) : m;
+    if (s->rule == CLI_RULE_PERUSER) {
+        int r = make_rule(c, s, &t, N);
+        ps_latent_table_free(&t);
+        return r;
+    }
     int rc = ps_steer_plan_make(t.d, t.std_pop, t.std_unpop, m, N, s->alpha, &s->plan, &err);
     ps_latent_table_free(&t);
     if (rc != PS_OK)
@@ -50,12 +103,23 @@ int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int 
     }
     if ((s->alpha_set || s->neurons) && !s->latents_path)
         return cli_usage_error(c, "--alpha and --neurons need --latents (the probe's table)");
+    if (s->rule == CLI_RULE_PERUSER && !s->latents_path)
+        return cli_usage_error(c, "--rule peruser needs --latents (the probe's table)");
+    /* the paper's rule has one alpha and no gate: its parameters are never silently ignored */
+    if (s->rule == CLI_RULE_PAPER && s->rule_opts_set)
+        return cli_usage_error(c, "--alpha-pop, --alpha-unpop, --gate and --skip-dead need --rule peruser");
     s->sae = ps_sae_load(s->sae_path, &err);
     if (!s->sae)
         return cli_error(c, "%s", err.msg);
     int rc = s->latents_path ? make_plan(c, s) : 0;
     if (rc)
         return rc;
+    if (s->has_rule) {
+        if (ps_rule_scorer_init(&s->ruled, m, s->sae, &s->srule, max_batch, &err) != PS_OK)
+            return cli_error(c, "%s: %s", s->sae_path, err.msg);
+        *out = ps_rule_scorer_as_scorer(&s->ruled);
+        return 0;
+    }
     if (ps_steer_scorer_init(&s->steered, m, s->sae, s->has_plan ? &s->plan : NULL, max_batch, &err) != PS_OK)
         return cli_error(c, "%s: %s", s->sae_path, err.msg);
     *out = ps_steer_scorer_as_scorer(&s->steered);
@@ -66,6 +130,10 @@ void cli_steer_free(cli_steer *s)
 {
     ps_sasrec_scorer_free(&s->plain);
     ps_steer_scorer_free(&s->steered);
+    ps_rule_scorer_free(&s->ruled);
+    if (s->has_rule)
+        ps_steer_rule_free(&s->srule);
+    s->has_rule = 0;
     if (s->has_plan)
         ps_steer_plan_free(&s->plan);
     ps_sae_free(s->sae);
@@ -77,7 +145,13 @@ void cli_steer_describe(const cli_steer *s, char *buf, unsigned size)
 {
     if (!s->sae_path)
         snprintf(buf, size, "SASRec");
-    else if (!s->has_plan)
+    else if (s->has_rule) {
+        const ps_steer_rule *r = &s->srule;
+        double mean_gate = s->ruled.gate_rows ? s->ruled.gate_sum / (double)s->ruled.gate_rows : 1.0;
+        snprintf(buf, size, "PopSteer-U (alpha_pop %g, alpha_unpop %g, %d of %d latents%s, gate %s, mean gate %.3f)",
+                 r->p.alpha_pop, r->p.alpha_unpop, r->n, r->m, r->p.skip_dead ? " that fire" : "",
+                 r->p.gate == PS_RULE_GATE_USER ? "per user" : "none", mean_gate);
+    } else if (!s->has_plan)
         snprintf(buf, size, "SAE-reconstructed SASRec (alpha 0)");
     else
         snprintf(buf, size, "PopSteer (alpha %g, %d of %d latents)", s->alpha, s->plan.n, s->plan.m);
