@@ -125,8 +125,9 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     "  --alphas LIST      steering strengths, comma-separated (default 0,0.5,1,1.5,2,3,4,5)\n"           \
     "  --neurons LIST     numbers N of steered latents; 'all' = every latent (default 256,1024,2048,all)\n" \
     "  --methods LIST     re-ranking baselines, each over its default grid (default\n"                  \
-    "                     random,penalty,fair,xquad,cp,pmmf; 'none' for none)\n"                         \
-    "  --candidates L     re-rankers re-order SASRec's top L (default 100)\n"                            \
+    "                     random,penalty,fair,xquad,cp,pmmf,pct; 'none' for none)\n"                     \
+    "  --candidates L     re-rankers re-order SASRec's top L (default: each method's own, fair 500,\n"   \
+    "                     pct 250, the others 100)\n"                                                    \
     "  --k N              list length (default 10)\n"                                                     \
     "  --max-drop X       selection: largest relative NDCG@k drop allowed (default 0.05, SPEC 7)\n"      \
     "  --objective O      selection: tradeoff (default: max Gini reduction - NDCG drop, relative) or\n"  \

@@ -110,6 +110,7 @@ typedef struct ps_sweep_point {
     char setting[96];      /* "", "alpha=0", "alpha=1.5 N=1024", "beta=0.5", "lambda=0.1 eta=0.01" */
     double alpha;          /* popsteer: steering strength */
     int neurons;           /* popsteer: N steered latents (0 for alpha 0, where N changes nothing) */
+    int candidates;        /* re-rankers: how many of plain SASRec's top items they re-order */
     ps_metrics split[2];   /* [PS_SPLIT_VALID], [PS_SPLIT_TEST] */
     /* Σ c_i (top-k appearances) over the items of each training-popularity decile, decile 0 =
      * the most popular 10 % of items */
@@ -130,7 +131,8 @@ typedef struct ps_sweep_options {
     int n_neurons;
     const char *const *methods; /* re-ranking methods to sweep (their default grids) */
     int n_methods;
-    int candidates;         /* L, the re-rankers' candidate list; 0 = PS_RERANK_DEFAULT_L; capped at n_items */
+    int candidates;         /* L, the re-rankers' candidate list; 0 = each method's own
+                             * (ps_rerank_method_default_L: fair 500, pct 250, others 100); capped at n_items */
     int k;                  /* list length (10) */
     uint64_t seed;          /* the random re-ranker and the bootstrap resamples */
     int bootstrap;          /* resamples for the confidence intervals (default 1000; 0 = none) */
@@ -141,11 +143,12 @@ typedef struct ps_sweep_options {
 } ps_sweep_options;
 
 /* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, N ∈ {256, 1024, 2048, all}, every re-ranking
- * method, L = 100, k = 10, seed 42, 1,000 bootstrap resamples at 95 %. The arrays are static. */
+ * method, each method's own candidate count, k = 10, seed 42, 1,000 bootstrap resamples at 95 %.
+ * The arrays are static. */
 void ps_sweep_options_init(ps_sweep_options *o);
 
 typedef struct ps_sweep_result {
-    int k, L;
+    int k, L;                   /* L: the longest candidate list any re-ranker read */
     int32_t n_items;
     int64_t n_users;
     int n_latents;
@@ -153,6 +156,9 @@ typedef struct ps_sweep_result {
     ps_sweep_point *points;     /* sasrec, popsteer α=0, popsteer α>0 by N then α, re-rankers by method */
     double *cohens_d;           /* [n_latents] the probe's d (for the histogram) */
     int32_t decile_items[PS_SWEEP_DECILES];
+    /* Mean over the validation users of the head / tail share of their history (the items
+     * before the validation target): the profile that xquad and cp calibrate the lists to. */
+    double history_head_share, history_tail_share;
     int bootstrap;              /* resamples behind the intervals (0: none) */
     double ci_level;
     uint64_t seed;              /* of the resamples */

@@ -202,7 +202,7 @@ const char *ps_front_verdict_name(ps_front_verdict v)
 
 static const double DEFAULT_ALPHAS[] = {0, 0.5, 1, 1.5, 2, 3, 4, 5};
 static const int DEFAULT_NEURONS[] = {256, 1024, 2048, 0};
-static const char *const DEFAULT_METHODS[] = {"random", "penalty", "fair", "xquad", "cp", "pmmf"};
+static const char *const DEFAULT_METHODS[] = {"random", "penalty", "fair", "xquad", "cp", "pmmf", "pct"};
 
 void ps_sweep_options_init(ps_sweep_options *o)
 {
@@ -319,9 +319,12 @@ static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_e
         const ps_rerank_setting *set;
         int n;
         ps_rerank_default_grid(o->methods[i], &set, &n, err);
-        for (int j = 0; j < n; j++)
-            rerank_setting_text(&set[j], add_point(r, PS_POINT_RERANK, o->methods[i])->setting,
-                                sizeof r->points[0].setting);
+        int L = o->candidates ? o->candidates : ps_rerank_method_default_L(o->methods[i]);
+        for (int j = 0; j < n; j++) {
+            ps_sweep_point *p = add_point(r, PS_POINT_RERANK, o->methods[i]);
+            rerank_setting_text(&set[j], p->setting, sizeof p->setting);
+            p->candidates = L < r->L ? L : r->L; /* r->L: the cache, already capped at n_items */
+        }
     }
     return PS_OK;
 }
@@ -470,13 +473,14 @@ static void eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *p
 }
 
 /* One user through a re-ranker, exactly as ps_rerank_filter does it inside ps_evaluate. */
-static void rerank_user(sweep_ctx *x, ps_reranker *r, sweep_worker *w, int64_t u)
+static void rerank_user(sweep_ctx *x, ps_reranker *r, int candidates, sweep_worker *w, int64_t u)
 {
     ps_sample s = x->c.samples[u];
     const int32_t *hist = x->ds->seq + x->ds->user_off[s.user];
     int32_t target = ps_sample_target(x->ds, s);
-    if (ps_reranker_apply_ex(r, (int32_t)u, x->c.cand + (size_t)u * x->L, x->c.cand_scores + (size_t)u * x->L,
-                             x->c.n_cand[u], hist, s.pos, w->list, &w->err) < 0) {
+    int L = x->c.n_cand[u] < candidates ? x->c.n_cand[u] : candidates; /* the method's prefix of the cache */
+    if (ps_reranker_apply_ex(r, (int32_t)u, x->c.cand + (size_t)u * x->L, x->c.cand_scores + (size_t)u * x->L, L,
+                             hist, s.pos, w->list, &w->err) < 0) {
         w->failed = 1;
         return;
     }
@@ -487,18 +491,18 @@ static void rerank_user(sweep_ctx *x, ps_reranker *r, sweep_worker *w, int64_t u
     add_user(x, w, u, target, rank);
 }
 
-static void eval_rerank(sweep_ctx *x, ps_reranker *r)
+static void eval_rerank(sweep_ctx *x, ps_reranker *r, int candidates)
 {
     if (ps_reranker_is_sequential(r)) { /* pmmf: state evolves user by user, in split order */
         for (int64_t u = 0; u < x->c.n && !x->w[0].failed; u++)
-            rerank_user(x, r, &x->w[0], u);
+            rerank_user(x, r, candidates, &x->w[0], u);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t u = 0; u < x->c.n; u++) {
         sweep_worker *w = &x->w[omp_get_thread_num()];
         if (!w->failed)
-            rerank_user(x, r, w, u);
+            rerank_user(x, r, candidates, w, u);
     }
 }
 
@@ -535,7 +539,7 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
             eval_scored(x, p->kind, &plan);
         ps_steer_plan_free(&plan);
     } else {
-        ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, x->L, x->o->seed,
+        ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, p->candidates, x->o->seed,
                                 x->ds->n_users};
         const ps_rerank_setting *set = NULL;
         ps_reranker *r = NULL;
@@ -543,7 +547,7 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
         if (rc == PS_OK && !(r = ps_reranker_create(p->method, &rc_ctx, set->params, set->n_params, err)))
             rc = PS_ERR;
         if (rc == PS_OK)
-            eval_rerank(x, r);
+            eval_rerank(x, r, p->candidates);
         ps_reranker_free(r);
     }
     if (rc == PS_OK)
@@ -640,6 +644,29 @@ static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error 
     }
     cache_free(&x->c);
     return PS_OK;
+}
+
+/* r->history_head_share / tail_share over the validation users' histories. */
+static void history_shares(const ps_dataset *ds, ps_sweep_result *r)
+{
+    double head = 0, tail = 0;
+    int64_t users = 0;
+    for (int64_t u = 0; u < ds->n_users; u++) {
+        ps_sample s = ds->valid[u];
+        const int32_t *h = ds->seq + ds->user_off[s.user];
+        int64_t nh = 0, nt = 0;
+        for (int32_t j = 0; j < s.pos; j++) {
+            nh += ds->label[h[j]] > 0;
+            nt += ds->label[h[j]] < 0;
+        }
+        if (s.pos > 0) {
+            head += (double)nh / s.pos;
+            tail += (double)nt / s.pos;
+            users++;
+        }
+    }
+    r->history_head_share = users ? head / (double)users : 0;
+    r->history_tail_share = users ? tail / (double)users : 0;
 }
 
 int ps_popularity_deciles(const ps_dataset *ds, uint8_t *decile, int32_t count[PS_SWEEP_DECILES], ps_error *err)
@@ -750,6 +777,10 @@ int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_tabl
     sweep_ctx x = {.model = model, .sae = sae, .latents = latents, .ds = ds, .o = o, .k = o->k,
                    .d = model->cfg.d, .m = sae->cfg.n_latents};
     x.L = o->candidates ? o->candidates : PS_RERANK_DEFAULT_L;
+    for (int i = 0; !o->candidates && i < o->n_methods; i++) {
+        int L = ps_rerank_method_default_L(o->methods[i]);
+        x.L = L > x.L ? L : x.L;
+    }
     x.L = x.L > ds->n_items ? ds->n_items : x.L;
     if (x.L < o->k)
         return ps_fail(err, "sweep: the candidate list (%d) must be at least as long as the top-k list (%d)", x.L,
@@ -771,6 +802,7 @@ int ps_sweep_run(const ps_sasrec *model, const ps_sae *sae, const ps_latent_tabl
         rc = ctx_init(&x, err);
     if (rc == PS_OK)
         rc = ps_popularity_deciles(ds, x.decile, r->decile_items, err);
+    history_shares(ds, r);
     if (rc == PS_OK && !(r->cohens_d = ps_calloc((size_t)x.m, sizeof *r->cohens_d, "Cohen's d", err)))
         rc = PS_ERR;
     if (rc == PS_OK) {

@@ -276,13 +276,14 @@ static void check_rerank(const fixture *f, const ps_sweep_result *r, const char 
     ps_sasrec_scorer ss;
     assert_int_equal(ps_sasrec_scorer_init(&ss, f->m, 256, &err), PS_OK);
     ps_scorer sc = ps_sasrec_scorer_as_scorer(&ss);
+    const int L = find_point(r, method, setting)->candidates;
     for (int split = 0; split < 2; split++) {
-        ps_rerank_ctx ctx = {f->ds.n_items, f->ds.label, f->ds.train_count, 10, r->L, 42, f->ds.n_users};
+        ps_rerank_ctx ctx = {f->ds.n_items, f->ds.label, f->ds.train_count, 10, L, 42, f->ds.n_users};
         ps_reranker *rr = ps_reranker_create(method, &ctx, params, n, &err);
         if (!rr)
             fail_msg("%s: %s", method, err.msg);
         ps_rerank_filter filt;
-        assert_int_equal(ps_rerank_filter_init(&filt, rr, &f->ds, r->L, &err), PS_OK);
+        assert_int_equal(ps_rerank_filter_init(&filt, rr, &f->ds, L, &err), PS_OK);
         ps_metrics ref;
         evaluate_ref(f, &sc, &filt.filter, (ps_split)split, &ref);
         assert_same_metrics(&find_point(r, method, setting)->split[split], &ref, method);
@@ -315,7 +316,7 @@ static void test_sweep_matches_evaluate(void **state)
     fixture *f = *state;
     static const double alphas[] = {0, 1, 3};
     static const int neurons[] = {8, 0, 1000}; /* 0 and 1000 both mean all 64: evaluated once */
-    static const char *const methods[] = {"penalty", "pmmf", "xquad", "random"};
+    static const char *const methods[] = {"penalty", "pmmf", "xquad", "random", "fair", "pct"};
     ps_sweep_options o;
     ps_sweep_options_init(&o);
     o.alphas = alphas;
@@ -323,19 +324,28 @@ static void test_sweep_matches_evaluate(void **state)
     o.neurons = neurons;
     o.n_neurons = 3;
     o.methods = methods;
-    o.n_methods = 4;
-    o.candidates = 50;
+    o.n_methods = 6; /* each with its own candidate count: 100, fair 500 and pct 250 capped at 120 items */
     ps_sweep_result r;
     ps_error err = {{0}};
     if (ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err) != PS_OK)
         fail_msg("sweep: %s", err.msg);
-    /* sasrec, alpha=0, 2 alphas x 2 distinct N, penalty 6 + pmmf 8 + xquad 9 + random 1 */
-    assert_int_equal(r.n_points, 2 + 4 + 6 + 8 + 9 + 1);
+    /* sasrec, alpha=0, 2 alphas x 2 distinct N, then every method's grid */
+    int grid_points = 0;
+    for (int i = 0; i < 6; i++) {
+        const ps_rerank_setting *set;
+        int ns;
+        assert_int_equal(ps_rerank_default_grid(methods[i], &set, &ns, &err), PS_OK);
+        grid_points += ns;
+    }
+    assert_int_equal(r.n_points, 2 + 4 + grid_points);
     assert_string_equal(r.points[0].method, "sasrec");
     assert_string_equal(r.points[1].setting, "alpha=0");
     assert_string_equal(r.points[2].setting, "alpha=1 N=8");
     assert_string_equal(r.points[5].setting, "alpha=3 N=64");
-    assert_int_equal(r.L, 50);
+    assert_int_equal(f->ds.n_items, 120);
+    assert_int_equal(r.L, 120);
+    assert_int_equal(find_point(&r, "penalty", "beta=2")->candidates, 100);
+    assert_int_equal(find_point(&r, "fair", "p=0.9 alpha=0.1 group=tail")->candidates, 120);
     int32_t items = 0;
     for (int q = 0; q < PS_SWEEP_DECILES; q++)
         items += r.decile_items[q];
@@ -359,9 +369,11 @@ static void test_sweep_matches_evaluate(void **state)
     check_steered(f, &r, 3, 8, "alpha=3 N=8");
     check_steered(f, &r, 1, 64, "alpha=1 N=64");
     check_rerank(f, &r, "penalty", "beta=2");
-    check_rerank(f, &r, "pmmf", "lambda=0.5 eta=0.1");
-    check_rerank(f, &r, "xquad", "lambda=0.7");
+    check_rerank(f, &r, "pmmf", "lambda=0.1 eta=0.01 share=size43");
+    check_rerank(f, &r, "xquad", "lambda=0.7 variant=smooth");
     check_rerank(f, &r, "random", "default");
+    check_rerank(f, &r, "fair", "p=0.9 alpha=0.1 group=tail");
+    check_rerank(f, &r, "pct", "p=0.5 lambda=0.7");
     ps_sweep_result_free(&r);
 }
 
