@@ -44,6 +44,7 @@ int cli_steer_option(const cli_common *c, cli_steer *s, int opt, const char *arg
             return cli_usage_error(c, "--gate: expected 'user' or 'none', got '%s'", arg), -1;
         return 1;
     case OPT_SKIP_DEAD: s->rule_opts_set = s->skip_dead = 1; return 1;
+    case OPT_KEEP_ERROR: s->rule_opts_set = s->keep_error = 1; return 1;
     default: return 0;
     }
 }
@@ -60,6 +61,7 @@ static int make_rule(const cli_common *c, cli_steer *s, const ps_latent_table *t
         p.alpha_unpop = s->alpha_unpop;
     p.gate = s->gate;
     p.skip_dead = s->skip_dead;
+    p.keep_error = s->keep_error;
     ps_steer_rule_probe pr = {t->m, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, t->fire_rate};
     if (ps_steer_rule_make(&pr, &p, &s->srule, &err) != PS_OK)
         return cli_error(c, "%s", err.msg);
@@ -107,7 +109,8 @@ int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int 
         return cli_usage_error(c, "--rule peruser needs --latents (the probe's table)");
     /* the paper's rule has one alpha and no gate: its parameters are never silently ignored */
     if (s->rule == CLI_RULE_PAPER && s->rule_opts_set)
-        return cli_usage_error(c, "--alpha-pop, --alpha-unpop, --gate and --skip-dead need --rule peruser");
+        return cli_usage_error(c, "--alpha-pop, --alpha-unpop, --gate, --skip-dead and --keep-error need "
+                                  "--rule peruser");
     s->sae = ps_sae_load(s->sae_path, &err);
     if (!s->sae)
         return cli_error(c, "%s", err.msg);
@@ -148,9 +151,10 @@ void cli_steer_describe(const cli_steer *s, char *buf, unsigned size)
     else if (s->has_rule) {
         const ps_steer_rule *r = &s->srule;
         double mean_gate = s->ruled.gate_rows ? s->ruled.gate_sum / (double)s->ruled.gate_rows : 1.0;
-        snprintf(buf, size, "PopSteer-U (alpha_pop %g, alpha_unpop %g, %d of %d latents%s, gate %s, mean gate %.3f)",
+        snprintf(buf, size, "PopSteer-U (alpha_pop %g, alpha_unpop %g, %d of %d latents%s, gate %s, mean gate %.3f%s)",
                  r->p.alpha_pop, r->p.alpha_unpop, r->n, r->m, r->p.skip_dead ? " that fire" : "",
-                 r->p.gate == PS_RULE_GATE_USER ? "per user" : "none", mean_gate);
+                 r->p.gate == PS_RULE_GATE_USER ? "per user" : "none", mean_gate,
+                 r->p.keep_error ? ", SAE error kept" : "");
     } else if (!s->has_plan)
         snprintf(buf, size, "SAE-reconstructed SASRec (alpha 0)");
     else

@@ -10,7 +10,7 @@
 #include "popsteer/train.h"
 
 enum { OPT_SAE = 400, OPT_LATENTS, OPT_ALPHA, OPT_NEURONS, OPT_RULE, OPT_ALPHA_POP, OPT_ALPHA_UNPOP, OPT_GATE,
-       OPT_SKIP_DEAD };
+       OPT_SKIP_DEAD, OPT_KEEP_ERROR };
 
 enum { CLI_RULE_PAPER = 0, CLI_RULE_PERUSER = 1 };
 
@@ -19,7 +19,7 @@ enum { CLI_RULE_PAPER = 0, CLI_RULE_PERUSER = 1 };
     {"alpha", required_argument, 0, OPT_ALPHA}, {"neurons", required_argument, 0, OPT_NEURONS},         \
     {"rule", required_argument, 0, OPT_RULE}, {"alpha-pop", required_argument, 0, OPT_ALPHA_POP},       \
     {"alpha-unpop", required_argument, 0, OPT_ALPHA_UNPOP}, {"gate", required_argument, 0, OPT_GATE},   \
-    {"skip-dead", no_argument, 0, OPT_SKIP_DEAD}
+    {"skip-dead", no_argument, 0, OPT_SKIP_DEAD}, {"keep-error", no_argument, 0, OPT_KEEP_ERROR}
 
 #define CLI_STEER_HELP                                                                                   \
     "Steering options (PopSteer):\n"                                                                     \
@@ -34,7 +34,9 @@ enum { CLI_RULE_PAPER = 0, CLI_RULE_PERUSER = 1 };
     "  --alpha-pop X      peruser: strength on latents with d > 0 (default: --alpha)\n"               \
     "  --alpha-unpop X    peruser: strength on latents with d < 0 (default: --alpha)\n"               \
     "  --gate G           peruser: user (default) or none (every user the full shift)\n"              \
-    "  --skip-dead        peruser: leave latents that never fire on real users out of the N\n"
+    "  --skip-dead        peruser: leave latents that never fire on real users out of the N\n"        \
+    "  --keep-error       peruser: score h + (steered SAE output - unsteered SAE output): SASRec's\n"  \
+    "                     own vector moved by the steering only (no reconstruction cost)\n"
 
 typedef struct cli_steer {
     const char *sae_path, *latents_path;
@@ -43,7 +45,7 @@ typedef struct cli_steer {
     int alpha_set;
     int rule;                          /* CLI_RULE_PAPER or CLI_RULE_PERUSER */
     double alpha_pop, alpha_unpop;     /* peruser; -1 = --alpha */
-    int gate, skip_dead, rule_opts_set;
+    int gate, skip_dead, keep_error, rule_opts_set;
     ps_steer_rule srule;
     int has_rule;
     ps_rule_scorer ruled;

@@ -27,6 +27,10 @@
  *      shifts is multiplied by g_u: users whose popular latents are active are steered, the
  *      others are left (nearly) alone. No parameter: the probe's own statistics set the scale.
  *   3. a_uj += g_u · shift_j, then TopK, decode and score as in SPEC §5.
+ *   4. Optionally (keep_error) the SAE's reconstruction error is kept: the scored vector is
+ *      h + decode(TopK(a + shift)) − decode(TopK(a)), i.e. SASRec's own h moved by exactly what
+ *      the steering changed in the SAE's output. Without a shift this is SASRec itself, so the
+ *      method does not pay the reconstruction cost (docs/steering.md measures it).
  *
  * With α_pop = α_unpop = α, gate NONE and skip_dead off, the shifts are bit-for-bit the paper's
  * (ps_steer_plan_make) and ps_steer_rule_apply equals ps_steer_apply exactly. */
@@ -49,6 +53,7 @@ typedef struct ps_steer_rule_params {
     double alpha_unpop; /* strength on latents with d < 0 (raised), >= 0 */
     int gate;           /* PS_RULE_GATE_NONE (every user the full shift) or PS_RULE_GATE_USER */
     int skip_dead;      /* 1: leave latents with fire rate 0 out of S (needs fire_rate) */
+    int keep_error;     /* 1: score h + ĥ_steered − ĥ (step 4; read by the scorer only) */
 } ps_steer_rule_params;
 
 /* The paper's rule: α_pop = α_unpop = alpha, no gate, dead latents kept. */
@@ -102,6 +107,7 @@ typedef struct ps_rule_scorer {
     ps_sasrec_ws *ws;
     ps_sae_encoder enc;   /* the unshifted folded bias: the rule shifts per row */
     float *h, *pre, *val, *hrec;
+    float *pre0, *hrec0;  /* keep_error: the unshifted pre-activations and their decoding */
     int32_t *idx;
     int max_batch;
     double gate_sum;      /* Σ g_u over the rows scored so far (ps_evaluate may call from one

@@ -46,7 +46,8 @@ static int check_inputs(const ps_steer_rule_probe *pr, const ps_steer_rule_param
         return ps_fail(err, "steering needs at least one latent (the SAE has m = %d)", m);
     if (p->N < 1 || p->N > m)
         return ps_fail(err, "steering: N = %d latents is outside 1..%d (the SAE has m = %d latents)", p->N, m, m);
-    if (check_alpha("alpha_pop", p->alpha_pop, err) != PS_OK || check_alpha("alpha_unpop", p->alpha_unpop, err) != PS_OK)
+    if (check_alpha("alpha_pop", p->alpha_pop, err) != PS_OK ||
+        check_alpha("alpha_unpop", p->alpha_unpop, err) != PS_OK)
         return PS_ERR;
     if (p->gate != PS_RULE_GATE_NONE && p->gate != PS_RULE_GATE_USER)
         return ps_fail(err, "steering rule: unknown gate %d", p->gate);

@@ -15,6 +15,8 @@ void ps_rule_scorer_free(ps_rule_scorer *s)
     free(s->val);
     free(s->hrec);
     free(s->idx);
+    free(s->pre0);
+    free(s->hrec0);
     memset(s, 0, sizeof *s);
 }
 
@@ -40,6 +42,14 @@ int ps_rule_scorer_init(ps_rule_scorer *s, const ps_sasrec *m, const ps_sae *sae
     s->pre = s->hrec ? ps_calloc(B * nl, sizeof *s->pre, "pre-activations", err) : NULL;
     s->val = s->pre ? ps_calloc(B * k, sizeof *s->val, "codes", err) : NULL;
     s->idx = s->val ? ps_calloc(B * k, sizeof *s->idx, "codes", err) : NULL;
+    if (s->idx && rule->p.keep_error) {
+        s->pre0 = ps_calloc(B * nl, sizeof *s->pre0, "pre-activations", err);
+        s->hrec0 = s->pre0 ? ps_calloc(B * d, sizeof *s->hrec0, "user vectors", err) : NULL;
+        if (!s->hrec0) {
+            ps_rule_scorer_free(s);
+            return PS_ERR;
+        }
+    }
     if (!s->idx || ps_sae_encoder_init(&s->enc, sae, err) != PS_OK ||
         ps_sasrec_ws_create(&s->ws, m, max_batch, 0, err) != PS_OK) {
         ps_rule_scorer_free(s);
@@ -56,14 +66,25 @@ int ps_rule_score(ps_rule_scorer *s, const int32_t *seq, const int32_t *len, int
         return PS_ERR;
     /* the same bits as the rows ps_sae_encoder_topk selects from (sae.h), before any shift */
     ps_sae_encoder_pre(&s->enc, s->h, B, s->pre);
+    const size_t nl = (size_t)s->rule->m, d = (size_t)s->model->cfg.d;
+    if (s->pre0)
+        memcpy(s->pre0, s->pre, (size_t)B * nl * sizeof *s->pre0);
     for (int b = 0; b < B; b++) {
         double g;
-        ps_steer_rule_apply(s->rule, s->pre + (size_t)b * (size_t)s->rule->m, 1, &g);
+        ps_steer_rule_apply(s->rule, s->pre + (size_t)b * nl, 1, &g);
         s->gate_sum += g;
     }
     s->gate_rows += B;
     ps_sae_topk(s->sae, s->pre, B, s->idx, s->val);
     ps_sae_decode(s->sae, s->idx, s->val, B, s->hrec);
+    if (s->pre0) {
+        /* h + (ĥ_steered − ĥ): the SAE's error term stays, only the steering's change is added;
+         * b_dec cancels in the difference */
+        ps_sae_topk(s->sae, s->pre0, B, s->idx, s->val);
+        ps_sae_decode(s->sae, s->idx, s->val, B, s->hrec0);
+        for (size_t i = 0; i < (size_t)B * d; i++)
+            s->hrec[i] = s->h[i] + (s->hrec[i] - s->hrec0[i]);
+    }
     ps_sasrec_score(s->model, s->hrec, B, scores);
     return PS_OK;
 }
