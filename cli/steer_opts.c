@@ -96,8 +96,8 @@ int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int 
 {
     ps_error err;
     if (!s->sae_path) {
-        if (s->latents_path || s->alpha_set || s->neurons)
-            return cli_usage_error(c, "--latents, --alpha and --neurons need --sae");
+        if (s->latents_path || s->alpha_set || s->neurons || s->rule != CLI_RULE_PAPER || s->rule_opts_set)
+            return cli_usage_error(c, "--latents, --alpha, --neurons and --rule need --sae");
         if (ps_sasrec_scorer_init(&s->plain, m, max_batch, &err) != PS_OK)
             return cli_error(c, "%s", err.msg);
         *out = ps_sasrec_scorer_as_scorer(&s->plain);
