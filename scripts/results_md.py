@@ -248,7 +248,7 @@ def main():
              "Written by `make reproduce` (scripts/reproduce.sh → scripts/results_md.py) from the reports of "
              "`popsteer run` at commit %s. Every number is on the test split unless it says validation; changes "
              "are relative to plain SASRec on the same users; [lo, hi] is the 95 %% paired-bootstrap interval over "
-             "the users (1,000 resamples) and ≈ marks a change whose interval contains 0 (within noise). "
+             "the users (1,000 resamples; the measured change ± 1.96 bootstrap standard errors) and ≈ marks a change whose interval contains 0 (within noise). "
              "Operating points are chosen on validation: the SPEC §7 rule (NDCG drop ≤ 5 %%, maximise Gini cut − "
              "NDCG drop) and the largest Gini cut within 0.5 %% and 1 %% NDCG loss. Each dataset's full report "
              "(every grid point, both splits, all plots) is in reproduce-out/NAME/report/.\n" % commit_of(repo)]

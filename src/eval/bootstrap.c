@@ -134,45 +134,50 @@ int ps_bootstrap_gini(const ps_bootstrap *b, const int32_t *lists, int k, int32_
     return PS_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
+double ps_normal_quantile(double p)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    double lo = -40, hi = 40;
+    for (int i = 0; i < 200 && hi - lo > 1e-13; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return 0.5 * (lo + hi);
 }
 
-/* Quantile q of sorted v[0..n) with linear interpolation between order statistics (R type 7). */
-static double quantile_sorted(const double *v, int n, double q)
-{
-    double h = (n - 1) * q;
-    int lo = (int)floor(h);
-    int hi = lo + 1 < n ? lo + 1 : lo;
-    return v[lo] + (h - lo) * (v[hi] - v[lo]);
-}
-
-int ps_bootstrap_interval(const double *x, const double *base, int resamples, int relative, double level,
-                          ps_interval *out, ps_error *err)
+int ps_bootstrap_interval(const double *x, const double *base, int resamples, int relative, double estimate,
+                          double level, ps_interval *out, ps_error *err)
 {
     out->lo = out->hi = NAN;
     if (!(level > 0 && level < 1))
         return ps_fail(err, "bootstrap: the confidence level must be in (0, 1) (got %g)", level);
-    double *v = ps_calloc(resamples > 0 ? (size_t)resamples : 1, sizeof *v, "bootstrap interval", err);
-    if (!v)
-        return PS_ERR;
+    /* two passes (mean, then squared deviations): exact enough for changes of any size */
+    double sum = 0;
     int m = 0;
     for (int r = 0; r < resamples; r++) {
         if (relative && !(base[r] > 0))
             continue;
         double d = relative ? x[r] / base[r] - 1.0 : x[r] - base[r];
+        if (isfinite(d)) {
+            sum += d;
+            m++;
+        }
+    }
+    if (m < 2 || !isfinite(estimate))
+        return PS_OK;
+    double mean = sum / m, ss = 0;
+    for (int r = 0; r < resamples; r++) {
+        if (relative && !(base[r] > 0))
+            continue;
+        double d = relative ? x[r] / base[r] - 1.0 : x[r] - base[r];
         if (isfinite(d))
-            v[m++] = d;
+            ss += (d - mean) * (d - mean);
     }
-    if (m > 0) {
-        qsort(v, (size_t)m, sizeof *v, cmp_double);
-        double tail = 0.5 * (1.0 - level);
-        out->lo = quantile_sorted(v, m, tail);
-        out->hi = quantile_sorted(v, m, 1.0 - tail);
-    }
-    free(v);
+    double half = ps_normal_quantile(0.5 * (1.0 + level)) * sqrt(ss / (m - 1));
+    out->lo = estimate - half;
+    out->hi = estimate + half;
     return PS_OK;
 }
 

@@ -802,9 +802,11 @@ static void section_definitions(doc *d, const ps_sweep_result *r)
     doc_p(d, "ARP: mean popularity (share of training interactions) of the recommended items; APLT: mean share of "
              "non-head items per list.");
     if (r->bootstrap > 0)
-        doc_p(d, "Intervals: [lo, hi] after a change is its %.0f %% confidence interval (percentile) by paired "
-                 "bootstrap over the users: %d resamples of the %lld users (seed %llu), every method measured on "
-                 "the same resamples as plain SASRec. NDCG intervals on both splits, Gini intervals on the test "
+        doc_p(d, "Intervals: [lo, hi] after a change is its %.0f %% confidence interval by paired bootstrap over "
+                 "the users: %d resamples of the %lld users (seed %llu), every method measured on the same resamples "
+                 "as plain SASRec; the interval is the measured change ± z · the resamples' standard deviation (the "
+                 "normal bootstrap interval: Gini is not a mean, and resampled Gini changes shrink towards 0, so "
+                 "percentiles would be off-centre). NDCG intervals on both splits, Gini intervals on the test "
                  "split. \"≈\" marks a change whose interval contains 0: within noise.",
               100 * r->ci_level, r->bootstrap, (long long)r->n_users, (unsigned long long)r->seed);
     doc_p(d, "popsteer alpha=A N=K: the K latents with the largest |Cohen's d| are shifted with strength A before "

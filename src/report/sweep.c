@@ -609,13 +609,15 @@ static int point_intervals(sweep_ctx *x, ps_sweep_result *r, int i, ps_split spl
         if (split == PS_SPLIT_TEST && ps_bootstrap_gini(&x->boot, x->lists, x->k, n_items, x->base_gini, err) != PS_OK)
             return PS_ERR;
     }
-    if (ps_bootstrap_interval(x->res, x->base_ndcg, R, 1, r->ci_level, &p->ndcg_ci[split], err) != PS_OK)
+    const ps_metrics *m = &p->split[split], *b = &r->points[0].split[split];
+    double d_ndcg = b->ndcg > 0 ? m->ndcg / b->ndcg - 1 : NAN, d_gini = b->gini > 0 ? m->gini / b->gini - 1 : NAN;
+    if (ps_bootstrap_interval(x->res, x->base_ndcg, R, 1, d_ndcg, r->ci_level, &p->ndcg_ci[split], err) != PS_OK)
         return PS_ERR;
     if (split != PS_SPLIT_TEST)
         return PS_OK;
     if (ps_bootstrap_gini(&x->boot, x->lists, x->k, n_items, x->res, err) != PS_OK)
         return PS_ERR;
-    return ps_bootstrap_interval(x->res, x->base_gini, R, 1, r->ci_level, &p->gini_ci[split], err);
+    return ps_bootstrap_interval(x->res, x->base_gini, R, 1, d_gini, r->ci_level, &p->gini_ci[split], err);
 }
 
 static void report_progress(const sweep_ctx *x, const char *what, int done, int total)
@@ -913,7 +915,7 @@ static int gap_interval(const ps_sweep_result *r, const ps_bootstrap *boot, cons
         for (size_t u = 0; u < n; u++)
             gap_f[u] = (float)gap[u];
         ps_bootstrap_means(boot, gap_f, res); /* res + R stays 0: the gap is measured against 0 */
-        rc = ps_bootstrap_interval(res, res + R, (int)R, 0, r->ci_level, &b->gap_ci, err);
+        rc = ps_bootstrap_interval(res, res + R, (int)R, 0, c->mean_diff, r->ci_level, &b->gap_ci, err);
         b->gap_within_noise = rc == PS_OK && ps_interval_contains_zero(&b->gap_ci);
     }
     free(wa);

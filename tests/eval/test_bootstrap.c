@@ -50,35 +50,35 @@ static void test_bad_arguments(void **state)
     assert_non_null(strstr(err.msg, "resample"));
     double x[2] = {1, 2}, y[2] = {0, 0};
     ps_interval ci;
-    assert_int_equal(ps_bootstrap_interval(x, y, 2, 0, 1.0, &ci, &err), PS_ERR);
+    assert_int_equal(ps_bootstrap_interval(x, y, 2, 0, 0.0, 1.0, &ci, &err), PS_ERR);
     assert_non_null(strstr(err.msg, "level"));
 }
 
-/* Percentiles with linear interpolation: the 25th and 75th of 0..4 are 1 and 3; of 0..3 they
- * are 0.75 and 2.25. */
-static void test_interval_percentiles(void **state)
+/* The normal interval: estimate ± z · SD of the resampled changes (divisor R − 1). */
+static void test_interval_normal(void **state)
 {
     (void)state;
     ps_error err;
     ps_interval ci;
+    tu_assert_near(ps_normal_quantile(0.975), 1.959963984540054, 1e-9);
+    tu_assert_near(ps_normal_quantile(0.5), 0, 1e-12);
+    tu_assert_near(ps_normal_quantile(0.05), -1.644853626951472, 1e-9);
+    /* changes 0..4 against a zero base: SD sqrt(2.5); centred on the given estimate, not their mean */
     double x[5] = {4, 0, 3, 1, 2}, z[5] = {0};
-    assert_int_equal(ps_bootstrap_interval(x, z, 5, 0, 0.5, &ci, &err), PS_OK);
-    tu_assert_near(ci.lo, 1.0, 1e-15);
-    tu_assert_near(ci.hi, 3.0, 1e-15);
-    double x4[4] = {3, 0, 2, 1};
-    assert_int_equal(ps_bootstrap_interval(x4, z, 4, 0, 0.5, &ci, &err), PS_OK);
-    tu_assert_near(ci.lo, 0.75, 1e-15);
-    tu_assert_near(ci.hi, 2.25, 1e-15);
-    /* relative: x / base - 1; a non-positive base is skipped */
-    double num[4] = {1.1, 1.2, 5.0, 1.3}, den[4] = {1, 1, 0, 1};
-    assert_int_equal(ps_bootstrap_interval(num, den, 4, 1, 0.5, &ci, &err), PS_OK);
-    tu_assert_near(ci.lo, 0.15, 1e-12); /* {0.1, 0.2, 0.3}: 25th = 0.15, 75th = 0.25 */
-    tu_assert_near(ci.hi, 0.25, 1e-12);
+    assert_int_equal(ps_bootstrap_interval(x, z, 5, 0, 7.0, 0.95, &ci, &err), PS_OK);
+    tu_assert_near(ci.lo, 7.0 - 1.959963984540054 * sqrt(2.5), 1e-8);
+    tu_assert_near(ci.hi, 7.0 + 1.959963984540054 * sqrt(2.5), 1e-8);
     assert_false(ps_interval_contains_zero(&ci));
-    ci.lo = -0.01;
+    /* relative: x / base - 1 = {0.1, 0.2, 0.3} (a non-positive base is skipped): SD 0.1 */
+    double num[4] = {1.1, 1.2, 5.0, 1.3}, den[4] = {1, 1, 0, 1};
+    assert_int_equal(ps_bootstrap_interval(num, den, 4, 1, 0.05, 0.95, &ci, &err), PS_OK);
+    tu_assert_near(ci.lo, 0.05 - 0.1959963984540054, 1e-9);
+    tu_assert_near(ci.hi, 0.05 + 0.1959963984540054, 1e-9);
     assert_true(ps_interval_contains_zero(&ci));
-    /* nothing usable: NaN bounds */
-    assert_int_equal(ps_bootstrap_interval(num, z, 4, 1, 0.95, &ci, &err), PS_OK);
+    /* nothing usable, or no estimate: NaN bounds */
+    assert_int_equal(ps_bootstrap_interval(num, z, 4, 1, 0.05, 0.95, &ci, &err), PS_OK);
+    assert_true(isnan(ci.lo) && isnan(ci.hi));
+    assert_int_equal(ps_bootstrap_interval(x, z, 5, 0, NAN, 0.95, &ci, &err), PS_OK);
     assert_true(isnan(ci.lo) && isnan(ci.hi));
 }
 
@@ -99,15 +99,15 @@ static void test_constant_difference(void **state)
     ps_bootstrap_means(&b, x, mx);
     ps_bootstrap_means(&b, base, mb);
     ps_interval ci;
-    assert_int_equal(ps_bootstrap_interval(mx, mb, R, 0, 0.95, &ci, &err), PS_OK);
+    assert_int_equal(ps_bootstrap_interval(mx, mb, R, 0, 0.25, 0.95, &ci, &err), PS_OK);
     tu_assert_near(ci.lo, 0.25, 1e-12);
     tu_assert_near(ci.hi, 0.25, 1e-12);
     ps_bootstrap_free(&b);
 }
 
 /* A known noisy difference: d_u = +1 for 60 % of the users and -1 for 40 % (mean 0.2, sd
- * 0.98). The 95 % interval of the mean must contain the sample mean, exclude 0, and have about
- * the normal-theory width 2 · 1.96 · sd / sqrt(n). */
+ * 0.98). The resamples' spread must give the 95 % interval of the mean about the normal-theory
+ * width 2 · 1.96 · sd / sqrt(n), so that it excludes 0. */
 static void test_known_noisy_difference(void **state)
 {
     (void)state;
@@ -127,8 +127,12 @@ static void test_known_noisy_difference(void **state)
     assert_non_null(mb);
     ps_bootstrap_means(&b, x, mx);
     ps_bootstrap_means(&b, base, mb);
+    double est = 0;
+    for (int u = 0; u < N; u++)
+        est += (double)x[u] - base[u];
+    est /= N;
     ps_interval ci;
-    assert_int_equal(ps_bootstrap_interval(mx, mb, R, 0, 0.95, &ci, &err), PS_OK);
+    assert_int_equal(ps_bootstrap_interval(mx, mb, R, 0, est, 0.95, &ci, &err), PS_OK);
     double sd = sqrt(1.0 - 0.2 * 0.2), width = 2 * 1.96 * sd / sqrt((double)N);
     assert_true(ci.lo < 0.2 && ci.hi > 0.2);
     assert_false(ps_interval_contains_zero(&ci));
@@ -177,7 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resamples_sum_to_n_and_ignore_threads),
         cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_interval_percentiles),
+        cmocka_unit_test(test_interval_normal),
         cmocka_unit_test(test_constant_difference),
         cmocka_unit_test(test_known_noisy_difference),
         cmocka_unit_test(test_gini_matches_metrics),
