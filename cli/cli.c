@@ -261,3 +261,15 @@ int cli_getopt(const cli_common *c, int argc, char **argv, const struct option *
     report_bad_option(c, argc, argv, opts, opt);
     return OPT_ALREADY_REPORTED;
 }
+
+/* --item-features: the table, and a note on how much of the catalogue it covers. */
+int cli_load_item_features(const cli_common *c, const char *path, const ps_dataset *ds, ps_item_features *f)
+{
+    ps_error err;
+    if (ps_item_features_load(f, path, ds, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    cli_note(c, "item features: %d values per item from %s; %d of %d items have no row (zero vectors: "
+                "cosine 0 with every item); %lld rows for items removed by filtering skipped",
+             f->dim, path, (int)(ds->n_items - f->items_with_row), (int)ds->n_items, (long long)f->rows_filtered);
+    return 0;
+}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "popsteer/dataset.h"
+#include "popsteer/features.h"
 
 /* Long-only option codes (above the char range so they never clash with short options). */
 enum {
@@ -96,6 +97,10 @@ int cli_getopt(const cli_common *c, int argc, char **argv, const struct option *
  * the exit status (2, with "unknown option" printed when none knew it). */
 int cli_option_verdict(const cli_common *c, int r, char **argv);
 
+/* --item-features FILE (eval, sweep, run): the table for ilad_features@k, with a note on how much
+ * of the catalogue it covers. 0, or the exit status after printing the error. */
+int cli_load_item_features(const cli_common *c, const char *path, const ps_dataset *ds, ps_item_features *f);
+
 /* Subcommands: each returns the process exit status. */
 int cmd_data(int argc, char **argv);
 int cmd_train(int argc, char **argv);
@@ -110,7 +115,7 @@ int cmd_run(int argc, char **argv);
 #include "popsteer/sweep.h"
 
 enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_SWEEP_K, OPT_MAX_DROP, OPT_OBJECTIVE,
-       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT, OPT_BOOTSTRAP, OPT_CI_LEVEL };
+       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT, OPT_BOOTSTRAP, OPT_CI_LEVEL, OPT_SWEEP_ITEM_FEATURES };
 
 #define CLI_SWEEP_OPTIONS                                                                                \
     {"alphas", required_argument, 0, OPT_ALPHAS}, {"neurons", required_argument, 0, OPT_SWEEP_NEURONS},  \
@@ -118,7 +123,8 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     {"k", required_argument, 0, OPT_SWEEP_K}, {"max-drop", required_argument, 0, OPT_MAX_DROP},           \
     {"objective", required_argument, 0, OPT_OBJECTIVE}, {"base", required_argument, 0, OPT_BASE},         \
     {"tight-drop", required_argument, 0, OPT_TIGHT_DROP}, {"gnuplot", required_argument, 0, OPT_GNUPLOT},   \
-    {"bootstrap", required_argument, 0, OPT_BOOTSTRAP}, {"ci-level", required_argument, 0, OPT_CI_LEVEL}
+    {"bootstrap", required_argument, 0, OPT_BOOTSTRAP}, {"ci-level", required_argument, 0, OPT_CI_LEVEL},    \
+    {"item-features", required_argument, 0, OPT_SWEEP_ITEM_FEATURES}
 
 #define CLI_SWEEP_HELP                                                                                   \
     "Sweep options:\n"                                                                                   \
@@ -138,6 +144,8 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     "  --bootstrap R      resamples of the users for the confidence intervals of every change against\n" \
     "                     plain SASRec (paired bootstrap; default 1000, 0 = no intervals)\n"            \
     "  --ci-level X       their confidence level (default 0.95)\n"                                     \
+    "  --item-features FILE  item feature vectors (u.item genre flags, or `item v1 .. vD` rows) for\n"  \
+    "                     ilad_features@k next to ilad@k (docs/metrics.md)\n"                          \
     "  --gnuplot PROG     the gnuplot program that draws the images (default: gnuplot from PATH)\n"
 
 typedef struct cli_sweep {
@@ -150,6 +158,7 @@ typedef struct cli_sweep {
     ps_sweep_base base;
     double tight_drop;
     const char *gnuplot;
+    const char *item_features;            /* --item-features, or NULL */
 } cli_sweep;
 
 void cli_sweep_init(cli_sweep *s);

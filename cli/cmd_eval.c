@@ -129,29 +129,6 @@ static int print_metrics(const cli_common *c, const ps_metrics *m, const char *s
     return cli_print_json(c, ps_metrics_to_json(m));
 }
 
-/* The item embedding table [n_items + 1][d]: ilad@k's vectors. Steering and re-ranking change
- * the user side and the lists, never this table, so it serves every kind of evaluation. */
-static const float *item_embedding(const ps_sasrec *m, int *dim)
-{
-    const ps_sasrec_tensor *t = ps_sasrec_find(m, "item_embedding.weight");
-    if (!t || t->ndim != 2 || t->shape[0] != (int64_t)m->cfg.n_items + 1 || t->shape[1] != m->cfg.d)
-        return NULL;
-    *dim = m->cfg.d;
-    return m->params + t->offset;
-}
-
-/* --item-features: the table, and a note on how much of the catalogue it covers. */
-static int load_features(const cli_common *c, const char *path, const ps_dataset *ds, ps_item_features *f)
-{
-    ps_error err;
-    if (ps_item_features_load(f, path, ds, &err) != PS_OK)
-        return cli_error(c, "%s", err.msg);
-    cli_note(c, "item features: %d values per item from %s; %d of %d items have no row (zero vectors: "
-                "cosine 0 with every item); %lld rows for items removed by filtering skipped",
-             f->dim, path, (int)(ds->n_items - f->items_with_row), (int)ds->n_items, (long long)f->rows_filtered);
-    return 0;
-}
-
 static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
 {
     ps_error err;
@@ -165,8 +142,8 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
     ps_reranker *r = NULL;
     ps_rerank_filter f = {0};
     ps_item_features feat = {0};
-    int rc = a->item_features ? load_features(c, a->item_features, ds, &feat) : 0;
-    a->eo.item_embedding = item_embedding(m, &a->eo.item_embedding_dim);
+    int rc = a->item_features ? cli_load_item_features(c, a->item_features, ds, &feat) : 0;
+    a->eo.item_embedding = ps_sasrec_item_embedding(m, &a->eo.item_embedding_dim);
     a->eo.item_features = feat.v;
     a->eo.item_features_dim = feat.dim;
     if (!rc && !a->eo.item_embedding)

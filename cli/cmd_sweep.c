@@ -158,6 +158,7 @@ int cli_sweep_option(const cli_common *c, cli_sweep *s, int opt, const char *arg
         s->base = ch ? PS_BASE_SAE : PS_BASE_SASREC;
         return 1;
     case OPT_GNUPLOT: s->gnuplot = arg; return 1;
+    case OPT_SWEEP_ITEM_FEATURES: s->item_features = arg; return 1;
     case OPT_BOOTSTRAP:
         if (cli_parse_long(c, "bootstrap", arg, 0, 100000, &v) < 0)
             return -1;
@@ -266,9 +267,16 @@ int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, cons
     s->so.seed = c->seed;
     s->so.progress = on_sweep;
     s->so.progress_ctx = &ui;
-    ps_sweep_result r;
+    ps_sweep_result r = {0};
     ps_sweep_summary sum = {0};
+    ps_item_features feat = {0};
+    if (s->item_features && cli_load_item_features(c, s->item_features, ds, &feat))
+        return 1;
+    s->so.item_features = feat.v;
+    s->so.item_features_dim = feat.dim;
     int rc = ps_sweep_run(m, sae, latents, ds, &s->so, &r, &err);
+    ps_item_features_free(&feat);
+    s->so.item_features = NULL;
     cli_progress_done(&ui.p);
     if (rc == PS_OK)
         rc = ps_sweep_summarize(&r, &s->rule, s->base, s->tight_drop, &sum, &err);

@@ -117,6 +117,21 @@ int ps_metrics_acc_init(ps_metrics_acc *a, int k, int32_t n_items, const int8_t 
  * Fails on a non-finite value, naming the item. Returns a malloc'ed array (free() it), or NULL. */
 float *ps_item_unit_vectors(const float *vectors, int32_t n_items, int dim, ps_error *err);
 
+/* Both kinds of ILAD vectors, normalised once and shared by every accumulator of an evaluation
+ * (ps_evaluate, the sweep). */
+typedef struct ps_ilad_vectors {
+    float *unit[PS_ILAD_COUNT]; /* ps_item_unit_vectors copies, NULL when not given */
+    int dim[PS_ILAD_COUNT];
+} ps_ilad_vectors;
+
+/* Normalised copies of the item embeddings and of the item features (either may be NULL: that
+ * ILAD is then not computed). On failure v is left empty (safe to free). */
+int ps_ilad_vectors_make(ps_ilad_vectors *v, int32_t n_items, const float *embedding, int embedding_dim,
+                         const float *features, int features_dim, ps_error *err);
+/* ps_metrics_acc_set_item_vectors for every kind v holds. */
+int ps_ilad_vectors_attach(const ps_ilad_vectors *v, ps_metrics_acc *a, ps_error *err);
+void ps_ilad_vectors_free(ps_ilad_vectors *v);
+
 /* Makes the accumulator compute ILAD with these vectors: which is PS_ILAD_EMBEDDING (reported as
  * ilad@k) or PS_ILAD_FEATURES (ilad_features@k); unit_vectors [n_items + 1][dim] from
  * ps_item_unit_vectors, borrowed (must outlive the accumulator); dim >= 1. Every row must have

@@ -87,6 +87,10 @@ void ps_sasrec_init_weights(ps_sasrec *m, uint64_t seed);
 
 /* The tensor with this RecBole name, or NULL. */
 const ps_sasrec_tensor *ps_sasrec_find(const ps_sasrec *m, const char *name);
+/* The item embedding table [n_items + 1][d] (item_embedding.weight, pad row 0), or NULL when the
+ * model lacks it in that shape. *dim = d. The scores are h · E[i], so it is also ilad@k's
+ * item space: steering and re-ranking change the user side and the lists, never this table. */
+const float *ps_sasrec_item_embedding(const ps_sasrec *m, int *dim);
 size_t ps_sasrec_num_params(const ps_sasrec *m);
 
 /* Allocates (zeroed) grads, adam_m and adam_v if not there yet; adam_t is left alone. */

@@ -137,6 +137,9 @@ typedef struct ps_sweep_options {
     uint64_t seed;          /* the random re-ranker and the bootstrap resamples */
     int bootstrap;          /* resamples for the confidence intervals (default 1000; 0 = none) */
     double ci_level;        /* their confidence level (default 0.95) */
+    const float *item_features; /* [n_items + 1][dim] for ilad_features@k (ps_item_features_load); may be NULL.
+                                 * ilad@k always uses the model's item embeddings. */
+    int item_features_dim;
     /* after every grid point (done of total) with its description; may be NULL */
     void (*progress)(void *ctx, const char *what, int done, int total);
     void *progress_ctx;

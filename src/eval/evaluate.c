@@ -35,38 +35,6 @@ void ps_batch_prefixes(const ps_dataset *ds, const ps_sample *samples, int B, in
     }
 }
 
-/* L2-normalised copies of the option's item vectors, made once and shared by all workers. */
-typedef struct eval_vectors {
-    float *unit[PS_ILAD_COUNT];
-    int dim[PS_ILAD_COUNT];
-} eval_vectors;
-
-static void free_vectors(eval_vectors *v)
-{
-    for (int w = 0; w < PS_ILAD_COUNT; w++)
-        free(v->unit[w]);
-    memset(v, 0, sizeof *v);
-}
-
-static int make_vectors(const ps_dataset *ds, const ps_eval_options *o, eval_vectors *v, ps_error *err)
-{
-    const float *raw[PS_ILAD_COUNT] = { o->item_embedding, o->item_features };
-    const int dim[PS_ILAD_COUNT] = { o->item_embedding_dim, o->item_features_dim };
-    static const char *const what[PS_ILAD_COUNT] = { "item embeddings", "item features" };
-    memset(v, 0, sizeof *v);
-    for (int w = 0; w < PS_ILAD_COUNT; w++) {
-        if (!raw[w])
-            continue;
-        v->unit[w] = ps_item_unit_vectors(raw[w], ds->n_items, dim[w], err);
-        v->dim[w] = dim[w];
-        if (!v->unit[w]) {
-            free_vectors(v);
-            return ps_fail_wrap(err, "%s", what[w]);
-        }
-    }
-    return PS_OK;
-}
-
 /* Per-thread state: its own accumulator and exclusion mask. */
 typedef struct eval_worker {
     ps_metrics_acc acc;
@@ -120,15 +88,7 @@ static void free_workers(eval_worker *w, int n)
     free(w);
 }
 
-static int set_vectors(ps_metrics_acc *acc, const eval_vectors *v, ps_error *err)
-{
-    for (int w = 0; w < PS_ILAD_COUNT; w++)
-        if (v->unit[w] && ps_metrics_acc_set_item_vectors(acc, w, v->unit[w], v->dim[w], err) != PS_OK)
-            return PS_ERR;
-    return PS_OK;
-}
-
-static eval_worker *make_workers(const ps_dataset *ds, const ps_eval_options *o, const eval_vectors *v, int n,
+static eval_worker *make_workers(const ps_dataset *ds, const ps_eval_options *o, const ps_ilad_vectors *v, int n,
                                  ps_error *err)
 {
     eval_worker *w = ps_calloc((size_t)n, sizeof *w, "evaluation workers", err);
@@ -139,7 +99,7 @@ static eval_worker *make_workers(const ps_dataset *ds, const ps_eval_options *o,
         w[t].list = ps_calloc((size_t)o->k, sizeof *w[t].list, "top-k list", err);
         if (!w[t].exclude || !w[t].list ||
             ps_metrics_acc_init(&w[t].acc, o->k, ds->n_items, ds->label, ds->train_count, err) != PS_OK ||
-            set_vectors(&w[t].acc, v, err) != PS_OK) {
+            ps_ilad_vectors_attach(v, &w[t].acc, err) != PS_OK) {
             free_workers(w, n);
             return NULL;
         }
@@ -172,8 +132,9 @@ int ps_evaluate(const ps_dataset *ds, const ps_scorer *sc, const ps_eval_options
     int L = ds->max_seq_len;
     int batch = sc->max_batch < EVAL_BATCH ? sc->max_batch : EVAL_BATCH;
     int nth = omp_get_max_threads();
-    eval_vectors vec;
-    if (make_vectors(ds, o, &vec, err) != PS_OK)
+    ps_ilad_vectors vec;
+    if (ps_ilad_vectors_make(&vec, ds->n_items, o->item_embedding, o->item_embedding_dim, o->item_features,
+                             o->item_features_dim, err) != PS_OK)
         return PS_ERR;
     eval_worker *w = make_workers(ds, o, &vec, nth, err);
     int32_t *seq = ps_calloc((size_t)batch * (size_t)L, sizeof *seq, "evaluation batch", err);
@@ -197,7 +158,7 @@ int ps_evaluate(const ps_dataset *ds, const ps_scorer *sc, const ps_eval_options
         memcpy(o->exposure_out, w[0].acc.exposure, ((size_t)ds->n_items + 1) * sizeof *o->exposure_out);
     if (w)
         free_workers(w, nth);
-    free_vectors(&vec);
+    ps_ilad_vectors_free(&vec);
     free(seq);
     free(len);
     free(scores);

@@ -451,3 +451,40 @@ void ps_metrics_print(FILE *fp, const ps_metrics *m)
         fprintf(fp, "ILAD-features@%-3d     %.4f  (item features, %lld users)\n", k, m->ilad_features,
                 (long long)m->ilad_users);
 }
+
+/* ---------------------------------------------------------------- shared ILAD vectors */
+
+void ps_ilad_vectors_free(ps_ilad_vectors *v)
+{
+    for (int w = 0; w < PS_ILAD_COUNT; w++)
+        free(v->unit[w]);
+    memset(v, 0, sizeof *v);
+}
+
+int ps_ilad_vectors_make(ps_ilad_vectors *v, int32_t n_items, const float *embedding, int embedding_dim,
+                         const float *features, int features_dim, ps_error *err)
+{
+    const float *raw[PS_ILAD_COUNT] = { embedding, features };
+    const int dim[PS_ILAD_COUNT] = { embedding_dim, features_dim };
+    static const char *const what[PS_ILAD_COUNT] = { "item embeddings", "item features" };
+    memset(v, 0, sizeof *v);
+    for (int w = 0; w < PS_ILAD_COUNT; w++) {
+        if (!raw[w])
+            continue;
+        v->unit[w] = ps_item_unit_vectors(raw[w], n_items, dim[w], err);
+        v->dim[w] = dim[w];
+        if (!v->unit[w]) {
+            ps_ilad_vectors_free(v);
+            return ps_fail_wrap(err, "%s", what[w]);
+        }
+    }
+    return PS_OK;
+}
+
+int ps_ilad_vectors_attach(const ps_ilad_vectors *v, ps_metrics_acc *a, ps_error *err)
+{
+    for (int w = 0; w < PS_ILAD_COUNT; w++)
+        if (v->unit[w] && ps_metrics_acc_set_item_vectors(a, w, v->unit[w], v->dim[w], err) != PS_OK)
+            return PS_ERR;
+    return PS_OK;
+}

@@ -181,6 +181,15 @@ const ps_sasrec_tensor *ps_sasrec_find(const ps_sasrec *m, const char *name)
     return NULL;
 }
 
+const float *ps_sasrec_item_embedding(const ps_sasrec *m, int *dim)
+{
+    const ps_sasrec_tensor *t = ps_sasrec_find(m, "item_embedding.weight");
+    if (!t || t->ndim != 2 || t->shape[0] != (int64_t)m->cfg.n_items + 1 || t->shape[1] != m->cfg.d)
+        return NULL;
+    *dim = m->cfg.d;
+    return m->params + t->offset;
+}
+
 size_t ps_sasrec_num_params(const ps_sasrec *m)
 {
     return m->n_params;

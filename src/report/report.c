@@ -55,13 +55,19 @@ static const char *pct(char *buf, size_t size, double base, double x)
     return buf;
 }
 
+/* A point's interval, or NULL when the sweep computed none. */
+static const ps_interval *ci_of(const ps_sweep_result *r, const ps_interval *ci)
+{
+    return r->bootstrap > 0 ? ci : NULL;
+}
+
 /* "−10.36 % [−11.90, −8.80]": the change with its bootstrap interval (relative, as pct's), and a
  * trailing "≈" when the interval contains 0 (the change is within noise). Without an interval,
  * pct's text alone. */
 static const char *pct_ci(char *buf, size_t size, double base, double x, const ps_interval *ci)
 {
     pct(buf, size, base, x);
-    if (!isfinite(ci->lo) || !isfinite(ci->hi) || !strcmp(buf, "n/a"))
+    if (!ci || !isfinite(ci->lo) || !isfinite(ci->hi) || !strcmp(buf, "n/a"))
         return buf;
     size_t n = strlen(buf);
     snprintf(buf + n, size - n, " [%+.2f, %+.2f]%s", 100 * ci->lo, 100 * ci->hi,
@@ -97,7 +103,7 @@ static void csv_header(FILE *fp, int k)
 {
     static const char *const M[] = {"ndcg", "hit", "recall", "precision", "mrr", "ndcg_head", "ndcg_mid",
                                     "ndcg_tail", "coverage", "lt_coverage", "deep_lt_coverage", "gini", "arp",
-                                    "arp_distinct", "aplt", "entropy"};
+                                    "arp_distinct", "aplt", "entropy", "ilad", "ilad_features"};
     fprintf(fp, "method,setting,alpha,neurons,split,users");
     for (size_t i = 0; i < sizeof M / sizeof M[0]; i++)
         fprintf(fp, ",%s@%d", M[i], k);
@@ -112,6 +118,11 @@ static void csv_metrics(FILE *fp, const ps_metrics *m)
                   m->entropy};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         fprintf(fp, ",%.9g", v[i]);
+    /* ILAD: empty when it was not computed (no vectors of that kind) */
+    const int has[2] = {m->has_ilad, m->has_ilad_features};
+    const double ilad[2] = {m->ilad, m->ilad_features};
+    for (int i = 0; i < 2; i++)
+        has[i] ? fprintf(fp, ",%.9g", ilad[i]) : fputc(',', fp);
 }
 
 static double rel_change(double base, double x)
@@ -158,13 +169,13 @@ static cJSON *deciles_json(const int64_t *e)
 /* [lo, hi], or null when there is no interval. */
 static cJSON *interval_json(const ps_interval *ci)
 {
-    if (!isfinite(ci->lo) || !isfinite(ci->hi))
+    if (!ci || !isfinite(ci->lo) || !isfinite(ci->hi))
         return cJSON_CreateNull();
     const double v[2] = {ci->lo, ci->hi};
     return cJSON_CreateDoubleArray(v, 2);
 }
 
-static cJSON *point_json(const ps_sweep_point *p)
+static cJSON *point_json(const ps_sweep_result *r, const ps_sweep_point *p)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -184,8 +195,8 @@ static cJSON *point_json(const ps_sweep_point *p)
         cJSON *c = cJSON_AddObjectToObject(ci, sp == PS_SPLIT_VALID ? "valid" : "test");
         if (!c)
             break;
-        cJSON_AddItemToObject(c, "rel_ndcg_change", interval_json(&p->ndcg_ci[sp]));
-        cJSON_AddItemToObject(c, "rel_gini_change", interval_json(&p->gini_ci[sp]));
+        cJSON_AddItemToObject(c, "rel_ndcg_change", interval_json(ci_of(r, &p->ndcg_ci[sp])));
+        cJSON_AddItemToObject(c, "rel_gini_change", interval_json(ci_of(r, &p->gini_ci[sp])));
     }
     cJSON *dec = cJSON_AddObjectToObject(o, "exposure_by_popularity_decile");
     if (dec) {
@@ -229,8 +240,8 @@ static cJSON *method_json(const ps_sweep_result *r, const ps_sweep_summary *s, c
         cJSON_AddNumberToObject(v, "min_ndcg_diff", c->min_diff);
         cJSON_AddNumberToObject(v, "max_ndcg_diff", c->max_diff);
         cJSON_AddNumberToObject(v, "share_above", c->share_above);
-        cJSON_AddItemToObject(v, "mean_ndcg_diff_ci", interval_json(&ms->gap_ci));
-        cJSON_AddBoolToObject(v, "within_noise", ms->gap_within_noise);
+        cJSON_AddItemToObject(v, "mean_ndcg_diff_ci", interval_json(ci_of(r, &ms->gap_ci)));
+        cJSON_AddBoolToObject(v, "within_noise", r->bootstrap > 0 && ms->gap_within_noise);
     }
     return o;
 }
@@ -296,7 +307,7 @@ cJSON *ps_results_json(const ps_sweep_result *r, const ps_sweep_summary *s, cons
     add_inputs(o, info);
     cJSON *pts = cJSON_AddArrayToObject(o, "points");
     for (int i = 0; pts && i < r->n_points; i++)
-        cJSON_AddItemToArray(pts, point_json(&r->points[i]));
+        cJSON_AddItemToArray(pts, point_json(r, &r->points[i]));
     cJSON *ms = cJSON_AddArrayToObject(o, "methods");
     for (int i = 0; ms && i < s->n_methods; i++)
         cJSON_AddItemToArray(ms, method_json(r, s, &s->methods[i], i > 0));
@@ -476,12 +487,12 @@ static void tight_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
     snprintf(c[0], CELL, "%s%s", r->points[i].setting[0] ? r->points[i].setting : "default",
              v->gini < bv->gini ? "" : " (no Gini reduction)");
     /* the intervals are against plain SASRec: shown only where that is the base */
-    const ps_interval none = {NAN, NAN}, *p_ci = &r->points[i].ndcg_ci[0];
+    const ps_sweep_point *p = &r->points[i];
     int vs_sasrec = ms->base == s->sasrec;
     pct(c[1], CELL, bv->gini, v->gini);
-    pct_ci(c[2], CELL, bv->ndcg, v->ndcg, vs_sasrec ? &p_ci[PS_SPLIT_VALID] : &none);
-    pct_ci(c[3], CELL, bt->gini, t->gini, vs_sasrec ? &r->points[i].gini_ci[PS_SPLIT_TEST] : &none);
-    pct_ci(c[4], CELL, bt->ndcg, t->ndcg, vs_sasrec ? &p_ci[PS_SPLIT_TEST] : &none);
+    pct_ci(c[2], CELL, bv->ndcg, v->ndcg, vs_sasrec ? ci_of(r, &p->ndcg_ci[PS_SPLIT_VALID]) : NULL);
+    pct_ci(c[3], CELL, bt->gini, t->gini, vs_sasrec ? ci_of(r, &p->gini_ci[PS_SPLIT_TEST]) : NULL);
+    pct_ci(c[4], CELL, bt->ndcg, t->ndcg, vs_sasrec ? ci_of(r, &p->ndcg_ci[PS_SPLIT_TEST]) : NULL);
     doc_row(d, row, 0);
 }
 
@@ -558,8 +569,11 @@ static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
     snprintf(cell[0], sizeof cell[0], "%d of %d", c->n_dominated, c->n_b);
     if (c->has_overlap) {
         snprintf(cell[1], sizeof cell[1], "%.4f–%.4f", c->gini_lo, c->gini_hi);
-        snprintf(cell[2], sizeof cell[2], "%+.4f [%+.4f, %+.4f] (min %+.4f, max %+.4f)", c->mean_diff, ms->gap_ci.lo,
-                 ms->gap_ci.hi, c->min_diff, c->max_diff);
+        char ci[2 * CELL] = "";
+        if (r->bootstrap > 0 && isfinite(ms->gap_ci.lo))
+            snprintf(ci, sizeof ci, " [%+.4f, %+.4f]", ms->gap_ci.lo, ms->gap_ci.hi);
+        snprintf(cell[2], sizeof cell[2], "%+.4f%s (min %+.4f, max %+.4f)", c->mean_diff, ci, c->min_diff,
+                 c->max_diff);
         snprintf(cell[3], sizeof cell[3], "%.0f %%", 100 * c->share_above);
     } else { /* say where each front lies, so "no common range" still tells the direction */
         front_range(r, &s->methods[0], a, sizeof a);
@@ -569,7 +583,7 @@ static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
         snprintf(cell[3], sizeof cell[3], "-");
     }
     snprintf(cell[4], sizeof cell[4], "%s%s", ps_front_verdict_name(ms->verdict),
-             c->has_overlap && ms->gap_within_noise ? "; the gap is within noise" : "");
+             r->bootstrap > 0 && c->has_overlap && ms->gap_within_noise ? "; the gap is within noise" : "");
     const char *row[6] = {ms->method, cell[0], cell[1], cell[2], cell[3], cell[4]};
     doc_row(d, row, 0);
 }
@@ -618,7 +632,7 @@ static void section_fronts(doc *d, const ps_sweep_result *r, const ps_sweep_summ
         const ps_method_summary *ms = &s->methods[m];
         front_row(d, r, s, ms);
         above += ms->verdict == PS_FRONT_ABOVE || ms->verdict == PS_FRONT_ABOVE_OVERLAP;
-        noise += ms->vs_popsteer.has_overlap && ms->gap_within_noise;
+        noise += r->bootstrap > 0 && ms->vs_popsteer.has_overlap && ms->gap_within_noise;
     }
     doc_table_end(d);
     doc_p(d, "As measured: PopSteer's front is above (or above on the common Gini range) for %d of %d baselines; "
@@ -683,43 +697,47 @@ static void section_baselines(doc *d, const ps_sweep_result *r, const ps_sweep_s
 }
 
 /* The selected-points table: test metrics with changes against plain SASRec. */
+#define SEL_COLS 17 /* method, setting, 13 metrics, ΔNDCG, ΔGini */
+
 static void selected_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, const char *label, int i,
                          ps_split split)
 {
-    char c[15][CELL];
-    const char *row[15];
+    char c[SEL_COLS][CELL];
+    const char *row[SEL_COLS];
     row[0] = label;
-    for (int j = 1; j < 15; j++)
+    for (int j = 1; j < SEL_COLS; j++)
         row[j] = c[j];
     if (i < 0) {
         snprintf(c[1], CELL, "no point within %.0f %% NDCG loss", 100 * s->rule.max_ndcg_drop);
-        for (int j = 2; j < 15; j++)
+        for (int j = 2; j < SEL_COLS; j++)
             snprintf(c[j], CELL, "-");
         doc_row(d, row, 0);
         return;
     }
     const ps_metrics *m = metrics_of(r, i, split), *b = metrics_of(r, s->sasrec, split);
     snprintf(c[1], CELL, "%s", r->points[i].setting[0] ? r->points[i].setting : "-");
-    double v[11] = {m->ndcg, m->hit, m->gini, m->coverage, m->lt_coverage, m->deep_lt_coverage, m->arp, m->aplt,
-                    m->ndcg_head, m->ndcg_mid, m->ndcg_tail};
-    for (int j = 0; j < 11; j++) /* ARP is a popularity share, often below 0.01: significant digits */
-        snprintf(c[2 + j], CELL, j == 6 ? "%.4g" : "%.4f", v[j]);
-    pct_ci(c[13], CELL, b->ndcg, m->ndcg, &r->points[i].ndcg_ci[split]);
-    pct_ci(c[14], CELL, b->gini, m->gini, &r->points[i].gini_ci[split]);
+    double v[13] = {m->ndcg, m->hit, m->gini, m->coverage, m->lt_coverage, m->deep_lt_coverage, m->arp, m->aplt,
+                    m->ilad, m->ilad_features, m->ndcg_head, m->ndcg_mid, m->ndcg_tail};
+    const int shown[13] = {1, 1, 1, 1, 1, 1, 1, 1, m->has_ilad, m->has_ilad_features, 1, 1, 1};
+    for (int j = 0; j < 13; j++) /* ARP is a popularity share, often below 0.01: significant digits */
+        snprintf(c[2 + j], CELL, !shown[j] ? "-" : j == 6 ? "%.4g" : "%.4f", v[j]);
+    pct_ci(c[15], CELL, b->ndcg, m->ndcg, ci_of(r, &r->points[i].ndcg_ci[split]));
+    pct_ci(c[16], CELL, b->gini, m->gini, ci_of(r, &r->points[i].gini_ci[split]));
     doc_row(d, row, 0);
 }
 
 static void selected_table(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, ps_split split)
 {
-    static const char *const H[] = {"NDCG", "Hit", "Gini", "coverage", "LT coverage", "deep-LT coverage", "ARP",
-                                    "APLT", "NDCG head", "NDCG mid", "NDCG tail", "ΔNDCG", "ΔGini"};
-    char h[13][CELL];
-    const char *hdr[15] = {"method", "setting"};
-    for (int j = 0; j < 13; j++) {
+    static const char *const H[SEL_COLS - 2] = {"NDCG", "Hit", "Gini", "coverage", "LT coverage",
+                                                "deep-LT coverage", "ARP", "APLT", "ILAD", "ILAD features",
+                                                "NDCG head", "NDCG mid", "NDCG tail", "ΔNDCG", "ΔGini"};
+    char h[SEL_COLS - 2][CELL];
+    const char *hdr[SEL_COLS] = {"method", "setting"};
+    for (int j = 0; j < SEL_COLS - 2; j++) {
         snprintf(h[j], CELL, "%s@%d", H[j], r->k);
         hdr[2 + j] = h[j];
     }
-    doc_table(d, 15, 2, hdr);
+    doc_table(d, SEL_COLS, 2, hdr);
     selected_row(d, r, s, "sasrec (reference)", s->sasrec, split);
     selected_row(d, r, s, "popsteer alpha=0 (reference: SAE-reconstructed)", s->sae, split);
     for (int m = 0; m < s->n_methods; m++)
@@ -801,6 +819,9 @@ static void section_definitions(doc *d, const ps_sweep_result *r)
              "deep-LT coverage: over tail items.");
     doc_p(d, "ARP: mean popularity (share of training interactions) of the recommended items; APLT: mean share of "
              "non-head items per list.");
+    doc_p(d, "ILAD: intra-list average distance, per user the mean of 1 − cosine similarity over the pairs of "
+             "its list (SASRec item embeddings; \"ILAD features\": the item feature file's vectors, when given), "
+             "then the mean over users (docs/metrics.md).");
     if (r->bootstrap > 0)
         doc_p(d, "Intervals: [lo, hi] after a change is its %.0f %% confidence interval by paired bootstrap over "
                  "the users: %d resamples of the %lld users (seed %llu), every method measured on the same resamples "

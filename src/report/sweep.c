@@ -360,6 +360,7 @@ typedef struct sweep_ctx {
     uint8_t *decile;   /* [n_items + 1] */
     split_cache c;
     ps_sae_encoder enc;               /* its bias carries the current point's shifts */
+    ps_ilad_vectors ilad;             /* unit item vectors for ilad@k (and ilad_features@k) */
     float *val, *hrec, *scores;       /* one batch */
     int32_t *idx;
     sweep_worker *w;
@@ -389,7 +390,8 @@ static int workers_reset(sweep_ctx *x, ps_error *err)
         ps_metrics_acc_free(&w->acc);
         memset(w->decile, 0, sizeof w->decile);
         w->failed = 0;
-        if (ps_metrics_acc_init(&w->acc, x->k, x->ds->n_items, x->ds->label, x->ds->train_count, err) != PS_OK)
+        if (ps_metrics_acc_init(&w->acc, x->k, x->ds->n_items, x->ds->label, x->ds->train_count, err) != PS_OK ||
+            ps_ilad_vectors_attach(&x->ilad, &w->acc, err) != PS_OK)
             return PS_ERR;
     }
     return PS_OK;
@@ -727,8 +729,14 @@ static int ctx_init(sweep_ctx *x, ps_error *err)
     x->hrec = ps_calloc(B * (size_t)x->d, sizeof *x->hrec, "user vectors", err);
     x->scores = ps_calloc(B * x->V, sizeof *x->scores, "scores", err);
     x->w = ps_calloc((size_t)x->nth, sizeof *x->w, "workers", err);
+    int emb_dim = 0;
+    const float *emb = ps_sasrec_item_embedding(x->model, &emb_dim);
+    if (!emb)
+        return ps_fail(err, "sweep: the model has no item_embedding.weight of shape [n_items + 1, d]");
     if (!x->decile || !x->val || !x->idx || !x->hrec || !x->scores || !x->w ||
-        ps_sae_encoder_init(&x->enc, x->sae, err) != PS_OK)
+        ps_sae_encoder_init(&x->enc, x->sae, err) != PS_OK ||
+        ps_ilad_vectors_make(&x->ilad, x->ds->n_items, emb, emb_dim, x->o->item_features, x->o->item_features_dim,
+                             err) != PS_OK)
         return PS_ERR;
     for (int t = 0; t < x->nth; t++)
         if (!(x->w[t].list = ps_calloc((size_t)x->k, sizeof *x->w[t].list, "top-k list", err)))
@@ -742,6 +750,7 @@ static void ctx_free(sweep_ctx *x)
     workers_free(x);
     free(x->decile);
     ps_sae_encoder_free(&x->enc);
+    ps_ilad_vectors_free(&x->ilad);
     free(x->val);
     free(x->idx);
     free(x->hrec);

@@ -237,8 +237,9 @@ static void test_report_pages_and_images(void **state)
     char *md = slurp_in(f->dir, "report.md");
     assert_contains(md, "## Selected operating points (test split)");
     assert_contains(md, "| method | setting | NDCG@10 | Hit@10 | Gini@10 | coverage@10 | LT coverage@10 | "
-                        "deep-LT coverage@10 | ARP@10 | APLT@10 | NDCG head@10 | NDCG mid@10 | NDCG tail@10 | "
-                        "ΔNDCG@10 | ΔGini@10 |");
+                        "deep-LT coverage@10 | ARP@10 | APLT@10 | ILAD@10 | ILAD features@10 | NDCG head@10 | "
+                        "NDCG mid@10 | NDCG tail@10 | ΔNDCG@10 | ΔGini@10 |");
+    assert_contains(md, "## The baselines and how far each one reaches");
     assert_contains(md, "| sasrec (reference) | - | 0.6120 |"); /* test NDCG = 0.6 × 1.02 */
     assert_contains(md, "| popsteer | alpha=2 N=64 | 0.5936 |");
     assert_contains(md, "| penalty | beta=1 | 0.5875 |");
