@@ -230,12 +230,16 @@ static void print_summary(const ps_sweep_result *r, const ps_sweep_summary *s, c
     if (r->bootstrap)
         printf("; [ ] = %.0f%% paired-bootstrap interval, %d resamples", 100 * r->ci_level, r->bootstrap);
     printf(")\n");
-    for (int i = 1; i < s->n_methods; i++) {
-        const ps_method_summary *ms = &s->methods[i];
-        printf("PopSteer's front vs %-8s %s (%d of %d of its front points dominated)%s\n", ms->method,
-               ps_front_verdict_name(ms->verdict), ms->vs_popsteer.n_dominated, ms->vs_popsteer.n_b,
-               ms->vs_popsteer.has_overlap && ms->gap_within_noise ? "; gap within noise" : "");
-    }
+    static const char *const REF[PS_SWEEP_REFS] = {"PopSteer's", "PopSteer-U's"};
+    for (int q = 0; q < PS_SWEEP_REFS; q++)
+        for (int i = 0; i < s->n_methods; i++) {
+            const ps_front_vs *vs = &s->methods[i].vs[q];
+            if (!vs->valid)
+                continue;
+            printf("%-12s front vs %-10s %s (%d of %d of its front points dominated)%s\n", REF[q], s->methods[i].method,
+                   ps_front_verdict_name(vs->verdict), vs->cmp.n_dominated, vs->cmp.n_b,
+                   r->bootstrap && vs->cmp.has_overlap && vs->gap_within_noise ? "; gap within noise" : "");
+        }
     printf("report         %s/report.md (also report.html, results.csv, results.json)\n", dir);
 }
 
@@ -251,8 +255,10 @@ static int print_json(const cli_common *c, const ps_sweep_result *r, const ps_sw
             continue;
         cJSON_AddStringToObject(m, "setting", r->points[ms->selected].setting);
         cJSON_AddItemToObject(m, "test", ps_metrics_to_json(&r->points[ms->selected].split[PS_SPLIT_TEST]));
-        if (i > 0)
-            cJSON_AddStringToObject(m, "popsteer_front", ps_front_verdict_name(ms->verdict));
+        if (ms->vs[PS_REF_POPSTEER].valid)
+            cJSON_AddStringToObject(m, "popsteer_front", ps_front_verdict_name(ms->vs[PS_REF_POPSTEER].verdict));
+        if (ms->vs[PS_REF_POPSTEER_U].valid)
+            cJSON_AddStringToObject(m, "popsteer_u_front", ps_front_verdict_name(ms->vs[PS_REF_POPSTEER_U].verdict));
     }
     return cli_print_json(c, o);
 }

@@ -123,5 +123,7 @@ void ps_rule_scorer_free(ps_rule_scorer *s);
 ps_scorer ps_rule_scorer_as_scorer(ps_rule_scorer *s);
 /* The scores [B, n_items + 1] of B prefixes seq [B, L] / len [B] (what the ps_scorer calls). */
 int ps_rule_score(ps_rule_scorer *s, const int32_t *seq, const int32_t *len, int B, float *scores, ps_error *err);
+/* The same from B <= max_batch SASRec user vectors h [B, d] (the sweep caches them). */
+void ps_rule_score_vectors(ps_rule_scorer *s, const float *h, int B, float *scores);
 
 #endif

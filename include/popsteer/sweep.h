@@ -102,14 +102,22 @@ const char *ps_front_verdict_name(ps_front_verdict v);
 #define PS_SWEEP_DECILES 10
 #define PS_SWEEP_MAX_GRID 64 /* alphas, neuron counts and methods each */
 
-typedef enum ps_point_kind { PS_POINT_SASREC = 0, PS_POINT_POPSTEER = 1, PS_POINT_RERANK = 2 } ps_point_kind;
+/* PS_POINT_RULE: PopSteer-U (steer_rule.h), method "popsteer-u": the paper's latents and weights with a
+ * per-user gate, separate strengths per sign, the SAE's reconstruction error kept. */
+typedef enum ps_point_kind {
+    PS_POINT_SASREC = 0,
+    PS_POINT_POPSTEER = 1,
+    PS_POINT_RERANK = 2,
+    PS_POINT_RULE = 3
+} ps_point_kind;
 
 typedef struct ps_sweep_point {
     ps_point_kind kind;
     char method[16];       /* "sasrec", "popsteer", or a re-ranking method ("penalty", ...) */
     char setting[96];      /* "", "alpha=0", "alpha=1.5 N=1024", "beta=0.5", "lambda=0.1 eta=0.01" */
-    double alpha;          /* popsteer: steering strength */
-    int neurons;           /* popsteer: N steered latents (0 for alpha 0, where N changes nothing) */
+    double alpha;          /* popsteer: steering strength; popsteer-u: the strength on long-tail latents (d < 0) */
+    double alpha_pop;      /* popsteer-u: the strength on popular latents (d > 0) */
+    int neurons;           /* popsteer, popsteer-u: N steered latents (0 for alpha 0, where N changes nothing) */
     int candidates;        /* re-rankers: how many of plain SASRec's top items they re-order */
     ps_metrics split[2];   /* [PS_SPLIT_VALID], [PS_SPLIT_TEST] */
     /* Σ c_i (top-k appearances) over the items of each training-popularity decile, decile 0 =
@@ -135,6 +143,8 @@ typedef struct ps_sweep_options {
                              * (ps_rerank_method_default_L: fair 500, pct 250, others 100); capped at n_items */
     int k;                  /* list length (10) */
     uint64_t seed;          /* the random re-ranker and the bootstrap resamples */
+    int popsteer_u;         /* 1 (default): also sweep PopSteer-U over N ∈ {1024, all} × α_pop = α_unpop ∈ the
+                             * positive alphas, plus (α_pop, α_unpop) ∈ {(4, 2), (8, 4)} */
     int bootstrap;          /* resamples for the confidence intervals (default 1000; 0 = none) */
     double ci_level;        /* their confidence level (default 0.95) */
     const float *item_features; /* [n_items + 1][dim] for ilad_features@k (ps_item_features_load); may be NULL.
@@ -188,6 +198,22 @@ int ps_popularity_deciles(const ps_dataset *ds, uint8_t *decile, int32_t count[P
 typedef enum ps_sweep_base { PS_BASE_SASREC = 0, PS_BASE_SAE = 1 } ps_sweep_base;
 const char *ps_sweep_base_name(ps_sweep_base b);
 
+/* A steering method's front (A) against another method's (B), on validation. */
+typedef struct ps_front_vs {
+    int valid;             /* 0: not compared (B is A itself, or A was not swept) */
+    ps_front_cmp cmp;
+    ps_front_verdict verdict;
+    /* Interval of cmp.mean_diff by paired bootstrap over the validation users (the fronts' points
+     * and Gini positions held fixed, their per-user NDCG resampled); NaN without a common Gini
+     * range or without bootstrap. gap_within_noise: the interval contains 0. */
+    ps_interval gap_ci;
+    int gap_within_noise;
+} ps_front_vs;
+
+/* The references every other method's front is compared with: the paper's PopSteer and
+ * PopSteer-U (when swept). */
+enum { PS_REF_POPSTEER = 0, PS_REF_POPSTEER_U = 1, PS_SWEEP_REFS = 2 };
+
 typedef struct ps_method_summary {
     char method[16];
     int first, n;          /* the method's points: points[first .. first + n) */
@@ -196,13 +222,7 @@ typedef struct ps_method_summary {
     int best_tight;        /* largest Gini reduction at NDCG drop <= tight_drop on validation, or -1 */
     int n_front;
     int *front;            /* validation Pareto front, indices into points, by Gini ascending */
-    ps_front_cmp vs_popsteer; /* re-rankers: PopSteer's front (A) against this method's (B) */
-    ps_front_verdict verdict;
-    /* Interval of vs_popsteer.mean_diff by paired bootstrap over the validation users (the
-     * fronts' points and Gini positions held fixed, their per-user NDCG resampled); NaN without
-     * a common Gini range or without bootstrap. gap_within_noise: the interval contains 0. */
-    ps_interval gap_ci;
-    int gap_within_noise;
+    ps_front_vs vs[PS_SWEEP_REFS]; /* vs[q]: reference q's front (A) against this method's (B) */
 } ps_method_summary;
 
 typedef struct ps_sweep_summary {
@@ -211,7 +231,8 @@ typedef struct ps_sweep_summary {
     double tight_drop;     /* 0.01 in the report */
     int sasrec, sae;       /* indices of the reference points (sae = popsteer α=0) */
     int n_methods;
-    ps_method_summary *methods; /* popsteer first, then the re-rankers in sweep order */
+    ps_method_summary *methods; /* popsteer first, then popsteer-u (when swept), then the re-rankers */
+    int ref[PS_SWEEP_REFS];     /* index in methods of each reference method, -1 when not swept */
 } ps_sweep_summary;
 
 int ps_sweep_summarize(const ps_sweep_result *r, const ps_select_rule *rule, ps_sweep_base base, double tight_drop,

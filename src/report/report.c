@@ -75,6 +75,15 @@ static const char *pct_ci(char *buf, size_t size, double base, double x, const p
     return buf;
 }
 
+/* The re-ranking method of that name, or NULL (sasrec and the steering methods). */
+static const ps_rerank_method_info *method_info(const char *name)
+{
+    for (int i = 0; i < ps_rerank_method_count(); i++)
+        if (!strcmp(ps_rerank_method_at(i)->name, name))
+            return ps_rerank_method_at(i);
+    return NULL;
+}
+
 static int is_on_front(const ps_method_summary *ms, int i)
 {
     for (int j = 0; j < ms->n_front; j++)
@@ -212,8 +221,29 @@ static cJSON *index_or_null(int i)
     return i >= 0 ? cJSON_CreateNumber(i) : cJSON_CreateNull();
 }
 
-static cJSON *method_json(const ps_sweep_result *r, const ps_sweep_summary *s, const ps_method_summary *ms,
-                          int is_baseline)
+/* One front comparison (A = a reference steering method, B = the method it is stored on). */
+static cJSON *front_vs_json(const ps_sweep_result *r, const ps_front_vs *vs)
+{
+    const ps_front_cmp *c = &vs->cmp;
+    cJSON *v = cJSON_CreateObject();
+    if (v) {
+        cJSON_AddStringToObject(v, "verdict", ps_front_verdict_name(vs->verdict));
+        cJSON_AddNumberToObject(v, "front_points", c->n_b);
+        cJSON_AddNumberToObject(v, "dominated_by_popsteer", c->n_dominated);
+        cJSON_AddBoolToObject(v, "common_gini_range", c->has_overlap);
+        cJSON_AddNumberToObject(v, "gini_lo", c->gini_lo);
+        cJSON_AddNumberToObject(v, "gini_hi", c->gini_hi);
+        cJSON_AddNumberToObject(v, "mean_ndcg_diff", c->mean_diff);
+        cJSON_AddNumberToObject(v, "min_ndcg_diff", c->min_diff);
+        cJSON_AddNumberToObject(v, "max_ndcg_diff", c->max_diff);
+        cJSON_AddNumberToObject(v, "share_above", c->share_above);
+        cJSON_AddItemToObject(v, "mean_ndcg_diff_ci", interval_json(ci_of(r, &vs->gap_ci)));
+        cJSON_AddBoolToObject(v, "within_noise", r->bootstrap > 0 && vs->gap_within_noise);
+    }
+    return v;
+}
+
+static cJSON *method_json(const ps_sweep_result *r, const ps_sweep_summary *s, const ps_method_summary *ms)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -225,27 +255,12 @@ static cJSON *method_json(const ps_sweep_result *r, const ps_sweep_summary *s, c
     cJSON_AddItemToObject(o, "best_at_tight_drop", index_or_null(ms->best_tight));
     cJSON_AddStringToObject(o, "best_at_tight_drop_setting", ms->best_tight >= 0 ? r->points[ms->best_tight].setting : "");
     cJSON_AddItemToObject(o, "valid_front", cJSON_CreateIntArray(ms->front, ms->n_front));
-    if (!is_baseline)
-        return o;
-    const ps_front_cmp *c = &ms->vs_popsteer;
-    cJSON *v = cJSON_AddObjectToObject(o, "popsteer_front_vs_this");
-    if (v) {
-        cJSON_AddStringToObject(v, "verdict", ps_front_verdict_name(ms->verdict));
-        cJSON_AddNumberToObject(v, "front_points", c->n_b);
-        cJSON_AddNumberToObject(v, "dominated_by_popsteer", c->n_dominated);
-        cJSON_AddBoolToObject(v, "common_gini_range", c->has_overlap);
-        cJSON_AddNumberToObject(v, "gini_lo", c->gini_lo);
-        cJSON_AddNumberToObject(v, "gini_hi", c->gini_hi);
-        cJSON_AddNumberToObject(v, "mean_ndcg_diff", c->mean_diff);
-        cJSON_AddNumberToObject(v, "min_ndcg_diff", c->min_diff);
-        cJSON_AddNumberToObject(v, "max_ndcg_diff", c->max_diff);
-        cJSON_AddNumberToObject(v, "share_above", c->share_above);
-        cJSON_AddItemToObject(v, "mean_ndcg_diff_ci", interval_json(ci_of(r, &ms->gap_ci)));
-        cJSON_AddBoolToObject(v, "within_noise", r->bootstrap > 0 && ms->gap_within_noise);
-    }
+    static const char *const KEYS[PS_SWEEP_REFS] = {"popsteer_front_vs_this", "popsteer_u_front_vs_this"};
+    for (int q = 0; q < PS_SWEEP_REFS; q++)
+        if (ms->vs[q].valid)
+            cJSON_AddItemToObject(o, KEYS[q], front_vs_json(r, &ms->vs[q]));
     return o;
 }
-
 static cJSON *stages_json(const ps_report_info *info)
 {
     cJSON *a = cJSON_CreateArray();
@@ -310,7 +325,7 @@ cJSON *ps_results_json(const ps_sweep_result *r, const ps_sweep_summary *s, cons
         cJSON_AddItemToArray(pts, point_json(r, &r->points[i]));
     cJSON *ms = cJSON_AddArrayToObject(o, "methods");
     for (int i = 0; ms && i < s->n_methods; i++)
-        cJSON_AddItemToArray(ms, method_json(r, s, &s->methods[i], i > 0));
+        cJSON_AddItemToArray(ms, method_json(r, s, &s->methods[i]));
     cJSON_AddItemToObject(o, "stages", stages_json(info));
     cJSON_AddNumberToObject(o, "sweep_seconds", r->seconds);
     cJSON_AddItemToObject(o, "decile_items", cJSON_CreateIntArray(r->decile_items, PS_SWEEP_DECILES));
@@ -512,7 +527,7 @@ static void answer_sentence(doc *d, const ps_sweep_result *r, const ps_sweep_sum
     const ps_method_summary *pop = &s->methods[0], *best = NULL;
     for (int m = 1; m < s->n_methods; m++) {
         const ps_method_summary *ms = &s->methods[m];
-        if (ms->best_tight < 0)
+        if (ms->best_tight < 0 || !method_info(ms->method)) /* re-rankers only */
             continue;
         double g = metrics_of(r, ms->best_tight, PS_SPLIT_VALID)->gini;
         if (!best || g < metrics_of(r, best->best_tight, PS_SPLIT_VALID)->gini)
@@ -529,6 +544,14 @@ static void answer_sentence(doc *d, const ps_sweep_result *r, const ps_sweep_sum
         snprintf(b, sizeof b, "no baseline has a point within the budget");
     doc_p(d, "In short, within a %.0f %% NDCG@%d budget: %s; the baseline that gets the lowest Gini@%d: %s.",
           100 * s->tight_drop, r->k, a, r->k, b);
+    if (s->ref[PS_REF_POPSTEER_U] >= 0) {
+        const ps_method_summary *u = &s->methods[s->ref[PS_REF_POPSTEER_U]];
+        if (u->best_tight >= 0)
+            describe_cut(r, u, a, sizeof a);
+        else
+            snprintf(a, sizeof a, "PopSteer-U has no grid point within %.0f %% NDCG loss", 100 * s->tight_drop);
+        doc_p(d, "This project's rule, PopSteer-U, within the same budget: %s.", a);
+    }
 }
 
 static void section_answer(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s)
@@ -562,84 +585,108 @@ static void front_range(const ps_sweep_result *r, const ps_method_summary *ms, c
              metrics_of(r, ms->front[ms->n_front - 1], PS_SPLIT_VALID)->gini);
 }
 
-static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, const ps_method_summary *ms)
+static const char *const REF_NAME[PS_SWEEP_REFS] = {"PopSteer", "PopSteer-U"};
+
+static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, int q, const ps_method_summary *ms)
 {
-    const ps_front_cmp *c = &ms->vs_popsteer;
+    const ps_front_vs *vs = &ms->vs[q];
+    const ps_front_cmp *c = &vs->cmp;
     char cell[5][2 * CELL], a[48], b[48];
     snprintf(cell[0], sizeof cell[0], "%d of %d", c->n_dominated, c->n_b);
     if (c->has_overlap) {
         snprintf(cell[1], sizeof cell[1], "%.4f–%.4f", c->gini_lo, c->gini_hi);
         char ci[2 * CELL] = "";
-        if (r->bootstrap > 0 && isfinite(ms->gap_ci.lo))
-            snprintf(ci, sizeof ci, " [%+.4f, %+.4f]", ms->gap_ci.lo, ms->gap_ci.hi);
+        if (r->bootstrap > 0 && isfinite(vs->gap_ci.lo))
+            snprintf(ci, sizeof ci, " [%+.4f, %+.4f]", vs->gap_ci.lo, vs->gap_ci.hi);
         snprintf(cell[2], sizeof cell[2], "%+.4f%s (min %+.4f, max %+.4f)", c->mean_diff, ci, c->min_diff,
                  c->max_diff);
         snprintf(cell[3], sizeof cell[3], "%.0f %%", 100 * c->share_above);
     } else { /* say where each front lies, so "no common range" still tells the direction */
-        front_range(r, &s->methods[0], a, sizeof a);
+        front_range(r, &s->methods[s->ref[q]], a, sizeof a);
         front_range(r, ms, b, sizeof b);
-        snprintf(cell[1], sizeof cell[1], "none (baseline %s, PopSteer %s)", b, a);
+        snprintf(cell[1], sizeof cell[1], "none (%s %s, %s %s)", ms->method, b, REF_NAME[q], a);
         snprintf(cell[2], sizeof cell[2], "-");
         snprintf(cell[3], sizeof cell[3], "-");
     }
-    snprintf(cell[4], sizeof cell[4], "%s%s", ps_front_verdict_name(ms->verdict),
-             r->bootstrap > 0 && c->has_overlap && ms->gap_within_noise ? "; the gap is within noise" : "");
+    snprintf(cell[4], sizeof cell[4], "%s%s", ps_front_verdict_name(vs->verdict),
+             r->bootstrap > 0 && c->has_overlap && vs->gap_within_noise ? "; the gap is within noise" : "");
     const char *row[6] = {ms->method, cell[0], cell[1], cell[2], cell[3], cell[4]};
     doc_row(d, row, 0);
 }
 
-/* For fronts without a common Gini range, which side the baseline is on. */
-static void disjoint_note(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, const ps_method_summary *ms)
+/* For fronts without a common Gini range, which side the other method is on. */
+static void disjoint_note(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, int q,
+                          const ps_method_summary *ms)
 {
-    const ps_method_summary *pop = &s->methods[0];
-    if (ms->vs_popsteer.has_overlap || ms->n_front < 1 || pop->n_front < 1 || ms->verdict == PS_FRONT_ABOVE)
+    const ps_method_summary *ref = &s->methods[s->ref[q]];
+    const ps_front_vs *vs = &ms->vs[q];
+    if (vs->cmp.has_overlap || ms->n_front < 1 || ref->n_front < 1 || vs->verdict == PS_FRONT_ABOVE)
         return;
     double b_lo = metrics_of(r, ms->front[0], PS_SPLIT_VALID)->gini;
-    double p_hi = metrics_of(r, pop->front[pop->n_front - 1], PS_SPLIT_VALID)->gini;
+    double p_hi = metrics_of(r, ref->front[ref->n_front - 1], PS_SPLIT_VALID)->gini;
     if (b_lo > p_hi)
-        doc_p(d, "%s: its whole front lies at a higher Gini@%d (less even exposure) than PopSteer's: it never reaches "
-                 "the Gini PopSteer reaches, while %d of its %d front points keep a higher NDCG@%d than every PopSteer "
+        doc_p(d, "%s: its whole front lies at a higher Gini@%d (less even exposure) than %s's: it never reaches "
+                 "the Gini %s reaches, while %d of its %d front points keep a higher NDCG@%d than every %s "
                  "point that is at least as fair (not dominated).",
-              ms->method, r->k, ms->vs_popsteer.n_b - ms->vs_popsteer.n_dominated, ms->vs_popsteer.n_b, r->k);
+              ms->method, r->k, REF_NAME[q], REF_NAME[q], vs->cmp.n_b - vs->cmp.n_dominated, vs->cmp.n_b, r->k,
+              REF_NAME[q]);
     else
-        doc_p(d, "%s: its whole front lies at a lower Gini@%d (more even exposure) than any PopSteer point; "
-                 "%d of its %d front points are dominated by a PopSteer point.",
-              ms->method, r->k, ms->vs_popsteer.n_dominated, ms->vs_popsteer.n_b);
+        doc_p(d, "%s: its whole front lies at a lower Gini@%d (more even exposure) than any %s point; "
+                 "%d of its %d front points are dominated by a %s point.",
+              ms->method, r->k, REF_NAME[q], vs->cmp.n_dominated, vs->cmp.n_b, REF_NAME[q]);
+}
+
+/* The comparison table of every other method's front with reference q's. */
+static void fronts_table(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, int q)
+{
+    char h[3][CELL], title[CELL];
+    snprintf(title, CELL, "Is %s's front above each other method's?", REF_NAME[q]);
+    doc_h(d, 3, title);
+    snprintf(h[0], CELL, "front points dominated by %s", REF_NAME[q]);
+    snprintf(h[1], CELL, "NDCG at equal Gini: %s − it", REF_NAME[q]);
+    snprintf(h[2], CELL, "share of range %s ≥", REF_NAME[q]);
+    const char *hdr[6] = {"method", h[0], "common Gini range", h[1], h[2], "verdict"};
+    doc_table(d, 6, 2, hdr);
+    int above = 0, noise = 0, n = 0;
+    for (int m = 0; m < s->n_methods; m++) {
+        const ps_method_summary *ms = &s->methods[m];
+        if (!ms->vs[q].valid)
+            continue;
+        front_row(d, r, s, q, ms);
+        n++;
+        above += ms->vs[q].verdict == PS_FRONT_ABOVE || ms->vs[q].verdict == PS_FRONT_ABOVE_OVERLAP;
+        noise += r->bootstrap > 0 && ms->vs[q].cmp.has_overlap && ms->vs[q].gap_within_noise;
+    }
+    doc_table_end(d);
+    doc_p(d, "As measured: %s's front is above (or above on the common Gini range) for %d of %d methods; for %d of "
+             "them the mean gap over the common Gini range is within noise.",
+          REF_NAME[q], above, n, noise);
+    for (int m = 0; m < s->n_methods; m++)
+        if (s->methods[m].vs[q].valid)
+            disjoint_note(d, r, s, q, &s->methods[m]);
 }
 
 static void section_fronts(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s)
 {
-    doc_h(d, 2, "Is PopSteer's front above each baseline's?");
+    doc_h(d, 2, "Are the steering methods' fronts above the others'?");
     doc_p(d, "Fronts are the Pareto fronts of (Gini@%d, NDCG@%d) over each method's grid on the validation split "
              "(a point is on the front when no other point of the method has both lower-or-equal Gini and "
-             "higher-or-equal NDCG). \"Dominated\" counts the baseline's front points for which some PopSteer "
-             "point has Gini ≤ and NDCG ≥. \"NDCG at equal Gini\" interpolates both fronts linearly and compares "
-             "them at %d evenly spaced Gini values of the Gini range both fronts cover (PopSteer minus baseline; "
-             "positive = PopSteer more accurate at the same fairness). Verdict: above = every baseline front "
-             "point dominated; above on the common range = PopSteer's front is higher wherever both are "
-             "defined; crossing = higher on part and lower on another part; below = lower everywhere and "
-             "nothing dominated; no common Gini range = the fronts do not overlap in Gini (then only the "
-             "dominated count speaks). The bracket after the mean gap is its %.0f %% confidence interval by paired "
-             "bootstrap over the validation users (%d resamples; the fronts' points and Gini positions held "
-             "fixed); when it contains 0 the verdict says the gap is within noise: on these users the two fronts "
-             "cannot be told apart.",
+             "higher-or-equal NDCG). \"Dominated\" counts the other method's front points for which some point of "
+             "the steering method has Gini ≤ and NDCG ≥. \"NDCG at equal Gini\" interpolates both fronts linearly "
+             "and compares them at %d evenly spaced Gini values of the Gini range both fronts cover (steering "
+             "method minus the other; positive = the steering method is more accurate at the same fairness). "
+             "Verdict: above = every front point of the other method dominated; above on the common range = the "
+             "steering method's front is higher wherever both are defined; crossing = higher on part and lower on "
+             "another part; below = lower everywhere and nothing dominated; no common Gini range = the fronts do "
+             "not overlap in Gini (then only the dominated count speaks). The bracket after the mean gap is its "
+             "%.0f %% confidence interval by paired bootstrap over the validation users (%d resamples; the fronts' "
+             "points and Gini positions held fixed); when it contains 0 the verdict says the gap is within noise: "
+             "on these users the two fronts cannot be told apart. PopSteer is the paper's rule; PopSteer-U "
+             "(docs/steering.md) is this project's rule with a per-user gate and the SAE's error kept.",
           r->k, r->k, PS_FRONT_SAMPLES, 100 * r->ci_level, r->bootstrap);
-    const char *hdr[6] = {"baseline", "front points dominated by PopSteer", "common Gini range",
-                          "NDCG at equal Gini: PopSteer − baseline", "share of range PopSteer ≥", "verdict"};
-    doc_table(d, 6, 2, hdr);
-    int above = 0, noise = 0;
-    for (int m = 1; m < s->n_methods; m++) {
-        const ps_method_summary *ms = &s->methods[m];
-        front_row(d, r, s, ms);
-        above += ms->verdict == PS_FRONT_ABOVE || ms->verdict == PS_FRONT_ABOVE_OVERLAP;
-        noise += r->bootstrap > 0 && ms->vs_popsteer.has_overlap && ms->gap_within_noise;
-    }
-    doc_table_end(d);
-    doc_p(d, "As measured: PopSteer's front is above (or above on the common Gini range) for %d of %d baselines; "
-             "for %d of them the mean gap over the common Gini range is within noise.",
-          above, s->n_methods - 1, noise);
-    for (int m = 1; m < s->n_methods; m++)
-        disjoint_note(d, r, s, &s->methods[m]);
+    for (int q = 0; q < PS_SWEEP_REFS; q++)
+        if (s->ref[q] >= 0)
+            fronts_table(d, r, s, q);
 }
 
 /* Index of a method's point with the lowest validation Gini (its strongest setting). */
@@ -650,14 +697,6 @@ static int strongest_point(const ps_sweep_result *r, const ps_method_summary *ms
         if (metrics_of(r, i, PS_SPLIT_VALID)->gini < metrics_of(r, best, PS_SPLIT_VALID)->gini)
             best = i;
     return best;
-}
-
-static const ps_rerank_method_info *method_info(const char *name)
-{
-    for (int i = 0; i < ps_rerank_method_count(); i++)
-        if (!strcmp(ps_rerank_method_at(i)->name, name))
-            return ps_rerank_method_at(i);
-    return NULL;
 }
 
 /* Every baseline: what it does, its grid, and how far its grid moves Gini — so a baseline that
@@ -677,6 +716,8 @@ static void section_baselines(doc *d, const ps_sweep_result *r, const ps_sweep_s
     for (int m = 1; m < s->n_methods; m++) {
         const ps_method_summary *ms = &s->methods[m];
         const ps_rerank_method_info *info = method_info(ms->method);
+        if (!info) /* a steering method */
+            continue;
         int i = strongest_point(r, ms);
         char n[CELL], g[CELL], nd[CELL], L[CELL];
         snprintf(n, CELL, "%d", ms->n);

@@ -11,6 +11,7 @@
 #include "popsteer/popsteer.h"
 #include "popsteer/rerank.h"
 #include "popsteer/steer.h"
+#include "popsteer/steer_rule.h"
 #include "util/clock.h"
 
 #define SWEEP_BATCH 256 /* users per scoring batch: the batch size of ps_user_vectors and eval's scorers */
@@ -215,6 +216,7 @@ void ps_sweep_options_init(ps_sweep_options *o)
     o->n_methods = (int)(sizeof DEFAULT_METHODS / sizeof DEFAULT_METHODS[0]);
     o->k = 10;
     o->seed = 42;
+    o->popsteer_u = 1;
     o->bootstrap = PS_BOOTSTRAP_DEFAULT_RESAMPLES;
     o->ci_level = 0.95;
 }
@@ -243,11 +245,11 @@ static int check_options(const ps_sweep_options *o, ps_error *err)
 }
 
 /* The distinct N values after capping at m, in the given order. */
-static int distinct_neurons(const ps_sweep_options *o, int m, int *out)
+static int distinct_neurons(const int *neurons, int n_neurons, int m, int *out)
 {
     int n = 0;
-    for (int i = 0; i < o->n_neurons; i++) {
-        int N = o->neurons[i] <= 0 || o->neurons[i] > m ? m : o->neurons[i];
+    for (int i = 0; i < n_neurons; i++) {
+        int N = neurons[i] <= 0 || neurons[i] > m ? m : neurons[i];
         int seen = 0;
         for (int j = 0; j < n; j++)
             seen |= out[j] == N;
@@ -292,15 +294,56 @@ static int count_rerank_points(const ps_sweep_options *o, int *total, ps_error *
     return PS_OK;
 }
 
+/* PopSteer-U's grid beyond the symmetric strengths: (α_pop, α_unpop) pairs that weigh the popular
+ * latents twice as much (docs/steering.md). Its N values: 1024 and all. */
+static const double RULE_PAIRS[][2] = {{4, 2}, {8, 4}};
+#define N_RULE_PAIRS ((int)(sizeof RULE_PAIRS / sizeof RULE_PAIRS[0]))
+static const int RULE_NEURONS[] = {1024, 0};
+
+static void add_rule_point(ps_sweep_result *r, double alpha_pop, double alpha_unpop, int N)
+{
+    ps_sweep_point *p = add_point(r, PS_POINT_RULE, "popsteer-u");
+    p->alpha_pop = alpha_pop;
+    p->alpha = alpha_unpop;
+    p->neurons = N;
+    if (alpha_pop == alpha_unpop)
+        snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", alpha_unpop, N);
+    else
+        snprintf(p->setting, sizeof p->setting, "a_pop=%g a_unpop=%g N=%d", alpha_pop, alpha_unpop, N);
+}
+
+/* PopSteer-U's points (none when o->popsteer_u is 0); counts them when r is NULL. */
+static int rule_grid(const ps_sweep_options *o, int m, ps_sweep_result *r)
+{
+    if (!o->popsteer_u)
+        return 0;
+    int Ns[2], n_N = distinct_neurons(RULE_NEURONS, 2, m, Ns), n = 0;
+    for (int j = 0; j < n_N; j++) {
+        for (int i = 0; i < o->n_alphas; i++) {
+            if (!(o->alphas[i] > 0))
+                continue; /* α = 0 keeps the SAE's error: that is plain SASRec, already a point */
+            n++;
+            if (r)
+                add_rule_point(r, o->alphas[i], o->alphas[i], Ns[j]);
+        }
+        for (int q = 0; q < N_RULE_PAIRS; q++) {
+            n++;
+            if (r)
+                add_rule_point(r, RULE_PAIRS[q][0], RULE_PAIRS[q][1], Ns[j]);
+        }
+    }
+    return n;
+}
+
 /* Lays out every grid point (metrics still empty). */
 static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_error *err)
 {
-    int Ns[PS_SWEEP_MAX_GRID], n_N = distinct_neurons(o, m, Ns), n_pos = 0, n_rr;
+    int Ns[PS_SWEEP_MAX_GRID], n_N = distinct_neurons(o->neurons, o->n_neurons, m, Ns), n_pos = 0, n_rr;
     for (int i = 0; i < o->n_alphas; i++)
         n_pos += o->alphas[i] > 0;
     if (count_rerank_points(o, &n_rr, err) != PS_OK)
         return PS_ERR;
-    int total = 2 + n_N * n_pos + n_rr;
+    int total = 2 + n_N * n_pos + rule_grid(o, m, NULL) + n_rr;
     r->points = ps_calloc((size_t)total, sizeof *r->points, "sweep points", err);
     if (!r->points)
         return PS_ERR;
@@ -315,6 +358,7 @@ static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_e
             p->neurons = Ns[j];
             snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", p->alpha, p->neurons);
         }
+    rule_grid(o, m, r);
     for (int i = 0; i < o->n_methods; i++) {
         const ps_rerank_setting *set;
         int n;
@@ -526,6 +570,32 @@ static int find_setting(const ps_sweep_point *p, const ps_rerank_setting **out, 
     return ps_fail(err, "sweep: no grid point '%s' for %s", p->setting, p->method);
 }
 
+/* A PopSteer-U point: the rule scores the cached user vectors batch by batch (its shift differs
+ * per user, so it cannot be folded into the encoder bias as the paper's can). */
+static int eval_rule(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
+{
+    const ps_latent_table *t = x->latents;
+    ps_steer_rule_probe pr = {t->m, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, t->fire_rate};
+    ps_steer_rule_params par = {.N = p->neurons, .alpha_pop = p->alpha_pop, .alpha_unpop = p->alpha,
+                                .gate = PS_RULE_GATE_USER, .skip_dead = 0, .keep_error = 1};
+    ps_steer_rule rule;
+    ps_rule_scorer rs;
+    if (ps_steer_rule_make(&pr, &par, &rule, err) != PS_OK)
+        return PS_ERR;
+    if (ps_rule_scorer_init(&rs, x->model, x->sae, &rule, SWEEP_BATCH, err) != PS_OK) {
+        ps_steer_rule_free(&rule);
+        return PS_ERR;
+    }
+    for (int64_t first = 0; first < x->c.n; first += SWEEP_BATCH) {
+        int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
+        ps_rule_score_vectors(&rs, x->c.h + (size_t)first * x->d, B, x->scores);
+        rank_scores(x, first, B, 0);
+    }
+    ps_rule_scorer_free(&rs);
+    ps_steer_rule_free(&rule);
+    return PS_OK;
+}
+
 static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error *err)
 {
     if (workers_reset(x, err) != PS_OK)
@@ -540,6 +610,8 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
         if (rc == PS_OK)
             eval_scored(x, p->kind, &plan);
         ps_steer_plan_free(&plan);
+    } else if (p->kind == PS_POINT_RULE) {
+        rc = eval_rule(x, p, err);
     } else {
         ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, p->candidates, x->o->seed,
                                 x->ds->n_users};
@@ -906,9 +978,10 @@ static void add_front_ndcg(const ps_sweep_result *r, const ps_method_summary *ms
  * the validation users. The gap is linear in the front points' NDCG (ps_front_mean_weights), so
  * each user has a gap of their own and the resampled mean gaps give the interval. */
 static int gap_interval(const ps_sweep_result *r, const ps_bootstrap *boot, const ps_method_summary *a,
-                        const double *ga, ps_method_summary *b, const double *gb, ps_error *err)
+                        const double *ga, const ps_method_summary *b, const double *gb, ps_front_vs *vs,
+                        ps_error *err)
 {
-    const ps_front_cmp *c = &b->vs_popsteer;
+    const ps_front_cmp *c = &vs->cmp;
     const size_t n = (size_t)r->n_users, R = (size_t)boot->resamples;
     double *wa = ps_calloc((size_t)a->n_front + (size_t)b->n_front, sizeof *wa, "front weights", err);
     double *gap = wa ? ps_calloc(n, sizeof *gap, "per-user gap", err) : NULL;
@@ -924,8 +997,8 @@ static int gap_interval(const ps_sweep_result *r, const ps_bootstrap *boot, cons
         for (size_t u = 0; u < n; u++)
             gap_f[u] = (float)gap[u];
         ps_bootstrap_means(boot, gap_f, res); /* res + R stays 0: the gap is measured against 0 */
-        rc = ps_bootstrap_interval(res, res + R, (int)R, 0, c->mean_diff, r->ci_level, &b->gap_ci, err);
-        b->gap_within_noise = rc == PS_OK && ps_interval_contains_zero(&b->gap_ci);
+        rc = ps_bootstrap_interval(res, res + R, (int)R, 0, c->mean_diff, r->ci_level, &vs->gap_ci, err);
+        vs->gap_within_noise = rc == PS_OK && ps_interval_contains_zero(&vs->gap_ci);
     }
     free(wa);
     free(gap);
@@ -934,9 +1007,10 @@ static int gap_interval(const ps_sweep_result *r, const ps_bootstrap *boot, cons
     return rc;
 }
 
-static int compare_fronts(const ps_sweep_result *r, ps_sweep_summary *s, ps_error *err)
+/* Every other method's front against reference q's (s->ref[q] >= 0). */
+static int compare_fronts(const ps_sweep_result *r, ps_sweep_summary *s, int q, ps_error *err)
 {
-    const ps_method_summary *a = &s->methods[0];
+    const ps_method_summary *a = &s->methods[s->ref[q]];
     size_t cap = (size_t)r->n_points;
     double *ga = ps_calloc(cap, sizeof *ga, "front", err), *na = ps_calloc(cap, sizeof *na, "front", err);
     double *gb = ps_calloc(cap, sizeof *gb, "front", err), *nb = ps_calloc(cap, sizeof *nb, "front", err);
@@ -946,14 +1020,18 @@ static int compare_fronts(const ps_sweep_result *r, ps_sweep_summary *s, ps_erro
         rc = ps_bootstrap_init(&boot, r->n_users, r->bootstrap, r->seed, err);
     if (rc == PS_OK)
         front_coords(r, a, ga, na);
-    for (int i = 1; rc == PS_OK && i < s->n_methods; i++) {
+    for (int i = 0; rc == PS_OK && i < s->n_methods; i++) {
         ps_method_summary *b = &s->methods[i];
+        ps_front_vs *vs = &b->vs[q];
+        if (b == a)
+            continue;
         front_coords(r, b, gb, nb);
-        ps_front_compare(ga, na, a->n_front, gb, nb, b->n_front, &b->vs_popsteer);
-        b->verdict = ps_front_verdict_of(&b->vs_popsteer);
-        b->gap_ci = (ps_interval){NAN, NAN};
-        if (boot.resamples && b->vs_popsteer.has_overlap)
-            rc = gap_interval(r, &boot, a, ga, b, gb, err);
+        vs->valid = 1;
+        ps_front_compare(ga, na, a->n_front, gb, nb, b->n_front, &vs->cmp);
+        vs->verdict = ps_front_verdict_of(&vs->cmp);
+        vs->gap_ci = (ps_interval){NAN, NAN};
+        if (boot.resamples && vs->cmp.has_overlap)
+            rc = gap_interval(r, &boot, a, ga, b, gb, vs, err);
     }
     ps_bootstrap_free(&boot);
     free(ga);
@@ -1005,8 +1083,14 @@ int ps_sweep_summarize(const ps_sweep_result *r, const ps_select_rule *rule, ps_
         s->methods[0].base = s->sae;
     for (int i = 0; rc == PS_OK && i < s->n_methods; i++)
         rc = summarize_method(r, &s->methods[i], rule, tight_drop, err);
-    if (rc == PS_OK)
-        rc = compare_fronts(r, s, err);
+    s->ref[PS_REF_POPSTEER] = 0;
+    s->ref[PS_REF_POPSTEER_U] = -1;
+    for (int i = 0; rc == PS_OK && i < s->n_methods; i++)
+        if (!strcmp(s->methods[i].method, "popsteer-u"))
+            s->ref[PS_REF_POPSTEER_U] = i;
+    for (int q = 0; rc == PS_OK && q < PS_SWEEP_REFS; q++)
+        if (s->ref[q] >= 0)
+            rc = compare_fronts(r, s, q, err);
     if (rc != PS_OK)
         ps_sweep_summary_free(s);
     return rc;

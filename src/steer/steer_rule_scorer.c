@@ -64,8 +64,14 @@ int ps_rule_score(ps_rule_scorer *s, const int32_t *seq, const int32_t *len, int
         return ps_fail(err, "the rule scorer takes at most %d users per call (got %d)", s->max_batch, B);
     if (ps_sasrec_user_vectors(s->model, s->ws, seq, len, B, s->h, err) != PS_OK)
         return PS_ERR;
+    ps_rule_score_vectors(s, s->h, B, scores);
+    return PS_OK;
+}
+
+void ps_rule_score_vectors(ps_rule_scorer *s, const float *h, int B, float *scores)
+{
     /* the same bits as the rows ps_sae_encoder_topk selects from (sae.h), before any shift */
-    ps_sae_encoder_pre(&s->enc, s->h, B, s->pre);
+    ps_sae_encoder_pre(&s->enc, h, B, s->pre);
     const size_t nl = (size_t)s->rule->m, d = (size_t)s->model->cfg.d;
     if (s->pre0)
         memcpy(s->pre0, s->pre, (size_t)B * nl * sizeof *s->pre0);
@@ -83,10 +89,9 @@ int ps_rule_score(ps_rule_scorer *s, const int32_t *seq, const int32_t *len, int
         ps_sae_topk(s->sae, s->pre0, B, s->idx, s->val);
         ps_sae_decode(s->sae, s->idx, s->val, B, s->hrec0);
         for (size_t i = 0; i < (size_t)B * d; i++)
-            s->hrec[i] = s->h[i] + (s->hrec[i] - s->hrec0[i]);
+            s->hrec[i] = h[i] + (s->hrec[i] - s->hrec0[i]);
     }
     ps_sasrec_score(s->model, s->hrec, B, scores);
-    return PS_OK;
 }
 
 /* ps_evaluate calls score() from one thread, batch after batch (the parallelism is inside),

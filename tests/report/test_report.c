@@ -172,9 +172,9 @@ static void test_summary_of_hand_result(void **state)
     assert_string_equal(f->r.points[f->s.methods[1].selected].setting, "beta=1");
     /* PopSteer's front: (0.70,.582) (0.74,.592) (0.76? no: dominated by .74/.592) (0.78,.595) (0.795,.5976);
      * penalty's (0.65,.54) (0.74,.576) (0.78,.598): 1 of 3 dominated (0.74,.576) */
-    assert_int_equal(f->s.methods[1].vs_popsteer.n_b, 3);
-    assert_int_equal(f->s.methods[1].vs_popsteer.n_dominated, 1);
-    assert_int_equal(f->s.methods[1].verdict, PS_FRONT_CROSSING);
+    assert_int_equal(f->s.methods[1].vs[PS_REF_POPSTEER].cmp.n_b, 3);
+    assert_int_equal(f->s.methods[1].vs[PS_REF_POPSTEER].cmp.n_dominated, 1);
+    assert_int_equal(f->s.methods[1].vs[PS_REF_POPSTEER].verdict, PS_FRONT_CROSSING);
 }
 
 static void test_results_csv(void **state)

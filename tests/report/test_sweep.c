@@ -10,6 +10,7 @@
 
 #include "popsteer/evaluate.h"
 #include "popsteer/popsteer.h"
+#include "popsteer/steer_rule.h"
 #include "popsteer/sweep.h"
 #include "popsteer/synth.h"
 #include "popsteer/train.h"
@@ -311,6 +312,28 @@ static void check_steered(const fixture *f, const ps_sweep_result *r, double alp
     ps_steer_plan_free(&plan);
 }
 
+/* A PopSteer-U point equals ps_evaluate with the rule's scorer (gate per user, error kept). */
+static void check_rule(const fixture *f, const ps_sweep_result *r, double a_pop, double a_unpop, const char *setting)
+{
+    ps_error err = {{0}};
+    const ps_latent_table *t = &f->probe.table;
+    ps_steer_rule_probe pr = {t->m, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, t->fire_rate};
+    ps_steer_rule_params par = {.N = t->m, .alpha_pop = a_pop, .alpha_unpop = a_unpop, .gate = PS_RULE_GATE_USER,
+                                .keep_error = 1};
+    ps_steer_rule rule;
+    assert_int_equal(ps_steer_rule_make(&pr, &par, &rule, &err), PS_OK);
+    ps_rule_scorer rs;
+    assert_int_equal(ps_rule_scorer_init(&rs, f->m, f->sae, &rule, 256, &err), PS_OK);
+    ps_scorer sc = ps_rule_scorer_as_scorer(&rs);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &sc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, "popsteer-u", setting)->split[split], &ref, setting);
+    }
+    ps_rule_scorer_free(&rs);
+    ps_steer_rule_free(&rule);
+}
+
 static void test_sweep_matches_evaluate(void **state)
 {
     fixture *f = *state;
@@ -337,7 +360,8 @@ static void test_sweep_matches_evaluate(void **state)
         assert_int_equal(ps_rerank_default_grid(methods[i], &set, &ns, &err), PS_OK);
         grid_points += ns;
     }
-    assert_int_equal(r.n_points, 2 + 4 + grid_points);
+    /* PopSteer-U: N 1024 and all are both the 64 latents; 2 positive alphas and 2 (a_pop, a_unpop) pairs */
+    assert_int_equal(r.n_points, 2 + 4 + 4 + grid_points);
     assert_string_equal(r.points[0].method, "sasrec");
     assert_string_equal(r.points[1].setting, "alpha=0");
     assert_string_equal(r.points[2].setting, "alpha=1 N=8");
@@ -368,6 +392,8 @@ static void test_sweep_matches_evaluate(void **state)
     check_steered(f, &r, 0, 64, "alpha=0");
     check_steered(f, &r, 3, 8, "alpha=3 N=8");
     check_steered(f, &r, 1, 64, "alpha=1 N=64");
+    check_rule(f, &r, 3, 3, "alpha=3 N=64");
+    check_rule(f, &r, 8, 4, "a_pop=8 a_unpop=4 N=64");
     check_rerank(f, &r, "penalty", "beta=2");
     check_rerank(f, &r, "pmmf", "lambda=0.1 eta=0.01 share=size43");
     check_rerank(f, &r, "xquad", "lambda=0.7 variant=smooth");
@@ -376,6 +402,8 @@ static void test_sweep_matches_evaluate(void **state)
     check_rerank(f, &r, "pct", "p=0.5 lambda=0.7");
     ps_sweep_result_free(&r);
 }
+
+static void check_gaps(const ps_sweep_result *r, const ps_sweep_summary *s, int q);
 
 /* The bootstrap intervals: plain SASRec's change against itself is exactly 0; every point's
  * per-user validation NDCG averages to its metric and rebuilds its interval; the front gap's
@@ -415,12 +443,28 @@ static void check_intervals(const ps_sweep_result *r, const ps_sweep_summary *s)
             assert_true(p->ndcg_ci[sp].lo <= p->ndcg_ci[sp].hi);
         assert_true(p->gini_ci[PS_SPLIT_TEST].lo <= p->gini_ci[PS_SPLIT_TEST].hi);
     }
-    const ps_method_summary *a = &s->methods[0];
-    for (int mth = 1; mth < s->n_methods; mth++) {
+    for (int q = 0; q < PS_SWEEP_REFS; q++)
+        if (s->ref[q] >= 0)
+            check_gaps(r, s, q);
+    free(m0);
+    free(m1);
+    ps_bootstrap_free(&b);
+}
+
+/* Every front comparison against reference q: the per-user gaps average to the mean gap. */
+static void check_gaps(const ps_sweep_result *r, const ps_sweep_summary *s, int q)
+{
+    const int64_t n = r->n_users;
+    const ps_method_summary *a = &s->methods[s->ref[q]];
+    for (int mth = 0; mth < s->n_methods; mth++) {
         const ps_method_summary *ms = &s->methods[mth];
-        const ps_front_cmp *c = &ms->vs_popsteer;
+        const ps_front_vs *vs = &ms->vs[q];
+        assert_int_equal(vs->valid, ms != a);
+        const ps_front_cmp *c = &vs->cmp;
+        if (!vs->valid)
+            continue;
         if (!c->has_overlap) {
-            assert_true(isnan(ms->gap_ci.lo));
+            assert_true(isnan(vs->gap_ci.lo));
             continue;
         }
         double wa[64], wb[64], gap = 0;
@@ -439,12 +483,9 @@ static void check_intervals(const ps_sweep_result *r, const ps_sweep_summary *s)
                 gap -= wb[i] * r->valid_ndcg[(size_t)ms->front[i] * (size_t)n + (size_t)u];
         }
         tu_assert_near(gap / (double)n, c->mean_diff, 1e-6);
-        assert_true(ms->gap_ci.lo <= ms->gap_ci.hi);
-        assert_int_equal(ms->gap_within_noise, ps_interval_contains_zero(&ms->gap_ci));
+        assert_true(vs->gap_ci.lo <= vs->gap_ci.hi);
+        assert_int_equal(vs->gap_within_noise, ps_interval_contains_zero(&vs->gap_ci));
     }
-    free(m0);
-    free(m1);
-    ps_bootstrap_free(&b);
 }
 
 static void test_sweep_summary(void **state)
@@ -469,17 +510,25 @@ static void test_sweep_summary(void **state)
     ps_select_rule_init(&rule);
     ps_sweep_summary s;
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    assert_int_equal(s.n_methods, 2);
+    assert_int_equal(s.n_methods, 3);
     assert_string_equal(s.methods[0].method, "popsteer");
     assert_int_equal(s.methods[0].first, 1);
     assert_int_equal(s.methods[0].n, 2);
     assert_int_equal(s.methods[0].base, s.sae);
+    /* PopSteer-U: N 1024 and all are both the 64 latents: alpha=2 and the two (a_pop, a_unpop) pairs */
+    assert_string_equal(s.methods[1].method, "popsteer-u");
+    assert_int_equal(s.methods[1].n, 3);
     assert_int_equal(s.methods[1].base, s.sasrec);
-    assert_int_equal(s.methods[1].n, 6);
+    assert_string_equal(r.points[s.methods[1].first].setting, "alpha=2 N=64");
+    assert_string_equal(r.points[s.methods[1].first + 1].setting, "a_pop=4 a_unpop=2 N=64");
+    assert_int_equal(s.ref[PS_REF_POPSTEER], 0);
+    assert_int_equal(s.ref[PS_REF_POPSTEER_U], 1);
+    assert_int_equal(s.methods[2].base, s.sasrec);
+    assert_int_equal(s.methods[2].n, 6);
     assert_non_null(ps_sweep_summary_find(&s, "penalty"));
     assert_null(ps_sweep_summary_find(&s, "cp"));
     /* the selection agrees with ps_select_point on the method's own points */
-    const ps_method_summary *pen = &s.methods[1];
+    const ps_method_summary *pen = &s.methods[2];
     double nd[6], gi[6];
     for (int i = 0; i < 6; i++) {
         nd[i] = r.points[pen->first + i].split[PS_SPLIT_VALID].ndcg;
@@ -499,7 +548,7 @@ static void test_sweep_summary(void **state)
     assert_null(r.valid_ndcg);
     assert_true(isnan(r.points[2].ndcg_ci[PS_SPLIT_TEST].lo) && isnan(r.points[2].gini_ci[PS_SPLIT_TEST].hi));
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    assert_true(isnan(s.methods[1].gap_ci.lo));
+    assert_true(isnan(s.methods[2].vs[PS_REF_POPSTEER].gap_ci.lo));
     ps_sweep_summary_free(&s);
     ps_sweep_result_free(&r);
 }
