@@ -208,17 +208,17 @@ static void on_sweep(void *ctx, const char *what, int done, int total)
 static void print_summary(const ps_sweep_result *r, const ps_sweep_summary *s, const char *dir)
 {
     const ps_metrics *b = &r->points[s->sasrec].split[PS_SPLIT_TEST];
-    printf("%-9s %-24s %9s %9s %9s %9s\n", "method", "selected (validation)", "NDCG@k", "dNDCG", "Gini@k", "dGini");
-    printf("%-9s %-24s %9.4f %9s %9.4f %9s\n", "sasrec", "-", b->ndcg, "", b->gini, "");
+    printf("%-10s %-32s %9s %9s %9s %9s\n", "method", "selected (validation)", "NDCG@k", "dNDCG", "Gini@k", "dGini");
+    printf("%-10s %-32s %9.4f %9s %9.4f %9s\n", "sasrec", "-", b->ndcg, "", b->gini, "");
     for (int i = 0; i < s->n_methods; i++) {
         const ps_method_summary *ms = &s->methods[i];
         if (ms->selected < 0) {
-            printf("%-9s %-24s\n", ms->method, "(none within budget)");
+            printf("%-10s %-32s\n", ms->method, "(none within budget)");
             continue;
         }
         const ps_sweep_point *p = &r->points[ms->selected];
         const ps_metrics *m = &p->split[PS_SPLIT_TEST];
-        printf("%-9s %-24s %9.4f %+8.2f%% %9.4f %+8.2f%%", ms->method, p->setting, m->ndcg,
+        printf("%-10s %-32s %9.4f %+8.2f%% %9.4f %+8.2f%%", ms->method, p->setting, m->ndcg,
                100 * (m->ndcg / b->ndcg - 1), m->gini, 100 * (m->gini / b->gini - 1));
         if (r->bootstrap)
             printf("   dNDCG [%+.2f, %+.2f]%%  dGini [%+.2f, %+.2f]%%", 100 * p->ndcg_ci[PS_SPLIT_TEST].lo,

@@ -25,6 +25,9 @@ TITLES = {
     "yelp": "Yelp (S3-Rec 5-core)",
 }
 BUDGETS = (0.005, 0.01)
+STEERING = ("popsteer", "popsteer-u")
+REFS = (("popsteer_front_vs_this", "PopSteer (the paper's rule)"),
+        ("popsteer_u_front_vs_this", "PopSteer-U (this project's rule, docs/steering.md)"))
 
 
 def fail(msg):
@@ -128,9 +131,9 @@ def selected_table(run, has_feat):
             rows.append([label, "no point within the 5 % budget"] + ["-"] * (len(hdr) - 2))
             return
         r = [label, run.setting(i) if i else "-", "%.4f" % run.val(i, "test", "ndcg"),
-             pct_ci(run.rel(i, "test", "ndcg"), run.ci(i, "test", "rel_ndcg_change")),
+             pct_ci(run.rel(i, "test", "ndcg"), run.ci(i, "test", "rel_ndcg_change")) if i else "(reference)",
              "%.4f" % run.val(i, "test", "gini"),
-             pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")),
+             pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")) if i else "(reference)",
              "%.4f" % (run.val(i, "test", "ilad") or float("nan"))]
         if has_feat:
             r.append("%.4f" % (run.val(i, "test", "ilad_features") or float("nan")))
@@ -162,10 +165,12 @@ def budget_table(run):
     return table(hdr, rows)
 
 
-def fronts_table(run):
+def fronts_table(run, key, name):
     rows = []
-    for m in run.methods[1:]:
-        v = m.get("popsteer_front_vs_this", {})
+    for m in run.methods:
+        if key not in m:
+            continue
+        v = m[key]
         ci = v.get("mean_ndcg_diff_ci")
         gap = ("%+.4f [%+.4f, %+.4f]" % (v["mean_ndcg_diff"], ci[0], ci[1]) if v.get("common_gini_range") and ci
                else "-")
@@ -174,19 +179,32 @@ def fronts_table(run):
                      "%d of %d" % (v.get("dominated_by_popsteer", 0), v.get("front_points", 0)),
                      "%.4f–%.4f" % (v["gini_lo"], v["gini_hi"]) if v.get("common_gini_range") else "none", gap,
                      "%.0f %%" % (100 * v["share_above"]) if v.get("common_gini_range") else "-"])
-    return table(["baseline", "PopSteer's front vs this one", "its front points PopSteer dominates",
-                  "common Gini range", "NDCG gap at equal Gini (PopSteer − it) [95 % CI]",
-                  "share of range PopSteer ≥"], rows)
+    return table(["method", "%s's front vs this one" % name, "its front points %s dominates" % name,
+                  "common Gini range", "NDCG gap at equal Gini (%s − it) [95 %% CI]" % name,
+                  "share of range %s ≥" % name], rows)
+
+
+def reach(run, m, b):
+    """'lowers Gini@10 by 12.3 % (setting; test ...)' for method m's largest cut within budget b."""
+    i = run.best_within(m, b)
+    cut = run.rel(i, "valid", "gini") if i is not None else None
+    if cut is None or cut >= 0:
+        return None, "does not lower Gini@%d at all" % run.k
+    return cut, "lowers Gini@%d by %.1f %% (%s; test %s)" % (
+        run.k, -100 * cut, run.setting(i), pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")))
 
 
 def findings(run):
     """Plain sentences from the numbers: PopSteer's reach, the baselines that beat it, the noise."""
     out = []
     pop = run.methods[0]
+    pop_u = next((m for m in run.methods if m["method"] == "popsteer-u"), None)
     for b in BUDGETS:
         i = run.best_within(pop, b)
         best_base, best_cut = None, 0.0
         for m in run.methods[1:]:
+            if m["method"] in STEERING:
+                continue
             j = run.best_within(m, b)
             if j is not None and run.rel(j, "valid", "gini") < best_cut:
                 best_base, best_cut = (m["method"], j), run.rel(j, "valid", "gini")
@@ -207,17 +225,27 @@ def findings(run):
                 s += ": **the baseline goes further than PopSteer**"
         else:
             s += "; no baseline lowers Gini within that budget"
+        if pop_u:
+            u_cut, u_text = reach(run, pop_u, b)
+            s += "; PopSteer-U " + u_text
+            if u_cut is not None and u_cut < min(best_cut, pop_cut if pop_cut is not None else 0):
+                s += ", further than PopSteer and every baseline"
         out.append(s + ".")
-    below = [m["method"] for m in run.methods[1:]
-             if m.get("popsteer_front_vs_this", {}).get("verdict") in ("below", "crossing")]
-    noise = [m["method"] for m in run.methods[1:]
-             if m.get("popsteer_front_vs_this", {}).get("within_noise")
-             and m.get("popsteer_front_vs_this", {}).get("common_gini_range")]
-    if below:
-        out.append("PopSteer's front is below or crosses the front of: %s." % ", ".join(below))
-    if noise:
-        out.append("The mean NDCG gap between PopSteer's front and that of %s is within noise (its 95 %% interval "
-                   "contains 0)." % ", ".join(noise))
+    for key, name in REFS:
+        ref = name.split(" ")[0]
+        below = [m["method"] for m in run.methods
+                 if m.get(key, {}).get("verdict") in ("below", "crossing")]
+        above = [m["method"] for m in run.methods
+                 if m.get(key, {}).get("verdict") in ("above", "above on the common Gini range")]
+        noise = [m["method"] for m in run.methods
+                 if m.get(key, {}).get("within_noise") and m.get(key, {}).get("common_gini_range")]
+        if below:
+            out.append("%s's front is below or crosses the front of: %s." % (ref, ", ".join(below)))
+        if above:
+            out.append("%s's front is above that of: %s." % (ref, ", ".join(above)))
+        if noise:
+            out.append("The mean NDCG gap between %s's front and that of %s is within noise (its 95 %% interval "
+                       "contains 0)." % (ref, ", ".join(noise)))
     sae = next((i for i, p in enumerate(run.points) if p["method"] == "popsteer" and p.get("alpha") == 0), None)
     if sae is not None:
         out.append("The SAE-reconstructed model alone (α = 0) changes test NDCG@%d by %s and Gini@%d by %s." % (
@@ -268,7 +296,10 @@ def main():
         parts.append("### Largest Gini reduction within a small NDCG loss\n")
         parts.append(budget_table(run))
         parts.append("### Pareto fronts (validation)\n")
-        parts.append(fronts_table(run))
+        for key, name in REFS:
+            if any(key in m for m in run.methods):
+                parts.append("%s:\n\n" % name)
+                parts.append(fronts_table(run, key, name.split(" ")[0]))
         png = os.path.join(a.runs, name, "report", "pareto.png")
         if os.path.exists(png):
             shutil.copyfile(png, os.path.join(img_dir, "%s-pareto.png" % name))

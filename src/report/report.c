@@ -476,11 +476,13 @@ static void section_intro(doc *d, const ps_sweep_result *r, const ps_sweep_summa
               info->model_path ? info->model_path : "?", info->sae_path ? info->sae_path : "?", r->n_latents,
               info->latents_path ? info->latents_path : "?");
     int n_pop = s->n_methods ? s->methods[0].n : 0;
+    int n_u = s->ref[PS_REF_POPSTEER_U] >= 0 ? s->methods[s->ref[PS_REF_POPSTEER_U]].n : 0;
     doc_p(d, "Every list is the top %d of a full ranking of all %d items for each of %lld users; re-rankers "
-             "re-order SASRec's top items (up to %d; each method's count is in the baselines table). The sweep evaluated %d grid points (%d PopSteer, %d re-ranking, plus plain "
-             "SASRec) on both the validation and the test split in %.1f s; every number is in results.csv and "
-             "results.json.",
-          r->k, r->n_items, (long long)r->n_users, r->L, r->n_points, n_pop, r->n_points - 1 - n_pop, r->seconds);
+             "re-order SASRec's top items (up to %d; each method's count is in the baselines table). The sweep "
+             "evaluated %d grid points (%d PopSteer, %d PopSteer-U, %d re-ranking, plus plain SASRec) on both the "
+             "validation and the test split in %.1f s; every number is in results.csv and results.json.",
+          r->k, r->n_items, (long long)r->n_users, r->L, r->n_points, n_pop, n_u, r->n_points - 1 - n_pop - n_u,
+          r->seconds);
 }
 
 /* One row of the "largest Gini reduction within the tight budget" table. */
