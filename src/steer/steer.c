@@ -1,6 +1,8 @@
 /* Steering plan and its application (SPEC §5). */
 #include "popsteer/steer.h"
 
+#include "steer/steer_internal.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,23 +53,38 @@ static int cmp_ranked(const void *pa, const void *pb)
     return (a->j > b->j) - (a->j < b->j);
 }
 
-/* The N latents with the largest |d|, in that order. */
-static int select_latents(const double *d, int m, int N, int32_t *out, ps_error *err)
+int ps_steer_order(const double *d, const uint8_t *eligible, int m, int32_t *order, int *n, ps_error *err)
 {
     ranked *r = ps_calloc((size_t)m, sizeof *r, "steering order", err);
     if (!r)
         return PS_ERR;
+    int k = 0;
     for (int j = 0; j < m; j++)
-        r[j] = (ranked){fabs(d[j]), j};
-    qsort(r, (size_t)m, sizeof *r, cmp_ranked);
-    for (int i = 0; i < N; i++)
-        out[i] = r[i].j;
+        if (!eligible || eligible[j])
+            r[k++] = (ranked){fabs(d[j]), j};
+    qsort(r, (size_t)k, sizeof *r, cmp_ranked);
+    for (int i = 0; i < k; i++)
+        order[i] = r[i].j;
+    *n = k;
     free(r);
     return PS_OK;
 }
 
-/* min |d| over every latent with d != 0; 0 when all are 0. */
-static double min_nonzero_abs(const double *d, int m)
+/* The N latents with the largest |d|, in that order. */
+static int select_latents(const double *d, int m, int N, int32_t *out, ps_error *err)
+{
+    int32_t *order = ps_calloc((size_t)m, sizeof *order, "steering order", err);
+    int n = 0;
+    if (!order || ps_steer_order(d, NULL, m, order, &n, err) != PS_OK) {
+        free(order);
+        return PS_ERR;
+    }
+    memcpy(out, order, (size_t)N * sizeof *out);
+    free(order);
+    return PS_OK;
+}
+
+double ps_steer_min_nonzero_abs(const double *d, int m)
 {
     double lo = INFINITY;
     for (int j = 0; j < m; j++)
@@ -76,7 +93,7 @@ static double min_nonzero_abs(const double *d, int m)
     return isinf(lo) ? 0.0 : lo;
 }
 
-static double weight_of(double abs_d, double lo, double hi, double alpha)
+double ps_steer_weight(double abs_d, double lo, double hi, double alpha)
 {
     if (hi == lo)
         return alpha / 2;
@@ -99,7 +116,7 @@ int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_u
     plan->m = m;
     plan->n = N;
     plan->alpha = alpha;
-    plan->min_abs_d = min_nonzero_abs(d, m);
+    plan->min_abs_d = ps_steer_min_nonzero_abs(d, m);
     plan->max_abs_d = fabs(d[plan->latent[0]]);
     for (int i = 0; i < N; i++) {
         int32_t j = plan->latent[i];
@@ -107,7 +124,7 @@ int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_u
          * (negative when some other latent has d != 0) would only confuse a report */
         if (d[j] == 0)
             continue;
-        double w = weight_of(fabs(d[j]), plan->min_abs_d, plan->max_abs_d, alpha);
+        double w = ps_steer_weight(fabs(d[j]), plan->min_abs_d, plan->max_abs_d, alpha);
         plan->weight[i] = w;
         /* long-tail latents (d < 0) are raised by the popular group's spread, popular ones
          * (d > 0) lowered by the unpopular group's spread, as in the reference */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "steer/steer_internal.h"
+
 void ps_steer_rule_params_paper(ps_steer_rule_params *p, int N, double alpha)
 {
     memset(p, 0, sizeof *p);
@@ -67,63 +69,28 @@ static int check_inputs(const ps_steer_rule_probe *pr, const ps_steer_rule_param
     return PS_OK;
 }
 
-typedef struct ranked {
-    double abs_d;
-    int32_t j;
-} ranked;
-
-/* |d| descending, then index ascending: steer.c's order, so S is the paper's S. */
-static int cmp_ranked(const void *pa, const void *pb)
-{
-    const ranked *a = pa, *b = pb;
-    if (a->abs_d != b->abs_d)
-        return a->abs_d > b->abs_d ? -1 : 1;
-    return (a->j > b->j) - (a->j < b->j);
-}
-
-/* S: the N eligible latents with the largest |d|. Fails when fewer than N are eligible. */
+/* S: the N eligible latents with the largest |d| (steer.c's order, so S is the paper's S). Fails
+ * when fewer than N are eligible. */
 static int select_latents(const ps_steer_rule_probe *pr, const ps_steer_rule_params *p, ps_steer_rule *r,
                           ps_error *err)
 {
-    ranked *rk = ps_calloc((size_t)pr->m, sizeof *rk, "steering order", err);
-    if (!rk)
-        return PS_ERR;
-    int n = 0;
-    for (int j = 0; j < pr->m; j++) {
-        if (p->skip_dead && pr->fire_rate[j] == 0) {
-            r->n_dead_skipped++;
-            continue;
-        }
-        rk[n++] = (ranked){fabs(pr->d[j]), j};
+    uint8_t *eligible = ps_calloc((size_t)pr->m, 1, "steering order", err);
+    int32_t *order = eligible ? ps_calloc((size_t)pr->m, sizeof *order, "steering order", err) : NULL;
+    int n = 0, rc = order ? PS_OK : PS_ERR;
+    for (int j = 0; rc == PS_OK && j < pr->m; j++) {
+        eligible[j] = !(p->skip_dead && pr->fire_rate[j] == 0);
+        r->n_dead_skipped += !eligible[j];
     }
-    if (n < p->N) {
-        free(rk);
-        return ps_fail(err, "steering: N = %d latents, but only %d of %d latents ever fire on real users", p->N, n,
-                       pr->m);
-    }
-    qsort(rk, (size_t)n, sizeof *rk, cmp_ranked);
-    for (int i = 0; i < p->N; i++)
-        r->latent[i] = rk[i].j;
-    free(rk);
-    return PS_OK;
-}
-
-/* min |d| over every latent with d != 0, dead or not (the paper's normaliser); 0 if none. */
-static double min_nonzero_abs(const double *d, int m)
-{
-    double lo = INFINITY;
-    for (int j = 0; j < m; j++)
-        if (d[j] != 0 && fabs(d[j]) < lo)
-            lo = fabs(d[j]);
-    return isinf(lo) ? 0.0 : lo;
-}
-
-/* The expression of steer.c's weight_of, operand for operand, so that equal α gives equal bits. */
-static double weight_of(double abs_d, double lo, double hi, double alpha)
-{
-    if (hi == lo)
-        return alpha / 2;
-    return alpha * (abs_d - lo) / (hi - lo);
+    if (rc == PS_OK)
+        rc = ps_steer_order(pr->d, eligible, pr->m, order, &n, err);
+    if (rc == PS_OK && n < p->N)
+        rc = ps_fail(err, "steering: N = %d latents, but only %d of %d latents ever fire on real users", p->N, n,
+                     pr->m);
+    if (rc == PS_OK)
+        memcpy(r->latent, order, (size_t)p->N * sizeof *r->latent);
+    free(eligible);
+    free(order);
+    return rc;
 }
 
 /* The gate's tables: c_j, d_j / s_j / Σ|d| and π_ref (steer_rule.h, step 2). */
@@ -169,7 +136,7 @@ int ps_steer_rule_make(const ps_steer_rule_probe *pr, const ps_steer_rule_params
     r->m = pr->m;
     r->n = p->N;
     r->p = *p;
-    r->min_abs_d = min_nonzero_abs(pr->d, pr->m);
+    r->min_abs_d = ps_steer_min_nonzero_abs(pr->d, pr->m);
     r->max_abs_d = fabs(pr->d[r->latent[0]]);
     for (int i = 0; i < r->n; i++) {
         int32_t j = r->latent[i];
@@ -177,7 +144,7 @@ int ps_steer_rule_make(const ps_steer_rule_probe *pr, const ps_steer_rule_params
         r->d[i] = dj;
         if (dj == 0) /* no bias shown: never shifted (as in steer.c) */
             continue;
-        double w = weight_of(fabs(dj), r->min_abs_d, r->max_abs_d, dj > 0 ? p->alpha_pop : p->alpha_unpop);
+        double w = ps_steer_weight(fabs(dj), r->min_abs_d, r->max_abs_d, dj > 0 ? p->alpha_pop : p->alpha_unpop);
         r->weight[i] = w;
         /* each side scaled by the other synthetic group's spread, as in the paper's rule */
         r->shift[i] = dj < 0 ? w * pr->std_pop[j] : -w * pr->std_unpop[j];

@@ -1,0 +1,20 @@
+/* What the paper's steering plan (steer.c) and PopSteer-U (steer_rule.c) compute alike, once, so
+ * that at the paper's parameters the two give the same latents and the same weights, bit for bit. */
+#ifndef POPSTEER_STEER_INTERNAL_H
+#define POPSTEER_STEER_INTERNAL_H
+
+#include <stdint.h>
+
+#include "popsteer/error.h"
+
+/* The latents j with eligible[j] != 0 (eligible NULL: all m), ordered by |d| descending, ties by
+ * the smaller index, into order[0 .. *n). order has room for m. */
+int ps_steer_order(const double *d, const uint8_t *eligible, int m, int32_t *order, int *n, ps_error *err);
+
+/* min |d| over every latent with d != 0; 0 when all are 0 (the weights' lower normaliser). */
+double ps_steer_min_nonzero_abs(const double *d, int m);
+
+/* w = α · (|d| − lo) / (hi − lo), or α / 2 when hi == lo (SPEC §5, step 2). */
+double ps_steer_weight(double abs_d, double lo, double hi, double alpha);
+
+#endif
