@@ -53,12 +53,14 @@ static void test_eval_json_has_every_key(void **state)
     assert_int_equal(tu_run_cli(args, &out, NULL), 0);
     const char *keys[] = {"users", "ndcg@5", "hit@5", "recall@5", "precision@5", "mrr@5", "ndcg_head@5",
                           "ndcg_mid@5", "ndcg_tail@5", "coverage@5", "lt_coverage@5", "deep_lt_coverage@5",
-                          "gini@5", "arp@5", "arp_distinct@5", "aplt@5", "entropy@5"};
+                          "gini@5", "arp@5", "arp_distinct@5", "aplt@5", "entropy@5", "ilad@5"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         (void)tu_json_number(out, keys[i]);
     assert_int_equal((int)tu_json_number(out, "users"), 300);
     double ndcg = tu_json_number(out, "ndcg@5");
     assert_true(ndcg > 0 && ndcg <= 1);
+    double ilad = tu_json_number(out, "ilad@5"); /* 1 - cosine: in [0, 2] */
+    assert_true(ilad >= 0 && ilad <= 2);
     free(out);
 }
 
