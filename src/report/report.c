@@ -597,7 +597,7 @@ static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
     snprintf(cell[0], sizeof cell[0], "%d of %d", c->n_dominated, c->n_b);
     if (c->has_overlap) {
         snprintf(cell[1], sizeof cell[1], "%.4f–%.4f", c->gini_lo, c->gini_hi);
-        char ci[2 * CELL] = "";
+        char ci[64] = ""; /* two signed numbers: sized so the cell below cannot truncate */
         if (r->bootstrap > 0 && isfinite(vs->gap_ci.lo))
             snprintf(ci, sizeof ci, " [%+.4f, %+.4f]", vs->gap_ci.lo, vs->gap_ci.hi);
         snprintf(cell[2], sizeof cell[2], "%+.4f%s (min %+.4f, max %+.4f)", c->mean_diff, ci, c->min_diff,
