@@ -42,6 +42,25 @@ int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_u
                        ps_steer_plan *plan, ps_error *err);
 void ps_steer_plan_free(ps_steer_plan *plan);
 
+/* Ablations of the plan (issue 14 §1): which part of the paper's rule does the work? Both fold
+ * into the encoder bias exactly like the paper's plan (the shift is the same for every user).
+ *  PS_STEER_UNWEIGHTED: the paper's S (the N latents with the largest |d|), every latent with
+ *    d != 0 weight α (no Cohen's-d scaling); the shifts as step 3.
+ *  PS_STEER_RANDOM: N latents drawn uniformly without replacement from all m (a partial
+ *    Fisher–Yates shuffle driven by splitmix64 seeded with seed ^ (N · 0x9e3779b97f4a7c15), so
+ *    every N has its own draw and the draw depends on nothing else), in draw order. The i-th
+ *    drawn latent gets the weight of the paper's i-th latent (the paper's weight vector for this
+ *    α and N, position by position), and its shift follows step 3 with the drawn latent's own
+ *    d and σ: +w σ^pop if d < 0, −w σ^unpop if d > 0, 0 if d == 0 (a latent without bias
+ *    cannot be given a direction). So the same amount of steering is spent, on latents the
+ *    probe did not pick.
+ * Validation and failure as ps_steer_plan_make. min_abs_d / max_abs_d are the paper's. */
+typedef enum ps_steer_variant { PS_STEER_PAPER = 0, PS_STEER_UNWEIGHTED = 1, PS_STEER_RANDOM = 2 } ps_steer_variant;
+
+int ps_steer_plan_make_variant(const double *d, const double *sd_pop, const double *sd_unpop, int m, int N,
+                               double alpha, ps_steer_variant variant, uint64_t seed, ps_steer_plan *plan,
+                               ps_error *err);
+
 /* Adds the plan's shifts in place to B rows of dense pre-activations pre[B][plan->m]
  * (row-major), before ReLU/TopK. Each shift is rounded to float once, so every row receives
  * exactly the same float increment. */

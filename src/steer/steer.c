@@ -133,6 +133,62 @@ int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_u
     return PS_OK;
 }
 
+/* The step-3 shift of latent j with weight w: raise long-tail latents by the popular group's
+ * spread, lower popular ones by the unpopular group's; a latent with d == 0 is left alone. */
+static double step3_shift(double d, double sd_pop, double sd_unpop, double w)
+{
+    return d < 0 ? w * sd_pop : d > 0 ? -w * sd_unpop : 0.0;
+}
+
+static uint64_t variant_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* N distinct latents of 0..m-1, uniformly (partial Fisher–Yates), into out in draw order. */
+static int draw_latents(int m, int N, uint64_t seed, int32_t *out, ps_error *err)
+{
+    int32_t *perm = ps_calloc((size_t)m, sizeof *perm, "random latents", err);
+    if (!perm)
+        return PS_ERR;
+    for (int j = 0; j < m; j++)
+        perm[j] = j;
+    uint64_t x = seed ^ ((uint64_t)N * 0x9e3779b97f4a7c15ULL);
+    for (int i = 0; i < N; i++) {
+        /* the modulo bias is below m / 2^64: irrelevant for a control draw */
+        int j = i + (int)(variant_splitmix64(&x) % (uint64_t)(m - i));
+        int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        out[i] = perm[i];
+    }
+    free(perm);
+    return PS_OK;
+}
+
+int ps_steer_plan_make_variant(const double *d, const double *sd_pop, const double *sd_unpop, int m, int N,
+                               double alpha, ps_steer_variant variant, uint64_t seed, ps_steer_plan *plan,
+                               ps_error *err)
+{
+    /* the paper's plan first: its latents (unweighted) or its weights (random) are the ablation's */
+    if (ps_steer_plan_make(d, sd_pop, sd_unpop, m, N, alpha, plan, err) != PS_OK)
+        return PS_ERR;
+    if (variant == PS_STEER_RANDOM && draw_latents(m, N, seed, plan->latent, err) != PS_OK) {
+        ps_steer_plan_free(plan);
+        return PS_ERR;
+    }
+    for (int i = 0; variant != PS_STEER_PAPER && i < N; i++) {
+        int32_t j = plan->latent[i];
+        if (variant == PS_STEER_UNWEIGHTED)
+            plan->weight[i] = d[j] != 0 ? alpha : 0.0;
+        plan->shift[i] = step3_shift(d[j], sd_pop[j], sd_unpop[j], plan->weight[i]);
+    }
+    return PS_OK;
+}
+
 void ps_steer_apply(const ps_steer_plan *plan, float *pre, int B)
 {
     /* row by row: each user's pre-activations are contiguous, the plan is small */
