@@ -115,7 +115,8 @@ int cmd_run(int argc, char **argv);
 #include "popsteer/sweep.h"
 
 enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_SWEEP_K, OPT_MAX_DROP, OPT_OBJECTIVE,
-       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT, OPT_BOOTSTRAP, OPT_CI_LEVEL, OPT_SWEEP_ITEM_FEATURES };
+       OPT_BASE, OPT_TIGHT_DROP, OPT_GNUPLOT, OPT_BOOTSTRAP, OPT_CI_LEVEL, OPT_SWEEP_ITEM_FEATURES,
+       OPT_ABLATIONS };
 
 #define CLI_SWEEP_OPTIONS                                                                                \
     {"alphas", required_argument, 0, OPT_ALPHAS}, {"neurons", required_argument, 0, OPT_SWEEP_NEURONS},  \
@@ -124,7 +125,8 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     {"objective", required_argument, 0, OPT_OBJECTIVE}, {"base", required_argument, 0, OPT_BASE},         \
     {"tight-drop", required_argument, 0, OPT_TIGHT_DROP}, {"gnuplot", required_argument, 0, OPT_GNUPLOT},   \
     {"bootstrap", required_argument, 0, OPT_BOOTSTRAP}, {"ci-level", required_argument, 0, OPT_CI_LEVEL},    \
-    {"item-features", required_argument, 0, OPT_SWEEP_ITEM_FEATURES}
+    {"item-features", required_argument, 0, OPT_SWEEP_ITEM_FEATURES},                                   \
+    {"ablations", required_argument, 0, OPT_ABLATIONS}
 
 #define CLI_SWEEP_HELP                                                                                   \
     "Sweep options:\n"                                                                                   \
@@ -146,6 +148,10 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     "  --ci-level X       their confidence level (default 0.95)\n"                                     \
     "  --item-features FILE  item feature vectors (u.item genre flags, or `item v1 .. vD` rows) for\n"  \
     "                     ilad_features@k next to ilad@k (docs/metrics.md)\n"                          \
+    "  --ablations on|off also sweep PopSteer's ablations over its grid (default on): ps-random (random\n" \
+    "                     latents, the paper's weights), ps-unweighted (weights all alpha),\n"           \
+    "                     ps-conditional (shift only users beyond the other group's mean + 2 sd),\n"     \
+    "                     ps-direction (h + alpha * mean |h| * unit(mean h long-tail - mean h popular))\n" \
     "  --gnuplot PROG     the gnuplot program that draws the images (default: gnuplot from PATH)\n"
 
 typedef struct cli_sweep {

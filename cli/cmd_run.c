@@ -441,6 +441,7 @@ static int stage_sweep(run_state *s, cli_sweep *sw)
     s->stages[ST_SWEEP].seconds = 0; /* cli_sweep_report fills in the sweep's own time for the report */
     ps_report_info info = {s->d->path, s->path[ST_MODEL], s->path[ST_SAE], s->path[ST_PROBE], &s->st, s->stages,
                            N_STAGES, NULL};
+    sw->so.probe_cap = s->a->probe_cap; /* ps-direction: the probe stage's synthetic users */
     int rc = cli_sweep_report(s->c, sw, s->m, s->sae, &s->latents, &s->ds, s->path[ST_SWEEP], &info,
                               &s->stages[ST_SWEEP]);
     s->stages[ST_SWEEP].seconds = t0;

@@ -158,6 +158,11 @@ int cli_sweep_option(const cli_common *c, cli_sweep *s, int opt, const char *arg
         s->base = ch ? PS_BASE_SAE : PS_BASE_SASREC;
         return 1;
     case OPT_GNUPLOT: s->gnuplot = arg; return 1;
+    case OPT_ABLATIONS:
+        if ((ch = parse_choice(c, "ablations", arg, "off", "on")) < 0)
+            return -1;
+        s->so.ablations = ch;
+        return 1;
     case OPT_SWEEP_ITEM_FEATURES: s->item_features = arg; return 1;
     case OPT_BOOTSTRAP:
         if (cli_parse_long(c, "bootstrap", arg, 0, 100000, &v) < 0)
@@ -208,17 +213,17 @@ static void on_sweep(void *ctx, const char *what, int done, int total)
 static void print_summary(const ps_sweep_result *r, const ps_sweep_summary *s, const char *dir)
 {
     const ps_metrics *b = &r->points[s->sasrec].split[PS_SPLIT_TEST];
-    printf("%-10s %-32s %9s %9s %9s %9s\n", "method", "selected (validation)", "NDCG@k", "dNDCG", "Gini@k", "dGini");
-    printf("%-10s %-32s %9.4f %9s %9.4f %9s\n", "sasrec", "-", b->ndcg, "", b->gini, "");
+    printf("%-14s %-32s %9s %9s %9s %9s\n", "method", "selected (validation)", "NDCG@k", "dNDCG", "Gini@k", "dGini");
+    printf("%-14s %-32s %9.4f %9s %9.4f %9s\n", "sasrec", "-", b->ndcg, "", b->gini, "");
     for (int i = 0; i < s->n_methods; i++) {
         const ps_method_summary *ms = &s->methods[i];
         if (ms->selected < 0) {
-            printf("%-10s %-32s\n", ms->method, "(none within budget)");
+            printf("%-14s %-32s\n", ms->method, "(none within budget)");
             continue;
         }
         const ps_sweep_point *p = &r->points[ms->selected];
         const ps_metrics *m = &p->split[PS_SPLIT_TEST];
-        printf("%-10s %-32s %9.4f %+8.2f%% %9.4f %+8.2f%%", ms->method, p->setting, m->ndcg,
+        printf("%-14s %-32s %9.4f %+8.2f%% %9.4f %+8.2f%%", ms->method, p->setting, m->ndcg,
                100 * (m->ndcg / b->ndcg - 1), m->gini, 100 * (m->gini / b->gini - 1));
         if (r->bootstrap)
             printf("   dNDCG [%+.2f, %+.2f]%%  dGini [%+.2f, %+.2f]%%", 100 * p->ndcg_ci[PS_SPLIT_TEST].lo,
@@ -236,7 +241,7 @@ static void print_summary(const ps_sweep_result *r, const ps_sweep_summary *s, c
             const ps_front_vs *vs = &s->methods[i].vs[q];
             if (!vs->valid)
                 continue;
-            printf("%-12s front vs %-10s %s (%d of %d of its front points dominated)%s\n", REF[q], s->methods[i].method,
+            printf("%-12s front vs %-14s %s (%d of %d of its front points dominated)%s\n", REF[q], s->methods[i].method,
                    ps_front_verdict_name(vs->verdict), vs->cmp.n_dominated, vs->cmp.n_b,
                    r->bootstrap && vs->cmp.has_overlap && vs->gap_within_noise ? "; gap within noise" : "");
         }
@@ -271,6 +276,7 @@ int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, cons
     sweep_ui ui = {.t0 = ps_now_seconds()};
     cli_progress_init(&ui.p, c->quiet);
     s->so.seed = c->seed;
+    s->so.probe_seed = c->seed; /* the probe's seed (cmd_probe, cmd_run): ps-direction's users are its users */
     s->so.progress = on_sweep;
     s->so.progress_ctx = &ui;
     ps_sweep_result r = {0};

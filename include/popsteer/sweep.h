@@ -104,20 +104,32 @@ const char *ps_front_verdict_name(ps_front_verdict v);
 
 /* PS_POINT_RULE: PopSteer-U (steer_rule.h), method "popsteer-u": the paper's latents and weights with a
  * per-user gate, separate strengths per sign, the SAE's reconstruction error kept. */
+/* The ablations (issue 14 §1; steer.h, steer_ablation.h), each a method of its own over PopSteer's
+ * grid (positive α × N; direction: positive α only):
+ *   PS_POINT_RANDOM "ps-random": N random latents with the paper's weight vector;
+ *   PS_POINT_UNWEIGHTED "ps-unweighted": the paper's latents, every weight α;
+ *   PS_POINT_CONDITIONAL "ps-conditional": the paper's plan, a latent shifted only for users beyond
+ *     the other synthetic group's μ + 2σ on it;
+ *   PS_POINT_DIRECTION "ps-direction": h + α ν u in SASRec's space, no SAE. */
 typedef enum ps_point_kind {
     PS_POINT_SASREC = 0,
     PS_POINT_POPSTEER = 1,
     PS_POINT_RERANK = 2,
-    PS_POINT_RULE = 3
+    PS_POINT_RULE = 3,
+    PS_POINT_RANDOM = 4,
+    PS_POINT_UNWEIGHTED = 5,
+    PS_POINT_CONDITIONAL = 6,
+    PS_POINT_DIRECTION = 7
 } ps_point_kind;
 
 typedef struct ps_sweep_point {
     ps_point_kind kind;
-    char method[16];       /* "sasrec", "popsteer", or a re-ranking method ("penalty", ...) */
+    char method[16];       /* "sasrec", "popsteer", "popsteer-u", an ablation ("ps-random", ...) or a
+                            * re-ranking method ("penalty", ...) */
     char setting[96];      /* "", "alpha=0", "alpha=1.5 N=1024", "beta=0.5", "lambda=0.1 eta=0.01" */
     double alpha;          /* popsteer: steering strength; popsteer-u: the strength on long-tail latents (d < 0) */
     double alpha_pop;      /* popsteer-u: the strength on popular latents (d > 0) */
-    int neurons;           /* popsteer, popsteer-u: N steered latents (0 for alpha 0, where N changes nothing) */
+    int neurons;           /* popsteer, popsteer-u, ps-random/-unweighted/-conditional: N steered latents (0 for alpha 0, where N changes nothing) */
     int candidates;        /* re-rankers: how many of plain SASRec's top items they re-order */
     ps_metrics split[2];   /* [PS_SPLIT_VALID], [PS_SPLIT_TEST] */
     /* Σ c_i (top-k appearances) over the items of each training-popularity decile, decile 0 =
@@ -145,6 +157,9 @@ typedef struct ps_sweep_options {
     uint64_t seed;          /* the random re-ranker and the bootstrap resamples */
     int popsteer_u;         /* 1 (default): also sweep PopSteer-U over N ∈ {1024, all} × α_pop = α_unpop ∈ the
                              * positive alphas, plus (α_pop, α_unpop) ∈ {(4, 2), (8, 4)} */
+    int ablations;          /* 1 (default): also sweep the four ablations (ps_point_kind) */
+    int64_t probe_cap;      /* ps-direction: the probe's cap and seed, so its synthetic users are the */
+    uint64_t probe_seed;    /* probe's (defaults 0 = every training prefix, and 42, as ps_probe_options) */
     int bootstrap;          /* resamples for the confidence intervals (default 1000; 0 = none) */
     double ci_level;        /* their confidence level (default 0.95) */
     const float *item_features; /* [n_items + 1][dim] for ilad_features@k (ps_item_features_load); may be NULL.

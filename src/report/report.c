@@ -84,6 +84,12 @@ static const ps_rerank_method_info *method_info(const char *name)
     return NULL;
 }
 
+/* PopSteer's ablations (sweep.h: "ps-random", ...): steering methods, not baselines. */
+static int is_ablation(const char *method)
+{
+    return !strncmp(method, "ps-", 3);
+}
+
 static int is_on_front(const ps_method_summary *ms, int i)
 {
     for (int j = 0; j < ms->n_front; j++)
@@ -476,13 +482,15 @@ static void section_intro(doc *d, const ps_sweep_result *r, const ps_sweep_summa
               info->model_path ? info->model_path : "?", info->sae_path ? info->sae_path : "?", r->n_latents,
               info->latents_path ? info->latents_path : "?");
     int n_pop = s->n_methods ? s->methods[0].n : 0;
-    int n_u = s->ref[PS_REF_POPSTEER_U] >= 0 ? s->methods[s->ref[PS_REF_POPSTEER_U]].n : 0;
+    int n_u = s->ref[PS_REF_POPSTEER_U] >= 0 ? s->methods[s->ref[PS_REF_POPSTEER_U]].n : 0, n_abl = 0;
+    for (int m = 0; m < s->n_methods; m++)
+        n_abl += is_ablation(s->methods[m].method) ? s->methods[m].n : 0;
     doc_p(d, "Every list is the top %d of a full ranking of all %d items for each of %lld users; re-rankers "
              "re-order SASRec's top items (up to %d; each method's count is in the baselines table). The sweep "
-             "evaluated %d grid points (%d PopSteer, %d PopSteer-U, %d re-ranking, plus plain SASRec) on both the "
-             "validation and the test split in %.1f s; every number is in results.csv and results.json.",
-          r->k, r->n_items, (long long)r->n_users, r->L, r->n_points, n_pop, n_u, r->n_points - 1 - n_pop - n_u,
-          r->seconds);
+             "evaluated %d grid points (%d PopSteer, %d PopSteer-U, %d ablation, %d re-ranking, plus plain SASRec) "
+             "on both the validation and the test split in %.1f s; every number is in results.csv and results.json.",
+          r->k, r->n_items, (long long)r->n_users, r->L, r->n_points, n_pop, n_u, n_abl,
+          r->n_points - 1 - n_pop - n_u - n_abl, r->seconds);
 }
 
 /* One row of the "largest Gini reduction within the tight budget" table. */
@@ -806,6 +814,78 @@ static void section_selected(doc *d, const ps_sweep_result *r, const ps_sweep_su
     selected_table(d, r, s, PS_SPLIT_VALID);
 }
 
+/* What each ablation removes from PopSteer, as the sentence's subject. */
+static const char *ablation_what(const char *method)
+{
+    if (!strcmp(method, "ps-random"))
+        return "the same number N of latents drawn at random (seeded), given PopSteer's weights by position and "
+               "shifted by their own d and σ — does the probe's choice of latents matter?";
+    if (!strcmp(method, "ps-unweighted"))
+        return "PopSteer's top-N latents with every weight α instead of the Cohen's-d scaling — does the weighting "
+               "matter?";
+    if (!strcmp(method, "ps-conditional"))
+        return "PopSteer's plan, a latent shifted only for users whose pre-activation lies beyond the other "
+               "synthetic group's μ + 2σ on it — does steering only the users who express a latent help?";
+    if (!strcmp(method, "ps-direction"))
+        return "no SAE: h + α·ν·u, u the unit vector from the popular-only to the long-tail-only synthetic users' "
+               "mean SASRec vector, ν the validation users' mean ‖h‖ — does the SAE matter?";
+    return "an ablation of PopSteer";
+}
+
+/* What the verdict of PopSteer's front against the ablation's says, in words. */
+static const char *ablation_reading(const ps_sweep_result *r, const ps_front_vs *vs)
+{
+    if (r->bootstrap > 0 && vs->cmp.has_overlap && vs->gap_within_noise)
+        return "on these users the two cannot be told apart";
+    switch (vs->verdict) {
+    case PS_FRONT_ABOVE:
+    case PS_FRONT_ABOVE_OVERLAP: return "PopSteer's front is higher: what the ablation removes matters";
+    case PS_FRONT_BELOW: return "the ablation's front is higher: what it removes does not help PopSteer here";
+    case PS_FRONT_CROSSING: return "neither front is higher everywhere";
+    default: return "the fronts cover different Gini ranges";
+    }
+}
+
+/* One generated sentence per ablation: what it is, its selected point on validation, and its
+ * front against PopSteer's with the gap's interval. */
+static void section_ablations(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s)
+{
+    int any = 0;
+    for (int m = 0; m < s->n_methods; m++)
+        any |= is_ablation(s->methods[m].method);
+    if (!any)
+        return;
+    doc_h(d, 2, "Ablations");
+    doc_p(d, "Each ablation changes one part of PopSteer and is swept over PopSteer's grid (ps-direction: its "
+             "alphas only), selected by the same rule. Changes are relative to plain SASRec on the validation "
+             "split; the gap is PopSteer's front minus the ablation's, NDCG@%d at equal Gini@%d over their common "
+             "Gini range, with its bootstrap interval.", r->k, r->k);
+    const ps_metrics *b = metrics_of(r, s->sasrec, PS_SPLIT_VALID);
+    doc_list(d, 1);
+    for (int m = 0; m < s->n_methods; m++) {
+        const ps_method_summary *ms = &s->methods[m];
+        const ps_front_vs *vs = &ms->vs[PS_REF_POPSTEER];
+        if (!is_ablation(ms->method) || !vs->valid)
+            continue;
+        char sel[4 * CELL] = "no point within the NDCG budget", nd[CELL], g[CELL], gap[2 * CELL] = "";
+        if (ms->selected >= 0) {
+            const ps_metrics *p = metrics_of(r, ms->selected, PS_SPLIT_VALID);
+            snprintf(sel, sizeof sel, "selected %s: ΔNDCG@%d %s, ΔGini@%d %s", r->points[ms->selected].setting,
+                     r->k, pct(nd, CELL, b->ndcg, p->ndcg), r->k, pct(g, CELL, b->gini, p->gini));
+        }
+        if (vs->cmp.has_overlap) {
+            snprintf(gap, sizeof gap, ", mean gap %+.4f", vs->cmp.mean_diff);
+            if (r->bootstrap > 0 && isfinite(vs->gap_ci.lo))
+                snprintf(gap + strlen(gap), sizeof gap - strlen(gap), " [%+.4f, %+.4f]", vs->gap_ci.lo,
+                         vs->gap_ci.hi);
+        }
+        doc_p(d, "%s: %s %s; PopSteer's front vs its: %s (%d of %d of its front points dominated%s): %s.",
+              ms->method, ablation_what(ms->method), sel, ps_front_verdict_name(vs->verdict), vs->cmp.n_dominated,
+              vs->cmp.n_b, gap, ablation_reading(r, vs));
+    }
+    doc_list(d, 0);
+}
+
 static void section_plots(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s)
 {
     char cap[512];
@@ -893,6 +973,7 @@ static void write_doc(doc *d, const ps_sweep_result *r, const ps_sweep_summary *
     section_intro(d, r, s, info);
     section_answer(d, r, s);
     section_fronts(d, r, s);
+    section_ablations(d, r, s);
     section_baselines(d, r, s);
     section_selected(d, r, s);
     section_plots(d, r, s);

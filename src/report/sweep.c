@@ -11,6 +11,7 @@
 #include "popsteer/popsteer.h"
 #include "popsteer/rerank.h"
 #include "popsteer/steer.h"
+#include "popsteer/steer_ablation.h"
 #include "popsteer/steer_rule.h"
 #include "util/clock.h"
 
@@ -217,6 +218,8 @@ void ps_sweep_options_init(ps_sweep_options *o)
     o->k = 10;
     o->seed = 42;
     o->popsteer_u = 1;
+    o->ablations = 1;
+    o->probe_seed = 42;
     o->bootstrap = PS_BOOTSTRAP_DEFAULT_RESAMPLES;
     o->ci_level = 0.95;
 }
@@ -335,6 +338,39 @@ static int rule_grid(const ps_sweep_options *o, int m, ps_sweep_result *r)
     return n;
 }
 
+/* The ablations in grid order; direction has no N. */
+static const struct { ps_point_kind kind; const char *name; } ABLATIONS[] = {
+    {PS_POINT_RANDOM, "ps-random"}, {PS_POINT_UNWEIGHTED, "ps-unweighted"},
+    {PS_POINT_CONDITIONAL, "ps-conditional"}, {PS_POINT_DIRECTION, "ps-direction"}};
+#define N_ABLATIONS ((int)(sizeof ABLATIONS / sizeof ABLATIONS[0]))
+
+/* The ablations' points: each over PopSteer's positive α × N (direction: positive α only); none
+ * when o->ablations is 0. Counts them when r is NULL. */
+static int ablation_grid(const ps_sweep_options *o, const int *Ns, int n_N, ps_sweep_result *r)
+{
+    int n = 0;
+    for (int a = 0; o->ablations && a < N_ABLATIONS; a++) {
+        int per_alpha = ABLATIONS[a].kind == PS_POINT_DIRECTION ? 1 : n_N;
+        for (int j = 0; j < per_alpha; j++)
+            for (int i = 0; i < o->n_alphas; i++) {
+                if (!(o->alphas[i] > 0))
+                    continue; /* α = 0 is the SAE reference (or, for direction, SASRec itself) */
+                n++;
+                if (!r)
+                    continue;
+                ps_sweep_point *p = add_point(r, ABLATIONS[a].kind, ABLATIONS[a].name);
+                p->alpha = o->alphas[i];
+                if (ABLATIONS[a].kind == PS_POINT_DIRECTION) {
+                    snprintf(p->setting, sizeof p->setting, "alpha=%g", p->alpha);
+                } else {
+                    p->neurons = Ns[j];
+                    snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", p->alpha, p->neurons);
+                }
+            }
+    }
+    return n;
+}
+
 /* Lays out every grid point (metrics still empty). */
 static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_error *err)
 {
@@ -343,7 +379,7 @@ static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_e
         n_pos += o->alphas[i] > 0;
     if (count_rerank_points(o, &n_rr, err) != PS_OK)
         return PS_ERR;
-    int total = 2 + n_N * n_pos + rule_grid(o, m, NULL) + n_rr;
+    int total = 2 + n_N * n_pos + rule_grid(o, m, NULL) + ablation_grid(o, Ns, n_N, NULL) + n_rr;
     r->points = ps_calloc((size_t)total, sizeof *r->points, "sweep points", err);
     if (!r->points)
         return PS_ERR;
@@ -359,6 +395,7 @@ static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_e
             snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", p->alpha, p->neurons);
         }
     rule_grid(o, m, r);
+    ablation_grid(o, Ns, n_N, r);
     for (int i = 0; i < o->n_methods; i++) {
         const ps_rerank_setting *set;
         int n;
@@ -414,6 +451,11 @@ typedef struct sweep_ctx {
     float *ndcg_u;                    /* [n_users] */
     ps_bootstrap boot;                /* the users' resamples; empty without bootstrap */
     double *res, *base_ndcg, *base_gini; /* [R] the point's, and plain SASRec's on this split */
+    /* ps-direction: the synthetic groups' mean user vectors [d] each (probe_means: computed) and ν,
+     * the mean ‖h‖ of the validation users (set while the validation split's cache exists) */
+    double *mean_pop, *mean_lt, nu;
+    int probe_means;
+    float *delta;                     /* [d] the current direction point's added vector */
 } sweep_ctx;
 
 static void workers_free(sweep_ctx *x)
@@ -498,6 +540,16 @@ static void batch_scores_steered(sweep_ctx *x, int64_t first, int B)
     ps_sae_encoder_topk(&x->enc, x->c.h + (size_t)first * x->d, B, x->idx, x->val);
     ps_sae_decode(x->sae, x->idx, x->val, B, x->hrec);
     ps_sasrec_score(x->model, x->hrec, B, x->scores);
+}
+
+/* A plan of the paper or of an ablation variant for point p. */
+static int point_plan(const sweep_ctx *x, const ps_sweep_point *p, ps_steer_plan *plan, ps_error *err)
+{
+    const ps_latent_table *t = x->latents;
+    ps_steer_variant v = p->kind == PS_POINT_RANDOM ? PS_STEER_RANDOM
+                         : p->kind == PS_POINT_UNWEIGHTED ? PS_STEER_UNWEIGHTED : PS_STEER_PAPER;
+    return ps_steer_plan_make_variant(t->d, t->std_pop, t->std_unpop, t->m, p->neurons, p->alpha, v, x->o->seed,
+                                      plan, err);
 }
 
 /* kind SASREC: plain scores (and the candidate cache); POPSTEER: through the SAE and the plan. */
@@ -596,6 +648,64 @@ static int eval_rule(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
     return PS_OK;
 }
 
+/* The synthetic groups' mean user vectors, once per sweep (the probe's users: SASRec on 2 × the
+ * probe's prefixes, so only when a direction point needs them). */
+static int ensure_probe_means(sweep_ctx *x, ps_error *err)
+{
+    if (x->probe_means)
+        return PS_OK;
+    ps_probe_options po;
+    ps_probe_options_init(&po);
+    po.cap = x->o->probe_cap;
+    po.seed = x->o->probe_seed;
+    x->mean_pop = ps_calloc(2 * (size_t)x->d, sizeof *x->mean_pop, "mean user vectors", err);
+    x->delta = x->mean_pop ? ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err) : NULL;
+    if (!x->delta)
+        return PS_ERR;
+    x->mean_lt = x->mean_pop + x->d;
+    if (ps_probe_mean_vectors(x->model, x->ds, &po, x->mean_pop, x->mean_lt, err) != PS_OK)
+        return PS_ERR;
+    x->probe_means = 1;
+    return PS_OK;
+}
+
+/* An ablation that needs its own scoring path (conditional, direction): the cached user vectors
+ * through ps_ablation_score_vectors, batch by batch. */
+static int eval_ablation(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
+{
+    ps_steer_plan plan = {0};
+    double *thr = NULL;
+    ps_ablation_scorer as;
+    int rc = PS_OK;
+    if (p->kind == PS_POINT_DIRECTION) {
+        rc = ensure_probe_means(x, err);
+        if (rc == PS_OK)
+            rc = ps_direction_delta(x->mean_pop, x->mean_lt, x->d, p->alpha, x->nu, x->delta, err);
+    } else {
+        const ps_latent_table *t = x->latents;
+        rc = point_plan(x, p, &plan, err);
+        if (rc == PS_OK && !(thr = ps_calloc((size_t)plan.n, sizeof *thr, "thresholds", err)))
+            rc = PS_ERR;
+        if (rc == PS_OK)
+            ps_steer_conditional_thresholds(&plan, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, thr);
+    }
+    if (rc == PS_OK)
+        rc = ps_ablation_scorer_init(&as, p->kind == PS_POINT_DIRECTION ? PS_ABLATION_DIRECTION
+                                                                         : PS_ABLATION_CONDITIONAL,
+                                     x->model, x->sae, p->kind == PS_POINT_DIRECTION ? NULL : &plan, thr,
+                                     p->kind == PS_POINT_DIRECTION ? x->delta : NULL, SWEEP_BATCH, err);
+    for (int64_t first = 0; rc == PS_OK && first < x->c.n; first += SWEEP_BATCH) {
+        int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
+        ps_ablation_score_vectors(&as, x->c.h + (size_t)first * x->d, B, x->scores);
+        rank_scores(x, first, B, 0);
+    }
+    if (rc == PS_OK)
+        ps_ablation_scorer_free(&as);
+    ps_steer_plan_free(&plan);
+    free(thr);
+    return rc;
+}
+
 static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error *err)
 {
     if (workers_reset(x, err) != PS_OK)
@@ -603,15 +713,16 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
     int rc = PS_OK;
     if (p->kind == PS_POINT_SASREC || (p->kind == PS_POINT_POPSTEER && p->alpha == 0)) {
         eval_scored(x, p->kind, NULL);
-    } else if (p->kind == PS_POINT_POPSTEER) {
-        ps_steer_plan plan;
-        const ps_latent_table *t = x->latents;
-        rc = ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, p->neurons, p->alpha, &plan, err);
+    } else if (p->kind == PS_POINT_POPSTEER || p->kind == PS_POINT_RANDOM || p->kind == PS_POINT_UNWEIGHTED) {
+        ps_steer_plan plan; /* the same shift for every user: folded into the encoder bias */
+        rc = point_plan(x, p, &plan, err);
         if (rc == PS_OK)
-            eval_scored(x, p->kind, &plan);
+            eval_scored(x, PS_POINT_POPSTEER, &plan);
         ps_steer_plan_free(&plan);
     } else if (p->kind == PS_POINT_RULE) {
         rc = eval_rule(x, p, err);
+    } else if (p->kind == PS_POINT_CONDITIONAL || p->kind == PS_POINT_DIRECTION) {
+        rc = eval_ablation(x, p, err);
     } else {
         ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, p->candidates, x->o->seed,
                                 x->ds->n_users};
@@ -709,6 +820,8 @@ static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error 
     report_progress(x, what, split * r->n_points, 2 * r->n_points);
     if (cache_build(x, split, err) != PS_OK)
         return PS_ERR;
+    if (split == PS_SPLIT_VALID) /* ps-direction's scale, fixed on validation for both splits */
+        x->nu = ps_mean_norm(x->c.h, x->c.n, x->d);
     for (int i = 0; i < r->n_points; i++) {
         ps_sweep_point *p = &r->points[i];
         double t0 = ps_now_seconds();
@@ -831,6 +944,8 @@ static void ctx_free(sweep_ctx *x)
     free(x->lists);
     free(x->ndcg_u);
     free(x->res);
+    free(x->mean_pop);
+    free(x->delta);
     ps_bootstrap_free(&x->boot);
 }
 

@@ -371,6 +371,12 @@ static void test_cli_run_end_to_end(void **state)
     assert_true(is_png(report, "pareto.png"));
     char *md = slurp_in(report, "report.md");
     assert_contains(md, "| SASRec | ran |");
+    /* the ablations are on by default: their section, one sentence each against PopSteer's front */
+    assert_contains(md, "## Ablations");
+    assert_contains(md, "ps-random: ");
+    assert_contains(md, "ps-unweighted: ");
+    assert_contains(md, "ps-conditional: ");
+    assert_contains(md, "ps-direction: ");
     free(md);
     free(out);
     free(err);

@@ -10,6 +10,7 @@
 
 #include "popsteer/evaluate.h"
 #include "popsteer/popsteer.h"
+#include "popsteer/steer_ablation.h"
 #include "popsteer/steer_rule.h"
 #include "popsteer/sweep.h"
 #include "popsteer/synth.h"
@@ -334,6 +335,72 @@ static void check_rule(const fixture *f, const ps_sweep_result *r, double a_pop,
     ps_steer_rule_free(&rule);
 }
 
+/* A ps-random or ps-unweighted point equals ps_evaluate with the paper's scorer given the variant's
+ * plan (both fold into the encoder bias the same way). */
+static void check_variant(const fixture *f, const ps_sweep_result *r, const char *method, ps_steer_variant v,
+                          uint64_t seed, double alpha, int N, const char *setting)
+{
+    ps_error err = {{0}};
+    const ps_latent_table *t = &f->probe.table;
+    ps_steer_plan plan;
+    assert_int_equal(ps_steer_plan_make_variant(t->d, t->std_pop, t->std_unpop, t->m, N, alpha, v, seed, &plan, &err),
+                     PS_OK);
+    ps_steer_scorer st;
+    assert_int_equal(ps_steer_scorer_init(&st, f->m, f->sae, &plan, 256, &err), PS_OK);
+    ps_scorer sc = ps_steer_scorer_as_scorer(&st);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &sc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, method, setting)->split[split], &ref, setting);
+    }
+    ps_steer_scorer_free(&st);
+    ps_steer_plan_free(&plan);
+}
+
+/* Both ablation-scorer points equal ps_evaluate with ps_ablation_scorer: ps-conditional (the paper's
+ * plan, gated per user) and ps-direction (ν = mean ‖h‖ of the validation users, the probe's users'
+ * means with its cap and seed). */
+static void check_ablation_scorers(const fixture *f, const ps_sweep_result *r, int64_t probe_cap)
+{
+    ps_error err = {{0}};
+    const ps_latent_table *t = &f->probe.table;
+    ps_steer_plan plan;
+    assert_int_equal(ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, 8, 3, &plan, &err), PS_OK);
+    double thr[8];
+    ps_steer_conditional_thresholds(&plan, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, thr);
+    const int d = f->m->cfg.d;
+    double *mp = calloc(2 * (size_t)d, sizeof *mp);
+    float *h = calloc((size_t)f->ds.n_users * (size_t)d, sizeof *h), *delta = calloc((size_t)d, sizeof *delta);
+    assert_true(mp && h && delta);
+    ps_probe_options po;
+    ps_probe_options_init(&po);
+    po.cap = probe_cap;
+    assert_int_equal(ps_probe_mean_vectors(f->m, &f->ds, &po, mp, mp + d, &err), PS_OK);
+    assert_int_equal(ps_user_vectors(f->m, &f->ds, f->ds.valid, f->ds.n_users, h, NULL, NULL, &err), PS_OK);
+    double nu = ps_mean_norm(h, f->ds.n_users, d);
+    assert_true(nu > 0);
+    assert_int_equal(ps_direction_delta(mp, mp + d, d, 1, nu, delta, &err), PS_OK);
+    ps_ablation_scorer cs, ds;
+    assert_int_equal(ps_ablation_scorer_init(&cs, PS_ABLATION_CONDITIONAL, f->m, f->sae, &plan, thr, NULL, 256, &err),
+                     PS_OK);
+    assert_int_equal(ps_ablation_scorer_init(&ds, PS_ABLATION_DIRECTION, f->m, NULL, NULL, NULL, delta, 256, &err),
+                     PS_OK);
+    ps_scorer csc = ps_ablation_scorer_as_scorer(&cs), dsc = ps_ablation_scorer_as_scorer(&ds);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &csc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, "ps-conditional", "alpha=3 N=8")->split[split], &ref, "ps-conditional");
+        evaluate_ref(f, &dsc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, "ps-direction", "alpha=1")->split[split], &ref, "ps-direction");
+    }
+    ps_ablation_scorer_free(&cs);
+    ps_ablation_scorer_free(&ds);
+    ps_steer_plan_free(&plan);
+    free(mp);
+    free(h);
+    free(delta);
+}
+
 static void test_sweep_matches_evaluate(void **state)
 {
     fixture *f = *state;
@@ -348,6 +415,7 @@ static void test_sweep_matches_evaluate(void **state)
     o.n_neurons = 3;
     o.methods = methods;
     o.n_methods = 6; /* each with its own candidate count: 100, fair 500 and pct 250 capped at 120 items */
+    o.probe_cap = 400; /* the fixture's probe: ps-direction's synthetic users are its users */
     ps_sweep_result r;
     ps_error err = {{0}};
     if (ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err) != PS_OK)
@@ -360,8 +428,10 @@ static void test_sweep_matches_evaluate(void **state)
         assert_int_equal(ps_rerank_default_grid(methods[i], &set, &ns, &err), PS_OK);
         grid_points += ns;
     }
-    /* PopSteer-U: N 1024 and all are both the 64 latents; 2 positive alphas and 2 (a_pop, a_unpop) pairs */
-    assert_int_equal(r.n_points, 2 + 4 + 4 + grid_points);
+    /* PopSteer-U: N 1024 and all are both the 64 latents; 2 positive alphas and 2 (a_pop, a_unpop) pairs.
+     * Ablations: ps-random, ps-unweighted and ps-conditional over PopSteer's 2 positive alphas x 2 distinct N
+     * (4 each), ps-direction over the 2 positive alphas */
+    assert_int_equal(r.n_points, 2 + 4 + 4 + 3 * 4 + 2 + grid_points);
     assert_string_equal(r.points[0].method, "sasrec");
     assert_string_equal(r.points[1].setting, "alpha=0");
     assert_string_equal(r.points[2].setting, "alpha=1 N=8");
@@ -394,6 +464,10 @@ static void test_sweep_matches_evaluate(void **state)
     check_steered(f, &r, 1, 64, "alpha=1 N=64");
     check_rule(f, &r, 3, 3, "alpha=3 N=64");
     check_rule(f, &r, 8, 4, "a_pop=8 a_unpop=4 N=64");
+    check_variant(f, &r, "ps-random", PS_STEER_RANDOM, o.seed, 3, 8, "alpha=3 N=8");
+    check_variant(f, &r, "ps-random", PS_STEER_RANDOM, o.seed, 1, 64, "alpha=1 N=64");
+    check_variant(f, &r, "ps-unweighted", PS_STEER_UNWEIGHTED, 0, 3, 8, "alpha=3 N=8");
+    check_ablation_scorers(f, &r, o.probe_cap);
     check_rerank(f, &r, "penalty", "beta=2");
     check_rerank(f, &r, "pmmf", "lambda=0.1 eta=0.01 share=size43");
     check_rerank(f, &r, "xquad", "lambda=0.7 variant=smooth");
@@ -510,7 +584,8 @@ static void test_sweep_summary(void **state)
     ps_select_rule_init(&rule);
     ps_sweep_summary s;
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    assert_int_equal(s.n_methods, 3);
+    /* popsteer, popsteer-u, the four ablations (each its own method and front), penalty */
+    assert_int_equal(s.n_methods, 7);
     assert_string_equal(s.methods[0].method, "popsteer");
     assert_int_equal(s.methods[0].first, 1);
     assert_int_equal(s.methods[0].n, 2);
@@ -523,12 +598,18 @@ static void test_sweep_summary(void **state)
     assert_string_equal(r.points[s.methods[1].first + 1].setting, "a_pop=4 a_unpop=2 N=64");
     assert_int_equal(s.ref[PS_REF_POPSTEER], 0);
     assert_int_equal(s.ref[PS_REF_POPSTEER_U], 1);
-    assert_int_equal(s.methods[2].base, s.sasrec);
-    assert_int_equal(s.methods[2].n, 6);
+    static const char *const ABL[4] = {"ps-random", "ps-unweighted", "ps-conditional", "ps-direction"};
+    for (int a = 0; a < 4; a++) {
+        assert_string_equal(s.methods[2 + a].method, ABL[a]);
+        assert_int_equal(s.methods[2 + a].n, 1); /* alpha=2 (and N=16) */
+        assert_int_equal(s.methods[2 + a].vs[PS_REF_POPSTEER].valid, 1);
+    }
+    assert_int_equal(s.methods[6].base, s.sasrec);
+    assert_int_equal(s.methods[6].n, 6);
     assert_non_null(ps_sweep_summary_find(&s, "penalty"));
     assert_null(ps_sweep_summary_find(&s, "cp"));
     /* the selection agrees with ps_select_point on the method's own points */
-    const ps_method_summary *pen = &s.methods[2];
+    const ps_method_summary *pen = &s.methods[6];
     double nd[6], gi[6];
     for (int i = 0; i < 6; i++) {
         nd[i] = r.points[pen->first + i].split[PS_SPLIT_VALID].ndcg;
@@ -548,7 +629,7 @@ static void test_sweep_summary(void **state)
     assert_null(r.valid_ndcg);
     assert_true(isnan(r.points[2].ndcg_ci[PS_SPLIT_TEST].lo) && isnan(r.points[2].gini_ci[PS_SPLIT_TEST].hi));
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    assert_true(isnan(s.methods[2].vs[PS_REF_POPSTEER].gap_ci.lo));
+    assert_true(isnan(s.methods[6].vs[PS_REF_POPSTEER].gap_ci.lo));
     ps_sweep_summary_free(&s);
     ps_sweep_result_free(&r);
 }
