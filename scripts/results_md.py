@@ -26,6 +26,18 @@ TITLES = {
 }
 BUDGETS = (0.005, 0.01)
 STEERING = ("popsteer", "popsteer-u")
+# PopSteer's ablations (include/popsteer/sweep.h): what each one removes, for its findings sentence
+ABLATIONS = {
+    "ps-random": "random latents with PopSteer's weights",
+    "ps-unweighted": "PopSteer's latents, every weight alpha",
+    "ps-conditional": "PopSteer's plan, shifted only for users beyond the other synthetic group's mean + 2 sd",
+    "ps-direction": "no SAE, h moved along the long-tail minus popular mean user vector",
+}
+
+
+def is_steering(name):
+    """PopSteer, PopSteer-U and the ablations ("ps-..."): steering methods, never baselines."""
+    return name in STEERING or name.startswith("ps-") or name.startswith("popsteer")
 REFS = (("popsteer_front_vs_this", "PopSteer (the paper's rule)"),
         ("popsteer_u_front_vs_this", "PopSteer-U (this project's rule, docs/steering.md)"))
 
@@ -194,6 +206,32 @@ def reach(run, m, b):
         run.k, -100 * cut, run.setting(i), pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")))
 
 
+def ablation_findings(run):
+    """One sentence per ablation: its front against PopSteer's (results.json's popsteer_front_vs_this)."""
+    out = []
+    for m in run.methods:
+        v = m.get("popsteer_front_vs_this")
+        if m["method"] not in ABLATIONS or not v:
+            continue
+        s = "%s (%s): PopSteer's front vs its is %s (%d of %d of its front points dominated" % (
+            m["method"], ABLATIONS[m["method"]], v.get("verdict", "?"), v.get("dominated_by_popsteer", 0),
+            v.get("front_points", 0))
+        ci = v.get("mean_ndcg_diff_ci")
+        if v.get("common_gini_range"):
+            s += "; mean NDCG@%d gap at equal Gini %+.4f" % (run.k, v["mean_ndcg_diff"])
+            if ci:
+                s += " [%+.4f, %+.4f]" % (ci[0], ci[1])
+        s += ")"
+        if v.get("within_noise") and v.get("common_gini_range"):
+            s += ": on these users the two cannot be told apart"
+        elif v.get("verdict") in ("above", "above on the common Gini range"):
+            s += ": what it removes matters"
+        elif v.get("verdict") == "below":
+            s += ": it does better than PopSteer"
+        out.append(s + ".")
+    return out
+
+
 def findings(run):
     """Plain sentences from the numbers: PopSteer's reach, the baselines that beat it, the noise."""
     out = []
@@ -203,7 +241,7 @@ def findings(run):
         i = run.best_within(pop, b)
         best_base, best_cut = None, 0.0
         for m in run.methods[1:]:
-            if m["method"] in STEERING:
+            if is_steering(m["method"]):
                 continue
             j = run.best_within(m, b)
             if j is not None and run.rel(j, "valid", "gini") < best_cut:
@@ -246,6 +284,7 @@ def findings(run):
         if noise:
             out.append("The mean NDCG gap between %s's front and that of %s is within noise (its 95 %% interval "
                        "contains 0)." % (ref, ", ".join(noise)))
+    out += ablation_findings(run)
     sae = next((i for i, p in enumerate(run.points) if p["method"] == "popsteer" and p.get("alpha") == 0), None)
     if sae is not None:
         out.append("The SAE-reconstructed model alone (α = 0) changes test NDCG@%d by %s and Gini@%d by %s." % (

@@ -16,7 +16,7 @@
  * mean" (popular ones); in the versions stored there the mask is computed but not applied, and no
  * threshold is given. The issue fixes the threshold at μ ± 2σ of the other group; we take the side
  * that selects users who express the latent (above, for both signs, since d's sign already says
- * which group the latent is high for). Documented in docs/steering.md.
+ * which group the latent is high for).
  *
  * Direction ("ps-direction"). Activation steering in SASRec's own space, no SAE:
  *   h' = h + α · ν · u,   u = (m_lt − m_pop) / ‖m_lt − m_pop‖,
