@@ -158,6 +158,10 @@ typedef struct ps_sweep_options {
     int popsteer_u;         /* 1 (default): also sweep PopSteer-U over N ∈ {1024, all} × α_pop = α_unpop ∈ the
                              * positive alphas, plus (α_pop, α_unpop) ∈ {(4, 2), (8, 4)} */
     int ablations;          /* 1 (default): also sweep the four ablations (ps_point_kind) */
+    const double *direction_alphas; /* ps-direction's strengths, in typical user-vector lengths (default
+                                     * 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5: beyond ~0.5 it moves every
+                                     * user onto the same items); the positive ones are used */
+    int n_direction_alphas;
     int64_t probe_cap;      /* ps-direction: the probe's cap and seed, so its synthetic users are the */
     uint64_t probe_seed;    /* probe's (defaults 0 = every training prefix, and 42, as ps_probe_options) */
     int bootstrap;          /* resamples for the confidence intervals (default 1000; 0 = none) */
@@ -170,7 +174,7 @@ typedef struct ps_sweep_options {
     void *progress_ctx;
 } ps_sweep_options;
 
-/* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, N ∈ {256, 1024, 2048, all}, every re-ranking
+/* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, ps-direction's α ∈ {0.05 … 0.5}, N ∈ {256, 1024, 2048, all}, every re-ranking
  * method, each method's own candidate count, k = 10, seed 42, 1,000 bootstrap resamples at 95 %.
  * The arrays are static. */
 void ps_sweep_options_init(ps_sweep_options *o);

@@ -411,6 +411,8 @@ static void test_sweep_matches_evaluate(void **state)
     ps_sweep_options_init(&o);
     o.alphas = alphas;
     o.n_alphas = 3;
+    o.direction_alphas = alphas; /* ps-direction over the same positive alphas: alpha=1 is checked below */
+    o.n_direction_alphas = 3;
     o.neurons = neurons;
     o.n_neurons = 3;
     o.methods = methods;
@@ -572,6 +574,8 @@ static void test_sweep_summary(void **state)
     ps_sweep_options_init(&o);
     o.alphas = alphas;
     o.n_alphas = 2;
+    o.direction_alphas = alphas;
+    o.n_direction_alphas = 2;
     o.neurons = neurons;
     o.n_neurons = 1;
     o.methods = methods;
@@ -669,6 +673,11 @@ static void test_sweep_errors(void **state)
     o.n_alphas = 1;
     assert_int_equal(ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err), PS_ERR);
     assert_non_null(strstr(err.msg, "alpha"));
+    ps_sweep_options_init(&o);
+    o.direction_alphas = bad;
+    o.n_direction_alphas = 1;
+    assert_int_equal(ps_sweep_run(f->m, f->sae, &f->probe.table, &f->ds, &o, &r, &err), PS_ERR);
+    assert_non_null(strstr(err.msg, "direction alpha"));
     ps_sweep_options_init(&o);
     static const char *const unknown[] = {"nosuch"};
     o.methods = unknown;
