@@ -37,7 +37,9 @@ ABLATIONS = {
 
 def is_steering(name):
     """PopSteer, PopSteer-U and the ablations ("ps-..."): steering methods, never baselines."""
-    return name in STEERING or name.startswith("ps-") or name.startswith("popsteer")
+    return name in STEERING or name.startswith("ps-")
+
+
 REFS = (("popsteer_front_vs_this", "PopSteer (the paper's rule)"),
         ("popsteer_u_front_vs_this", "PopSteer-U (this project's rule, docs/steering.md)"))
 
@@ -293,6 +295,42 @@ def findings(run):
     return out
 
 
+def cut_text(run, m, b):
+    """'−10.4 % at −0.6 % (alpha=1 N=4096)' on test for m's largest validation cut within budget b."""
+    i = run.best_within(m, b)
+    if i is None or run.rel(i, "valid", "gini") >= 0:
+        return "none"
+    return "%s at %s (%s)" % (pct_ci(run.rel(i, "test", "gini"), run.ci(i, "test", "rel_gini_change")),
+                              pct(run.rel(i, "test", "ndcg")), run.setting(i))
+
+
+def summary_table(runs):
+    """One row per dataset: what each steering rule and the best baseline reach within 1 % NDCG loss."""
+    b = BUDGETS[1]
+    rows = []
+    for run in runs:
+        by = {m["method"]: m for m in run.methods}
+        best, best_cut = None, 0.0
+        for m in run.methods:
+            j = run.best_within(m, b)
+            if is_steering(m["method"]) or j is None:
+                continue
+            if run.rel(j, "valid", "gini") < best_cut:
+                best, best_cut = m, run.rel(j, "valid", "gini")
+        verdict = "-"
+        if best and "popsteer_front_vs_this" in best:
+            v = best["popsteer_front_vs_this"]
+            verdict = v["verdict"] + ("; within noise" if v.get("within_noise") and v.get("common_gini_range") else "")
+        rows.append([TITLES.get(run.name, run.name), "%.4f" % run.val(0, "test", "ndcg"),
+                     cut_text(run, by["popsteer"], b),
+                     cut_text(run, by["popsteer-u"], b) if "popsteer-u" in by else "-",
+                     "%s: %s" % (best["method"], cut_text(run, best, b)) if best else "none",
+                     verdict])
+    return table(["dataset", "SASRec test NDCG@10", "PopSteer: test ΔGini@10 [CI] at ΔNDCG@10",
+                  "PopSteer-U: test ΔGini@10 [CI] at ΔNDCG@10", "strongest baseline",
+                  "PopSteer's front vs that baseline's"], rows)
+
+
 def commit_of(repo):
     try:
         return subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -305,6 +343,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--runs", required=True)
+    ap.add_argument("--commit", help="the commit the popsteer binary was built from (default: git HEAD)")
     ap.add_argument("names", nargs="+")
     a = ap.parse_args()
     out_dir = os.path.dirname(os.path.abspath(a.out))
@@ -318,10 +357,14 @@ def main():
              "the users (1,000 resamples; the measured change ± 1.96 bootstrap standard errors) and ≈ marks a change whose interval contains 0 (within noise). "
              "Operating points are chosen on validation: the SPEC §7 rule (NDCG drop ≤ 5 %%, maximise Gini cut − "
              "NDCG drop) and the largest Gini cut within 0.5 %% and 1 %% NDCG loss. Each dataset's full report "
-             "(every grid point, both splits, all plots) is in reproduce-out/NAME/report/.\n" % commit_of(repo)]
-    for name in a.names:
-        res = load(os.path.join(a.runs, name, "report", "results.json"))
-        run = Run(name, res)
+             "(every grid point, both splits, all plots) is in reproduce-out/NAME/report/.\n" % (a.commit or commit_of(repo))]
+    runs = [Run(name, load(os.path.join(a.runs, name, "report", "results.json"))) for name in a.names]
+    parts.append("## Summary: the largest Gini reduction within 1 % NDCG@10 loss\n")
+    parts.append("Chosen on validation, shown on test (change [95 % CI] at the NDCG change), per dataset. The "
+                 "sections below have every method, the 0.5 % budget, the SPEC §7 operating points and the fronts.\n")
+    parts.append(summary_table(runs))
+    for run in runs:
+        name, res = run.name, run.res
         has_feat = run.key("ilad_features") in run.base["test"]
         parts.append("## %s\n" % TITLES.get(name, name))
         parts.append(stats_text(run) + "\n")

@@ -719,9 +719,9 @@ static void section_baselines(doc *d, const ps_sweep_result *r, const ps_sweep_s
     doc_p(d, "Every re-ranker re-orders plain SASRec's top candidates; each is swept over the grid its documentation "
              "(include/popsteer/rerank.h, `popsteer eval --help`) gives, chosen to reach the method's strongest "
              "setting. \"Strongest point\" is the grid point with the lowest validation Gini@%d.", r->k);
-    const char *hdr[7] = {"method", "what it does", "strongest point", "candidates", "grid points",
-                          "its valid ΔGini@k", "its valid ΔNDCG@k"};
-    doc_table(d, 7, 3, hdr);
+    const char *hdr[8] = {"method", "what it does", "strongest point", "candidates", "grid points",
+                          "distinct front points", "its valid ΔGini@k", "its valid ΔNDCG@k"};
+    doc_table(d, 8, 3, hdr);
     const ps_metrics *b = metrics_of(r, s->sasrec, PS_SPLIT_VALID);
     for (int m = 1; m < s->n_methods; m++) {
         const ps_method_summary *ms = &s->methods[m];
@@ -729,12 +729,13 @@ static void section_baselines(doc *d, const ps_sweep_result *r, const ps_sweep_s
         if (!info) /* a steering method */
             continue;
         int i = strongest_point(r, ms);
-        char n[CELL], g[CELL], nd[CELL], L[CELL];
+        char n[CELL], g[CELL], nd[CELL], L[CELL], f[CELL];
         snprintf(n, CELL, "%d", ms->n);
+        snprintf(f, CELL, "%d", ms->n_front);
         snprintf(L, CELL, "%d", r->points[ms->first].candidates);
         pct(g, CELL, b->gini, metrics_of(r, i, PS_SPLIT_VALID)->gini);
         pct(nd, CELL, b->ndcg, metrics_of(r, i, PS_SPLIT_VALID)->ndcg);
-        const char *row[7] = {ms->method, info ? info->doc : "", r->points[i].setting, L, n, g, nd};
+        const char *row[8] = {ms->method, info ? info->doc : "", r->points[i].setting, L, n, f, g, nd};
         doc_row(d, row, 0);
     }
     doc_table_end(d);
@@ -742,8 +743,12 @@ static void section_baselines(doc *d, const ps_sweep_result *r, const ps_sweep_s
              "even exposure: the validation users' histories hold on average %.1f %% head and %.1f %% tail items, "
              "plain SASRec's lists %.1f %% head items (1 − APLT). Where the lists hold fewer head items than the "
              "histories, calibration adds head items and Gini rises; it can lower Gini only where the lists are "
-             "more popular than the profiles. fair (FA*IR) fills a list from the unprotected items when its "
-             "candidates run out of protected ones, so its quotas are then not met.",
+             "more popular than the profiles; their fronts then hold only the unchanged lists (lambda = 0). fair "
+             "(FA*IR) fills a list from the unprotected items when its candidates run out of protected ones, so its "
+             "quotas are then not met. pmmf serves each group from a budget of (4/3) · share of items · users · "
+             "k slots (the authors' setting); the head budget runs out within the first users and the mid one "
+             "later, after which only tail items can be served, so the budgets, not lambda, set the group mix and "
+             "its grid points lie close together (lambda only bounds the dual bonuses; include/popsteer/rerank.h).",
           100 * r->history_head_share, 100 * r->history_tail_share, 100 * (1 - b->aplt));
 }
 
