@@ -26,6 +26,8 @@ static const char HELP[] =
     "  --sae FILE         the sparse autoencoder (popsteer sae train)\n"
     "  --latents FILE     the probe's per-latent table (popsteer probe)\n"
     "  --out DIR          the report directory (created if missing)\n"
+    "  --probe-cap N      the --cap the latents were probed with (default: all prefixes), so that\n"
+    "                     ps-direction averages the probe's own synthetic users\n"
     "\n" CLI_SWEEP_HELP "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 /* ---- shared sweep options ---- */
@@ -310,7 +312,7 @@ int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, cons
 
 /* ---- the command ---- */
 
-enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_LATENTS_FILE, OPT_OUT };
+enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_LATENTS_FILE, OPT_OUT, OPT_PROBE_CAP };
 
 typedef struct sweep_args {
     const char *model, *sae, *latents, *out;
@@ -321,13 +323,20 @@ static int parse(int argc, char **argv, cli_common *c, cli_data *d, sweep_args *
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_SWEEP_OPTIONS,
         {"model", required_argument, 0, OPT_MODEL}, {"sae", required_argument, 0, OPT_SAE_FILE},
-        {"latents", required_argument, 0, OPT_LATENTS_FILE}, {"out", required_argument, 0, OPT_OUT}, {0, 0, 0, 0}};
+        {"latents", required_argument, 0, OPT_LATENTS_FILE}, {"out", required_argument, 0, OPT_OUT},
+        {"probe-cap", required_argument, 0, OPT_PROBE_CAP}, {0, 0, 0, 0}};
     for (int opt; (opt = cli_getopt(c, argc, argv, opts)) != -1;) {
         int r = cli_common_option(c, opt, optarg);
         if (r == 0)
             r = cli_data_option(c, d, opt, optarg);
         if (r == 0)
             r = cli_sweep_option(c, s, opt, optarg);
+        long cap = 0;
+        if (r == 0 && opt == OPT_PROBE_CAP) { /* ps-direction must see the probe's own synthetic users */
+            r = cli_parse_long(c, "probe-cap", optarg, 0, 1L << 40, &cap) < 0 ? -1 : 1;
+            if (r > 0)
+                s->so.probe_cap = cap;
+        }
         if (r == 0) {
             const char **dst[] = {&a->model, &a->sae, &a->latents, &a->out};
             if (opt >= OPT_MODEL && opt <= OPT_OUT)

@@ -27,6 +27,9 @@ fi
 shared=$(cd "$shared" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# the commit the numbers are measured with (a later commit may change the tree while this runs)
+commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git -C "$here" status --porcelain --untracked-files=no 2>/dev/null)" ] || commit="$commit+changes"
 done_list=""
 
 # run_one NAME FILE [popsteer run options...]: skips (saying so) when FILE is absent
@@ -58,5 +61,5 @@ if [ -z "$done_list" ]; then
     exit 1
 fi
 # shellcheck disable=SC2086
-python3 "$here/scripts/results_md.py" --out "$md" --runs "$out" $done_list
+python3 "$here/scripts/results_md.py" --out "$md" --runs "$out" --commit "$commit" $done_list
 echo "reproduce: wrote $md" >&2
