@@ -378,10 +378,10 @@ def main():
         parts.append("### Largest Gini reduction within a small NDCG loss\n")
         parts.append(budget_table(run))
         parts.append("### Pareto fronts (validation)\n")
-        for key, name in REFS:
+        for key, ref_name in REFS:
             if any(key in m for m in run.methods):
-                parts.append("%s:\n\n" % name)
-                parts.append(fronts_table(run, key, name.split(" ")[0]))
+                parts.append("%s:\n\n" % ref_name)
+                parts.append(fronts_table(run, key, ref_name.split(" ")[0]))
         png = os.path.join(a.runs, name, "report", "pareto.png")
         if os.path.exists(png):
             shutil.copyfile(png, os.path.join(img_dir, "%s-pareto.png" % name))
