@@ -106,6 +106,7 @@ int cmd_data(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);

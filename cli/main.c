@@ -15,6 +15,7 @@ static const command COMMANDS[] = {
     {"train", cmd_train, "train SASRec (window or prefix layout, early stopping, resumable)"},
     {"eval", cmd_eval, "full-ranking evaluation: accuracy and popularity-bias metrics"},
     {"recommend", cmd_recommend, "top-k items for one user, with scores and titles"},
+    {"explain", cmd_explain, "one user's SAE latents and an item's score split by latent, steered or not"},
     {"sae", cmd_sae, "train the TopK sparse autoencoder on SASRec user vectors"},
     {"probe", cmd_probe, "score every SAE latent by Cohen's d between popular and long-tail users"},
     {"sweep", cmd_sweep, "PopSteer's alpha x N grid against re-ranking baselines, with the report"},
