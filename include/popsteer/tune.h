@@ -47,7 +47,9 @@ typedef struct ps_tune_options {
 void ps_tune_options_init(ps_tune_options *o);
 
 typedef struct ps_tune_result {
-    int found;           /* 1: alpha/ndcg/gini are the chosen point; 0: the goal is out of reach */
+    int found;           /* 1: alpha/ndcg/gini are the chosen point */
+    int out_of_reach;    /* 1: PS_ERR because the goal is out of reach on the monotone part (not
+                          * because of the options or a failed metric call) */
     double alpha, ndcg, gini;
     int evals;           /* metric calls used */
     /* the monotone part: it ends at the grid's lowest Gini */
@@ -58,7 +60,7 @@ typedef struct ps_tune_result {
 } ps_tune_result;
 
 /* Runs the search. Returns PS_OK with r->found = 1 and the chosen point, or — when the goal is out
- * of reach on the grid's monotone part — PS_ERR with r->found = 0, r's turn_* and min_drop* filled
+ * of reach on the grid's monotone part — PS_ERR with r->out_of_reach = 1, r's turn_* and min_drop* filled
  * in and err saying what is reachable ("the lowest Gini steering reaches is 0.4964 at alpha=2;
  * target 0.45 is below it", "the smallest relative NDCG drop steering has is 0.031 at alpha=0;
  * budget 0.01 is below it"). PS_ERR also for bad options (named in err) and for a failed or

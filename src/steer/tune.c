@@ -114,19 +114,23 @@ static int search(tune_state *s, double *ndcg, double *gini, ps_error *err)
         for (int i = 0; i <= turn && good < 0; i++)
             if (meets(o, ndcg[i], gini[i]))
                 good = i;
-        if (good < 0)
+        if (good < 0) {
+            r->out_of_reach = 1;
             return ps_fail(err, "the lowest Gini steering reaches is %.4f at alpha=%g; target %.4g is below it",
                            r->turn_gini, r->turn_alpha, o->target);
+        }
         bad = good - 1; /* -1 when grid[0] already meets it */
     } else {
         good = -1;
         for (int i = 0; i <= turn; i++)
             if (meets(o, ndcg[i], gini[i]))
                 good = i;
-        if (good < 0)
+        if (good < 0) {
+            r->out_of_reach = 1;
             return ps_fail(err,
                            "the smallest relative NDCG drop steering has is %.4f at alpha=%g; budget %.4g is below it",
                            r->min_drop, r->min_drop_alpha, o->target);
+        }
         bad = good < turn ? good + 1 : -1; /* the turning point within budget: nothing further is worth it */
     }
     double ga = o->grid[good], gn = ndcg[good], gg = gini[good];

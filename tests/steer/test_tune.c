@@ -144,6 +144,7 @@ static void test_unreachable(void **state)
     ps_error err = {{0}};
     assert_int_equal(ps_tune_run(curve_metric, &c, &o, &r, &err), PS_ERR);
     assert_false(r.found);
+    assert_true(r.out_of_reach);
     assert_contains(err.msg, "the lowest Gini steering reaches is 0.3000 at alpha=2");
     assert_contains(err.msg, "target 0.25 is below it");
     tu_assert_near(r.turn_gini, 0.3, 1e-12);
@@ -157,6 +158,7 @@ static void test_unreachable(void **state)
     assert_int_equal(ps_tune_run(curve_metric, &c, &o, &r, &err), PS_ERR);
     assert_contains(err.msg, "the smallest relative NDCG drop steering has is 0.1429 at alpha=0");
     assert_contains(err.msg, "budget 0.01 is below it");
+    assert_true(r.out_of_reach);
     tu_assert_near(r.min_drop, 1.0 / 7, 1e-12);
 }
 
@@ -226,6 +228,7 @@ static void test_errors(void **state)
     ps_error err = {{0}};
     assert_int_equal(ps_tune_run(curve_metric, &c, &o, &r, &err), PS_ERR);
     assert_contains(err.msg, "alpha=1: the evaluation broke");
+    assert_false(r.out_of_reach);
     assert_int_equal(r.evals, 3);
 
     c.fail_at_call = 0;
