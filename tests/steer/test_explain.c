@@ -13,8 +13,7 @@
 #include "popsteer/explain.h"
 #include "popsteer/popsteer.h"
 #include "popsteer/steer_rule.h"
-#include "popsteer/synth.h"
-#include "popsteer/train.h"
+#include "popsteer/train.h" /* ps_sasrec_scorer */
 
 typedef struct fixture {
     char *dir;
@@ -30,36 +29,8 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->dir = tu_mkdtemp();
-    char *path = tu_path(f->dir, "synth.inter");
-    ps_synth_options so;
-    ps_synth_options_init(&so);
-    so.n_users = 150;
-    so.n_items = 120;
-    so.n_interactions = 3000;
+    tu_tiny_stack(f->dir, &f->ds, &f->m, &f->sae);
     ps_error err = {{0}};
-    if (ps_synth_write(&so, path, &err) != PS_OK)
-        fail_msg("synth: %s", err.msg);
-    ps_load_options lo;
-    ps_load_options_init(&lo);
-    if (ps_dataset_load(&f->ds, path, &lo, &err) != PS_OK)
-        fail_msg("load: %s", err.msg);
-    free(path);
-    ps_sasrec_config mc;
-    ps_sasrec_config_default(&mc, f->ds.n_items);
-    mc.d = 16;
-    mc.d_ff = 32;
-    mc.n_layers = 1;
-    mc.max_len = f->ds.max_seq_len;
-    if (ps_sasrec_create(&f->m, &mc, &err) != PS_OK)
-        fail_msg("model: %s", err.msg);
-    ps_sasrec_init_weights(f->m, 7);
-    ps_sae_config sc;
-    ps_sae_config_init(&sc, 16, 4); /* 64 latents */
-    sc.k = 8;
-    sc.k_aux = 16;
-    if (!(f->sae = ps_sae_create(&sc, &err)))
-        fail_msg("sae: %s", err.msg);
-    ps_sae_init(f->sae, 3);
     /* a fresh SAE has b_dec = 0: give it one, so that the bias term is tested too */
     ps_sae_tensors t = ps_sae_view(f->sae, f->sae->params);
     for (int i = 0; i < 16; i++)

@@ -1,7 +1,11 @@
 #define _GNU_SOURCE /* mkdtemp, nftw */
 #include "testutil.h"
 
+#include "popsteer/dataset.h"
 #include "popsteer/io.h"
+#include "popsteer/sae.h"
+#include "popsteer/sasrec.h"
+#include "popsteer/synth.h"
 
 #include <ftw.h>
 #include <dirent.h>
@@ -170,4 +174,38 @@ int tu_train_small(const char *data, const char *model, int epochs)
     char args[8192];
     snprintf(args, sizeof args, "train --quiet --threads 2 --epochs %d --data '%s' --out '%s'", epochs, data, model);
     return tu_run_cli(args, NULL, NULL);
+}
+
+void tu_tiny_stack(const char *dir, ps_dataset *ds, ps_sasrec **m, ps_sae **sae)
+{
+    char *path = tu_path(dir, "synth.inter");
+    ps_synth_options so;
+    ps_synth_options_init(&so);
+    so.n_users = 150;
+    so.n_items = 120;
+    so.n_interactions = 3000;
+    ps_error err = {{0}};
+    if (ps_synth_write(&so, path, &err) != PS_OK)
+        fail_msg("synth: %s", err.msg);
+    ps_load_options lo;
+    ps_load_options_init(&lo);
+    if (ps_dataset_load(ds, path, &lo, &err) != PS_OK)
+        fail_msg("load: %s", err.msg);
+    free(path);
+    ps_sasrec_config mc;
+    ps_sasrec_config_default(&mc, ds->n_items);
+    mc.d = 16;
+    mc.d_ff = 32;
+    mc.n_layers = 1;
+    mc.max_len = ds->max_seq_len;
+    if (ps_sasrec_create(m, &mc, &err) != PS_OK)
+        fail_msg("model: %s", err.msg);
+    ps_sasrec_init_weights(*m, 7);
+    ps_sae_config sc;
+    ps_sae_config_init(&sc, 16, 4); /* 64 latents */
+    sc.k = 8;
+    sc.k_aux = 16;
+    if (!(*sae = ps_sae_create(&sc, &err)))
+        fail_msg("sae: %s", err.msg);
+    ps_sae_init(*sae, 3);
 }

@@ -44,6 +44,14 @@ int tu_run_cli(const char *args, char **out, char **err);
 int tu_synth_small(const char *path);
 int tu_train_small(const char *data, const char *model, int epochs);
 
+/* The small in-memory stack the sweep and explain tests share: a generated log in dir (150 users,
+ * 120 items, 3,000 rows) loaded into ds, a freshly initialised SASRec (d 16, one layer, seed 7) and
+ * a fresh TopK SAE (64 latents, k 8, seed 3); nothing trained. Fails the test on any error. */
+typedef struct ps_dataset ps_dataset;
+typedef struct ps_sasrec ps_sasrec;
+typedef struct ps_sae ps_sae;
+void tu_tiny_stack(const char *dir, ps_dataset *ds, ps_sasrec **m, ps_sae **sae);
+
 /* The number after "key": in a JSON text (fails the test when the key is missing). */
 double tu_json_number(const char *json, const char *key);
 
