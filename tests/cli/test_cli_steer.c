@@ -9,16 +9,6 @@
 
 static char *g_dir, *g_data, *g_model, *g_sae, *g_latents;
 
-static int run_ok(const char *args)
-{
-    char *err;
-    int rc = tu_run_cli(args, NULL, &err);
-    if (rc != 0)
-        fprintf(stderr, "popsteer %s\nfailed (%d): %s\n", args, rc, err);
-    free(err);
-    return rc;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -29,18 +19,18 @@ static int setup(void **state)
     g_latents = tu_path(g_dir, "latents.csv");
     char a[4096];
     snprintf(a, sizeof a, "data synth --quiet --users 400 --items 200 --interactions 14000 --out '%s'", g_data);
-    if (run_ok(a))
+    if (tu_run_cli_ok(a))
         return -1;
     snprintf(a, sizeof a, "train --quiet --threads 2 --epochs 6 --data '%s' --out '%s'", g_data, g_model);
-    if (run_ok(a))
+    if (tu_run_cli_ok(a))
         return -1;
     snprintf(a, sizeof a, "sae train --quiet --threads 2 --scale 8 --k 16 --epochs 15 --data '%s' --model '%s' --out '%s'",
              g_data, g_model, g_sae);
-    if (run_ok(a))
+    if (tu_run_cli_ok(a))
         return -1;
     snprintf(a, sizeof a, "probe --quiet --threads 2 --cap 4000 --data '%s' --model '%s' --sae '%s' --out '%s'", g_data,
              g_model, g_sae, g_latents);
-    return run_ok(a) ? -1 : 0;
+    return tu_run_cli_ok(a) ? -1 : 0;
 }
 
 static int teardown(void **state)
@@ -159,7 +149,7 @@ static void test_bad_steering_inputs(void **state)
     /* an SAE of another model width */
     char *narrow = tu_path(g_dir, "narrow.safetensors");
     snprintf(a, sizeof a, "train --quiet --epochs 1 --hidden 32 --data '%s' --out '%s'", g_data, narrow);
-    assert_int_equal(run_ok(a), 0);
+    assert_int_equal(tu_run_cli_ok(a), 0);
     char *err;
     snprintf(a, sizeof a, "eval --data '%s' --model '%s' --sae '%s'", g_data, narrow, g_sae);
     assert_int_equal(tu_run_cli(a, NULL, &err), 1);

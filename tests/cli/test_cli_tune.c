@@ -9,16 +9,6 @@
 
 static char *g_dir, *g_data, *g_model, *g_sae, *g_latents;
 
-static int run_ok(const char *args)
-{
-    char *err;
-    int rc = tu_run_cli(args, NULL, &err);
-    if (rc != 0)
-        fprintf(stderr, "popsteer %s\nfailed (%d): %s\n", args, rc, err);
-    free(err);
-    return rc;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -32,11 +22,11 @@ static int setup(void **state)
     char a[4096];
     snprintf(a, sizeof a, "sae train --quiet --threads 2 --scale 4 --k 8 --epochs 5 --data '%s' --model '%s' --out '%s'",
              g_data, g_model, g_sae);
-    if (run_ok(a))
+    if (tu_run_cli_ok(a))
         return -1;
     snprintf(a, sizeof a, "probe --quiet --threads 2 --cap 2000 --data '%s' --model '%s' --sae '%s' --out '%s'", g_data,
              g_model, g_sae, g_latents);
-    return run_ok(a) ? -1 : 0;
+    return tu_run_cli_ok(a) ? -1 : 0;
 }
 
 static int teardown(void **state)

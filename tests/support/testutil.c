@@ -162,6 +162,16 @@ int tu_same_file(const char *a, const char *b)
     return same;
 }
 
+int tu_run_cli_ok(const char *args)
+{
+    char *err;
+    int rc = tu_run_cli(args, NULL, &err);
+    if (rc != 0)
+        fprintf(stderr, "popsteer %s\nfailed (%d): %s\n", args, rc, err);
+    free(err);
+    return rc;
+}
+
 int tu_synth_small(const char *path)
 {
     char args[4096];

@@ -39,6 +39,10 @@ int tu_count_entries(const char *dir);
  * (malloc'ed, NUL-terminated) and returns the exit status (or -1 if it did not exit). */
 int tu_run_cli(const char *args, char **out, char **err);
 
+/* tu_run_cli for a step that must succeed: returns its status and, when it is not 0, prints the
+ * command and its stderr (a test setup's failing step then says why). */
+int tu_run_cli_ok(const char *args);
+
 /* The small generated dataset most CLI tests run on (300 users, 150 items, 9,000 rows), and a
  * quiet 2-thread training of `epochs` epochs on it; both return the exit status. */
 int tu_synth_small(const char *path);
