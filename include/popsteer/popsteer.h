@@ -48,6 +48,10 @@ typedef struct ps_steer_scorer {
     int max_batch;
 } ps_steer_scorer;
 
+/* PS_OK when the SAE reads the model's user vectors (its d_in is the model's d); otherwise an error
+ * asking whether the SAE was trained on another model. Every SAE-on-model path checks this. */
+int ps_sae_fits_model(const ps_sae *sae, const ps_sasrec *m, ps_error *err);
+
 int ps_steer_scorer_init(ps_steer_scorer *s, const ps_sasrec *m, const ps_sae *sae, const ps_steer_plan *plan,
                          int max_batch, ps_error *err);
 void ps_steer_scorer_free(ps_steer_scorer *s);

@@ -965,9 +965,8 @@ static int check_inputs(const ps_sasrec *model, const ps_sae *sae, const ps_late
 {
     if (model->cfg.n_items != ds->n_items)
         return ps_fail(err, "sweep: the model has %d items but the dataset %d", model->cfg.n_items, ds->n_items);
-    if (sae->cfg.d_in != model->cfg.d)
-        return ps_fail(err, "sweep: the SAE reads %d-dimensional vectors but the model's are %d-dimensional",
-                       sae->cfg.d_in, model->cfg.d);
+    if (ps_sae_fits_model(sae, model, err) != PS_OK)
+        return ps_fail_wrap(err, "sweep");
     if (latents->m != sae->cfg.n_latents)
         return ps_fail(err, "sweep: the latents table has %d rows but the SAE %d latents: was it probed on "
                             "another SAE?", latents->m, sae->cfg.n_latents);

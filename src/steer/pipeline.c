@@ -148,6 +148,15 @@ int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
     return rc;
 }
 
+int ps_sae_fits_model(const ps_sae *sae, const ps_sasrec *m, ps_error *err)
+{
+    if (sae->cfg.d_in != m->cfg.d)
+        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional: was it "
+                            "trained on another model?",
+                       sae->cfg.d_in, m->cfg.d);
+    return PS_OK;
+}
+
 /* ---------- the steered recommender ---------- */
 
 void ps_steer_scorer_free(ps_steer_scorer *s)
@@ -165,10 +174,8 @@ int ps_steer_scorer_init(ps_steer_scorer *s, const ps_sasrec *m, const ps_sae *s
                          int max_batch, ps_error *err)
 {
     memset(s, 0, sizeof *s);
-    if (sae->cfg.d_in != m->cfg.d)
-        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional: was it "
-                            "trained on another model?",
-                       sae->cfg.d_in, m->cfg.d);
+    if (ps_sae_fits_model(sae, m, err) != PS_OK)
+        return PS_ERR;
     if (plan && plan->m != sae->cfg.n_latents)
         return ps_fail(err, "the steering plan has %d latents but the SAE has %d", plan->m, sae->cfg.n_latents);
     s->model = m;
@@ -366,9 +373,8 @@ int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, co
                  ps_probe_result *r, ps_error *err)
 {
     memset(r, 0, sizeof *r);
-    if (sae->cfg.d_in != m->cfg.d)
-        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional", sae->cfg.d_in,
-                       m->cfg.d);
+    if (ps_sae_fits_model(sae, m, err) != PS_OK)
+        return PS_ERR;
     int nl = sae->cfg.n_latents, k = sae->cfg.k;
     probe_run p = {.m = m, .sae = sae, .ds = ds, .o = o};
     r->n_top = o->n_top > 0 ? o->n_top : 10;

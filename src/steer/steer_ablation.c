@@ -140,9 +140,8 @@ static int check_scorer_inputs(ps_ablation_kind kind, const ps_sasrec *m, const 
         return delta ? PS_OK : ps_fail(err, "direction steering needs its vector");
     if (!sae || !plan || !thr)
         return ps_fail(err, "conditional steering needs the SAE, the plan and the thresholds");
-    if (sae->cfg.d_in != m->cfg.d)
-        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional",
-                       sae->cfg.d_in, m->cfg.d);
+    if (ps_sae_fits_model(sae, m, err) != PS_OK)
+        return PS_ERR;
     if (plan->m != sae->cfg.n_latents)
         return ps_fail(err, "the steering plan has %d latents but the SAE has %d", plan->m, sae->cfg.n_latents);
     return PS_OK;

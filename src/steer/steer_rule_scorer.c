@@ -3,6 +3,8 @@
  * [B, m] are materialised, shifted row by row, then selected (ps_sae_topk). */
 #include "popsteer/steer_rule.h"
 
+#include "popsteer/popsteer.h" /* ps_sae_fits_model */
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +26,8 @@ int ps_rule_scorer_init(ps_rule_scorer *s, const ps_sasrec *m, const ps_sae *sae
                         int max_batch, ps_error *err)
 {
     memset(s, 0, sizeof *s);
-    if (sae->cfg.d_in != m->cfg.d)
-        return ps_fail(err, "the SAE reads %d-dimensional vectors but the model's are %d-dimensional: was it "
-                            "trained on another model?",
-                       sae->cfg.d_in, m->cfg.d);
+    if (ps_sae_fits_model(sae, m, err) != PS_OK)
+        return PS_ERR;
     if (rule->m != sae->cfg.n_latents)
         return ps_fail(err, "the steering rule has %d latents but the SAE has %d", rule->m, sae->cfg.n_latents);
     if (max_batch < 1)
