@@ -10,6 +10,7 @@
 #include "popsteer/evaluate.h"
 #include "popsteer/features.h"
 #include "popsteer/train.h"
+#include "group_opts.h"
 #include "steer_opts.h"
 
 static const char HELP[] =
@@ -23,6 +24,10 @@ static const char HELP[] =
     "  --mask-seen        exclude items the user already interacted with\n"
     "  --item-features F  item feature rows for ilad_features@k: MovieLens u.item (the 19\n"
     "                     genre flags) or 'item v1 v2 ...' separated by tabs, spaces or commas\n"
+    "  --group SPEC       also report the share of the top-k lists' slots that hold items of\n"
+    "                     SPEC (group_share@k; e.g. after steering with a concept probe's table)\n"
+    CLI_GROUP_SPECS_HELP
+    "  --items FILE       the MovieLens u.item file that genre: groups read\n"
     "\n"
     "ILAD@k: per user, the mean over the pairs of distinct items of the top-k list of\n"
     "1 - cosine(v_i, v_j), v = the model's item embeddings (ilad@k) or the feature rows\n"
@@ -37,7 +42,7 @@ static const char HELP[] =
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SPLIT, OPT_K, OPT_MASK_SEEN, OPT_RERANK, OPT_PARAM,
-       OPT_CANDIDATES, OPT_ITEM_FEATURES };
+       OPT_CANDIDATES, OPT_ITEM_FEATURES, OPT_ITEMS };
 
 typedef struct eval_args {
     const char *model;
@@ -48,6 +53,8 @@ typedef struct eval_args {
     int n_params;
     long candidates;
     const char *item_features;
+    const char *items;
+    cli_group group;
 } eval_args;
 
 static int eval_option(const cli_common *c, eval_args *a, int opt, const char *arg)
@@ -67,6 +74,7 @@ static int eval_option(const cli_common *c, eval_args *a, int opt, const char *a
         return 1;
     case OPT_MASK_SEEN: a->eo.mask_seen = 1; return 1;
     case OPT_ITEM_FEATURES: a->item_features = arg; return 1;
+    case OPT_ITEMS: a->items = arg; return 1;
     case OPT_RERANK: a->rerank = arg; return 1;
     case OPT_PARAM:
         if (a->n_params == PS_RERANK_MAX_PARAMS)
@@ -118,15 +126,28 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
     cli_progress_live(ctx, done == total, "ranking users %lld/%lld", (long long)done, (long long)total);
 }
 
-static int print_metrics(const cli_common *c, const ps_metrics *m, const char *split, const char *method)
+/* g (may be NULL) with the exposure counts of the lists adds group_share@k. */
+static int print_metrics(const cli_common *c, const ps_metrics *m, const char *split, const char *method,
+                         const ps_item_group *g, const int64_t *exposure)
 {
+    double share = g ? ps_item_group_share(g, exposure) : 0.0;
     if (!c->json) {
         printf("method         %s\n", method);
         printf("split          %s\n", split);
         ps_metrics_print(stdout, m);
+        if (g)
+            printf("group_share@%d  %.4f  (%s; %.4f of the catalogue)\n", m->k, share, g->desc,
+                   (double)g->n_concept / (double)g->n_items);
         return 0;
     }
-    return cli_print_json(c, ps_metrics_to_json(m));
+    cJSON *o = ps_metrics_to_json(m);
+    if (o && g) {
+        char key[32];
+        snprintf(key, sizeof key, "group_share@%d", m->k);
+        cJSON_AddNumberToObject(o, key, share);
+        cJSON_AddStringToObject(o, "group", g->desc);
+    }
+    return cli_print_json(c, o);
 }
 
 static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
@@ -142,7 +163,12 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
     ps_reranker *r = NULL;
     ps_rerank_filter f = {0};
     ps_item_features feat = {0};
+    ps_item_group group = {0};
+    int64_t *exposure = NULL;
     int rc = a->item_features ? cli_load_item_features(c, a->item_features, ds, &feat) : 0;
+    if (!rc && a->group.spec && !(rc = cli_group_make(c, &a->group, ds, a->items, &group)) &&
+        !(exposure = ps_calloc((size_t)ds->n_items + 1, sizeof *exposure, "exposure counts", &err)))
+        rc = cli_error(c, "%s", err.msg);
     a->eo.item_embedding = ps_sasrec_item_embedding(m, &a->eo.item_embedding_dim);
     a->eo.item_features = feat.v;
     a->eo.item_features_dim = feat.dim;
@@ -160,6 +186,7 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
         eo.progress = on_progress;
         eo.progress_ctx = &p;
         eo.filter = r ? &f.filter : NULL;
+        eo.exposure_out = exposure;
         if (ps_evaluate(ds, &sc, &eo, &met, &err) != PS_OK)
             rc = cli_error(c, "%s", err.msg);
         cli_progress_done(&p);
@@ -171,8 +198,11 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
             size_t n = strlen(method);
             snprintf(method + n, sizeof method - n, " + %s", ps_reranker_describe(r));
         }
-        rc = print_metrics(c, &met, a->eo.split == PS_SPLIT_TEST ? "test" : "valid", method);
+        rc = print_metrics(c, &met, a->eo.split == PS_SPLIT_TEST ? "test" : "valid", method,
+                           a->group.spec ? &group : NULL, exposure);
     }
+    free(exposure);
+    ps_item_group_free(&group);
     ps_rerank_filter_free(&f);
     ps_reranker_free(r);
     ps_item_features_free(&feat);
@@ -189,7 +219,8 @@ int cmd_eval(int argc, char **argv)
         {"k", required_argument, 0, OPT_K}, {"mask-seen", no_argument, 0, OPT_MASK_SEEN},
         {"rerank", required_argument, 0, OPT_RERANK}, {"param", required_argument, 0, OPT_PARAM},
         {"candidates", required_argument, 0, OPT_CANDIDATES},
-        {"item-features", required_argument, 0, OPT_ITEM_FEATURES}, CLI_STEER_OPTIONS, {0, 0, 0, 0}};
+        {"item-features", required_argument, 0, OPT_ITEM_FEATURES}, {"items", required_argument, 0, OPT_ITEMS},
+        CLI_STEER_OPTIONS, CLI_GROUP_OPTIONS, {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
     eval_args a;
@@ -205,6 +236,8 @@ int cmd_eval(int argc, char **argv)
             r = cli_data_option(&c, &d, opt, optarg);
         if (r == 0)
             r = eval_option(&c, &a, opt, optarg);
+        if (r == 0)
+            r = cli_group_option(&a.group, opt, optarg);
         const int status = cli_option_verdict(&c, r, argv);
         if (status)
             return status;
@@ -215,6 +248,9 @@ int cmd_eval(int argc, char **argv)
         return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
     if (!a.model)
         return cli_usage_error(&c, "--model MODEL.safetensors is required");
+    int status = cli_group_check(&c, &a.group);
+    if (status)
+        return status;
     cli_apply_threads(&c);
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);

@@ -10,6 +10,7 @@
 #include "popsteer/checkpoint.h"
 #include "popsteer/items.h"
 #include "popsteer/popsteer.h"
+#include "group_opts.h"
 
 static const char HELP[] =
     "usage: popsteer probe --data PATH --model MODEL --sae SAE --out LATENTS.csv [options]\n\n"
@@ -21,8 +22,14 @@ static const char HELP[] =
     "  --sae FILE         the sparse autoencoder (popsteer sae train)\n"
     "  --out FILE         the per-latent table (required)\n"
     "  --cap N            use N training prefixes, sampled uniformly (default: all)\n"
-    "  --items FILE       item titles for the top-items column\n"
+    "  --items FILE       item titles for the top-items column (and genre: groups)\n"
     "  --top N            strongest latents of each sign to print (default 5)\n"
+    "\n"
+    "Concept probe (docs/steering.md, \"Concept steering\"):\n"
+    "  --group SPEC       contrast users drawn from the items of SPEC (the concept, in the long-tail\n"
+    "                     role: d < 0 leans towards it, and steering with alpha > 0 moves lists\n"
+    "                     towards it) with users drawn from the contrast set (the popular role)\n"
+    CLI_GROUP_SPECS_HELP
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT_ITEMS, OPT_TOP };
@@ -30,6 +37,8 @@ enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT
 typedef struct probe_args {
     const char *model, *sae, *out, *items;
     long cap, top;
+    cli_group group;
+    const ps_item_group *g; /* built from group, or NULL */
 } probe_args;
 
 static void on_progress(void *ctx, const char *stage, int64_t done, int64_t total)
@@ -59,6 +68,8 @@ static int print_summary(const cli_common *c, const probe_args *a, const ps_data
         cJSON_AddStringToObject(o, "latents", a->out);
         cJSON_AddNumberToObject(o, "n_latents", s->m);
         cJSON_AddNumberToObject(o, "synthetic_users_per_group", (double)r->n_synthetic);
+        if (a->g)
+            cJSON_AddStringToObject(o, "group", a->g->desc);
         cJSON_AddNumberToObject(o, "pop_latents", s->n_pos);
         cJSON_AddNumberToObject(o, "unpop_latents", s->n_neg);
         cJSON_AddNumberToObject(o, "zero_latents", s->n_zero);
@@ -67,18 +78,21 @@ static int print_summary(const cli_common *c, const probe_args *a, const ps_data
             cJSON_AddNumberToObject(o, names[i], s->n_abs_gt[i]);
         return cli_print_json(c, o);
     }
+    const char *pos = a->g ? "contrast" : "popular", *neg = a->g ? "concept" : "long-tail";
     printf("latents        %s (%d latents, %lld synthetic users per group)\n", a->out, s->m,
            (long long)r->n_synthetic);
-    printf("lean popular   %d (d > 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", s->n_pos, s->n_pos_gt[0],
+    if (a->g)
+        printf("concept        %s\n", a->g->desc);
+    printf("lean %-9s %d (d > 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", pos, s->n_pos, s->n_pos_gt[0],
            s->n_pos_gt[1], s->n_pos_gt[2]);
-    printf("lean long-tail %d (d < 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", s->n_neg, s->n_neg_gt[0],
+    printf("lean %-9s %d (d < 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", neg, s->n_neg, s->n_neg_gt[0],
            s->n_neg_gt[1], s->n_neg_gt[2]);
     if (s->n_zero)
         printf("no difference  %d\n", s->n_zero);
-    printf("strongest popular latents:\n");
+    printf("strongest %s latents:\n", pos);
     for (int i = 0; i < s->n_top_pos; i++)
         print_latent(ds, r, titles, s->top_pos[i]);
-    printf("strongest long-tail latents:\n");
+    printf("strongest %s latents:\n", neg);
     for (int i = 0; i < s->n_top_neg; i++)
         print_latent(ds, r, titles, s->top_neg[i]);
     return 0;
@@ -103,6 +117,7 @@ static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds,
     o.seed = c->seed;
     o.progress = on_progress;
     o.progress_ctx = &p;
+    o.sides = a->g ? a->g->side : NULL;
     if (rc == PS_OK)
         rc = ps_probe_run(m, sae, ds, &o, &r, &err);
     cli_progress_done(&p);
@@ -128,7 +143,8 @@ int cmd_probe(int argc, char **argv)
         CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
         {"model", required_argument, 0, OPT_MODEL}, {"sae", required_argument, 0, OPT_SAE_FILE},
         {"out", required_argument, 0, OPT_OUT}, {"cap", required_argument, 0, OPT_CAP},
-        {"items", required_argument, 0, OPT_ITEMS}, {"top", required_argument, 0, OPT_TOP}, {0, 0, 0, 0}};
+        {"items", required_argument, 0, OPT_ITEMS}, {"top", required_argument, 0, OPT_TOP}, CLI_GROUP_OPTIONS,
+        {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
     probe_args a = {0};
@@ -139,6 +155,8 @@ int cmd_probe(int argc, char **argv)
         int r = cli_common_option(&c, opt, optarg);
         if (r == 0)
             r = cli_data_option(&c, &d, opt, optarg);
+        if (r == 0)
+            r = cli_group_option(&a.group, opt, optarg);
         if (r == 0) {
             r = 1;
             switch (opt) {
@@ -161,6 +179,9 @@ int cmd_probe(int argc, char **argv)
         return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
     if (!a.model || !a.sae || !a.out)
         return cli_usage_error(&c, "--model, --sae and --out are required");
+    int status = cli_group_check(&c, &a.group);
+    if (status)
+        return status;
     cli_apply_threads(&c);
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);
@@ -170,8 +191,12 @@ int cmd_probe(int argc, char **argv)
     ps_error err;
     if (a.items && ps_item_titles_load(&titles, &ds, a.items, &err) != PS_OK)
         rc = cli_error(&c, "%s", err.msg);
+    ps_item_group group = {0};
+    if (!rc && a.group.spec && !(rc = cli_group_make(&c, &a.group, &ds, a.items, &group)))
+        a.g = &group;
     if (!rc)
         rc = probe(&c, &a, &ds, a.items ? &titles : NULL);
+    ps_item_group_free(&group);
     ps_item_titles_free(&titles);
     ps_dataset_free(&ds);
     return rc;

@@ -75,6 +75,10 @@ typedef struct ps_dataset {
     int64_t *train_count;       /* [n_items + 1] training samples whose target is the item */
     int8_t *label;              /* [n_items + 1] +1 head, 0 mid, -1 tail; label[0] = 0 */
     int32_t n_head, n_mid, n_tail;
+    /* [n_items + 1] when the item first appears in the filtered log, on the log's normalised
+     * time axis: 0 = its first row, 1 = its last (the file order when there are no timestamps);
+     * "new items" concept groups (group.h) read it. NULL in datasets not made by ps_dataset_load. */
+    float *first_seen;
     int max_seq_len;
     int64_t n_train;
     ps_sample *train;           /* [n_train] in user order, then position order */

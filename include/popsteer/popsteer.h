@@ -65,6 +65,9 @@ typedef struct ps_probe_options {
     int64_t cap;        /* training prefixes used for synthetic users (0 = all) */
     uint64_t seed;
     int n_top;          /* top items per latent (10) */
+    /* NULL: the paper's probe (popular-only versus long-tail-only users); else a concept probe
+     * (group.h): [n_items + 1] item sides, +1 the contrast set, −1 the concept (ps_item_group.side) */
+    const int8_t *sides;
     void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total);
     void *progress_ctx;
 } ps_probe_options;

@@ -49,6 +49,12 @@ typedef struct ps_probe_users {
  * Fails, suggesting --head-share/--tail-share, when the dataset has no head or no tail
  * items. On failure *out is left empty (safe to free). */
 int ps_probe_users_make(const ps_dataset *ds, int64_t cap, uint64_t seed, ps_probe_users *out, ps_error *err);
+/* The same with any two item sets in the head and tail roles (concept probes, group.h):
+ * sides[n_items + 1] says which pool each item is drawn into, +1 (the popular role: rows
+ * [0, n_group), label +1) or −1 (the long-tail role: label −1), 0 = neither. With sides =
+ * ds->label this is ps_probe_users_make, item for item. Fails when a side has no item. */
+int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t cap, uint64_t seed,
+                              ps_probe_users *out, ps_error *err);
 void ps_probe_users_free(ps_probe_users *u);
 
 /* Row r of the sequence buffer. */

@@ -188,6 +188,9 @@ static int order_rows(ps_dataset *ds, const ps_log *log, const uint8_t *keep, co
         return PS_ERR;
     }
     memcpy(fill, off, ((size_t)ds->n_users + 2) * sizeof *fill);
+    for (int32_t i = 0; i <= ds->n_items; i++)
+        ds->first_seen[i] = INFINITY;
+    ds->first_seen[0] = 0.0f;
     for (int64_t r = 0; r < log->n; r++) {
         if (!keep[r])
             continue;
@@ -197,6 +200,11 @@ static int order_rows(ps_dataset *ds, const ps_log *log, const uint8_t *keep, co
         timed_row *slot = &rows[fill[umap[log->user[r]]]++];
         slot->t = (float)t;
         slot->row = r;
+        /* without timestamps the file order is the time order (SPEC §1) */
+        float seen = log->time ? (float)t : (float)((double)r / (double)(log->n > 1 ? log->n - 1 : 1));
+        int32_t item = imap[log->item[r]];
+        if (seen < ds->first_seen[item])
+            ds->first_seen[item] = seen;
     }
     for (int32_t u = 1; u <= ds->n_users; u++)
         qsort(rows + off[u], (size_t)(off[u + 1] - off[u]), sizeof *rows, cmp_timed);
@@ -319,7 +327,8 @@ static int build(ps_dataset *ds, const ps_log *log, const ps_load_options *opt, 
         goto out;
     ds->user_off = ps_calloc((size_t)ds->n_users + 2, sizeof *ds->user_off, "user offsets", err);
     ds->seq = ps_calloc((size_t)ds->n_inter, sizeof *ds->seq, "sequences", err);
-    if (!ds->user_off || !ds->seq || order_rows(ds, log, keep, umap, imap, err) != PS_OK ||
+    ds->first_seen = ps_calloc((size_t)ds->n_items + 1, sizeof *ds->first_seen, "item first-seen times", err);
+    if (!ds->user_off || !ds->seq || !ds->first_seen || order_rows(ds, log, keep, umap, imap, err) != PS_OK ||
         copy_tokens(&ds->user_tokens, &log->users, umap, ds->n_users, "", err) != PS_OK ||
         copy_tokens(&ds->item_tokens, &log->items, imap, ds->n_items, "[PAD]", err) != PS_OK ||
         copy_tokens(&ds->dropped_item_tokens, &log->items, dmap, n_dropped, "", err) != PS_OK ||
@@ -384,6 +393,7 @@ void ps_dataset_free(ps_dataset *ds)
     free(ds->dropped_item_tokens.off);
     free(ds->train_count);
     free(ds->label);
+    free(ds->first_seen);
     free(ds->train);
     free(ds->valid);
     free(ds->test);

@@ -4,7 +4,7 @@
 #include "popsteer/features.h"
 #include "data/lines.h"
 #include "popsteer/io.h"
-#include "util/intern.h"
+#include "data/item_index.h"
 
 #include <float.h>
 #include <stdlib.h>
@@ -15,56 +15,32 @@
 /* Item tokens quoted in messages are cut to this many bytes. */
 #define TOKEN_SHOWN 64
 
-/* Raw token -> index: 1..n_items are the dataset's items (intern id == item id), n_items + 1 ..
- * n_known - 1 the tokens filtering removed; anything interned later is unknown. */
+/* The token index, and the line of each known token's row (0 = none yet) to name repeats. */
 typedef struct token_index {
-    ps_intern t;
-    int32_t n_items, n_known;
-    int64_t *first_line; /* [n_known] line of the token's row, 0 = none yet */
+    ps_item_index x;
+    int64_t *first_line; /* [x.n_known] */
 } token_index;
-
-static int add_tokens(token_index *x, const ps_strings *s, int32_t first, ps_error *err)
-{
-    for (int32_t i = first; i < s->n; i++) {
-        const char *tok = ps_strings_get(s, i);
-        int32_t id = ps_intern_get(&x->t, tok, strlen(tok), err);
-        if (id < 0)
-            return PS_ERR;
-        if (id != x->t.n - 1)
-            return ps_fail(err, "item token table is inconsistent (token '%s' twice)", tok);
-    }
-    return PS_OK;
-}
 
 static int index_init(token_index *x, const ps_dataset *ds, ps_error *err)
 {
-    memset(x, 0, sizeof *x);
-    if (ps_intern_init(&x->t, err) != PS_OK)
+    x->first_line = NULL;
+    if (ps_item_index_init(&x->x, ds, err) != PS_OK)
         return PS_ERR;
-    /* item_tokens[0] is "[PAD]": interned as id 0 so that ids match, and rejected by lookup */
-    if (add_tokens(x, &ds->item_tokens, 0, err) != PS_OK ||
-        add_tokens(x, &ds->dropped_item_tokens, 1, err) != PS_OK)
-        return PS_ERR;
-    x->n_items = ds->n_items;
-    x->n_known = x->t.n;
-    x->first_line = ps_calloc((size_t)x->n_known, sizeof *x->first_line, "feature row index", err);
+    x->first_line = ps_calloc((size_t)x->x.n_known, sizeof *x->first_line, "feature row index", err);
     return x->first_line ? PS_OK : PS_ERR;
 }
 
 static void index_free(token_index *x)
 {
-    ps_intern_free(&x->t);
+    ps_item_index_free(&x->x);
     free(x->first_line);
-    memset(x, 0, sizeof *x);
+    x->first_line = NULL;
 }
 
 /* Index of a token: 1..n_known - 1, 0 if unknown (or the padding token), -1 when out of memory. */
 static int32_t index_lookup(token_index *x, ps_field f, ps_error *err)
 {
-    int32_t id = ps_intern_get(&x->t, f.s, f.len, err);
-    if (id < 0)
-        return -1;
-    return id >= x->n_known ? 0 : id;
+    return ps_item_index_lookup(&x->x, f.s, f.len, err);
 }
 
 static ps_field trim(ps_field f)
@@ -190,7 +166,7 @@ static int data_row(reader *r, ps_error *err)
                        tok.s, (long long)r->idx.first_line[id]);
     r->idx.first_line[id] = r->lines.lineno;
     o->rows++;
-    int kept = id <= r->idx.n_items;
+    int kept = id <= r->idx.x.n_items;
     if (row_values(r, kept ? o->v + (size_t)id * (size_t)o->dim : NULL, err) != PS_OK)
         return PS_ERR;
     o->items_with_row += kept;

@@ -3,7 +3,7 @@
 #include "popsteer/items.h"
 #include "data/lines.h"
 #include "popsteer/io.h"
-#include "util/intern.h"
+#include "data/item_index.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,30 +44,15 @@ static int title_column(const ps_fields *h)
     return h->n > 1 ? 1 : -1;
 }
 
-/* Map from raw token to internal id, built once per load. */
-static int index_tokens(const ps_dataset *ds, ps_intern *idx, ps_error *err)
+/* Item id of a token: 1..n_items, 0 when it is not an item of the dataset (unknown, or removed
+ * by filtering: only display depends on titles, so such rows are skipped), -1 when out of memory. */
+static int32_t lookup(ps_item_index *idx, ps_field f, ps_error *err)
 {
-    if (ps_intern_init(idx, err) != PS_OK)
-        return PS_ERR;
-    for (int32_t i = 0; i <= ds->n_items; i++) { /* intern id i == item id i: tokens are distinct */
-        const char *s = ps_strings_get(&ds->item_tokens, i);
-        if (ps_intern_get(idx, s, strlen(s), err) != i)
-            return ps_fail(err, "item token table is inconsistent");
-    }
-    return PS_OK;
+    int32_t id = ps_item_index_lookup(idx, f.s, f.len, err);
+    return id > idx->n_items ? 0 : id;
 }
 
-/* Item id of a token: 1..n_items, 0 when the token is not an item of the dataset, -1 when out of
- * memory. Unknown tokens are interned too and get ids from n_known up, so the test is against
- * the dataset's token count: comparing with the table's size before the call (as this once did)
- * let an unknown token seen a second time pass as an item and index past the title array. */
-static int32_t lookup(ps_intern *idx, int32_t n_known, ps_field f, ps_error *err)
-{
-    int32_t id = ps_intern_get(idx, f.s, f.len, err);
-    return id >= n_known ? 0 : id;
-}
-
-static int parse(ps_item_titles *t, ps_lines *lines, ps_intern *idx, ps_error *err)
+static int parse(ps_item_titles *t, ps_lines *lines, ps_item_index *idx, ps_error *err)
 {
     const char *line;
     size_t len;
@@ -89,7 +74,7 @@ static int parse(ps_item_titles *t, ps_lines *lines, ps_intern *idx, ps_error *e
         }
         if (f.n <= col)
             continue;
-        int32_t id = lookup(idx, t->n, f.f[0], err);
+        int32_t id = lookup(idx, f.f[0], err);
         if (id < 0) {
             rc = PS_ERR;
             break;
@@ -116,15 +101,15 @@ int ps_item_titles_load(ps_item_titles *t, const ps_dataset *ds, const char *pat
         return PS_ERR;
     t->n = ds->n_items + 1;
     t->title = ps_calloc((size_t)t->n, sizeof *t->title, "titles", err);
-    ps_intern idx;
+    ps_item_index idx;
     memset(&idx, 0, sizeof idx);
-    int rc = t->title ? index_tokens(ds, &idx, err) : PS_ERR;
+    int rc = t->title ? ps_item_index_init(&idx, ds, err) : PS_ERR;
     if (rc == PS_OK) {
         ps_lines lines;
         ps_lines_init(&lines, path, data, len, (size_t)1 << 20);
         rc = parse(t, &lines, &idx, err);
     }
-    ps_intern_free(&idx);
+    ps_item_index_free(&idx);
     free(data);
     if (rc != PS_OK)
         ps_item_titles_free(t);

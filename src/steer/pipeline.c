@@ -342,7 +342,9 @@ static int probe_stats(probe_run *p, ps_probe_result *r, ps_error *err)
 {
     int m = p->sae->cfg.n_latents;
     ps_probe_users u;
-    if (ps_probe_users_make(p->ds, p->o->cap, p->o->seed, &u, err) != PS_OK)
+    int made = p->o->sides ? ps_probe_users_make_sides(p->ds, p->o->sides, p->o->cap, p->o->seed, &u, err)
+                           : ps_probe_users_make(p->ds, p->o->cap, p->o->seed, &u, err);
+    if (made != PS_OK)
         return PS_ERR;
     r->n_synthetic = u.n_group;
     ps_latent_stats pop, unpop;
@@ -351,8 +353,8 @@ static int probe_stats(probe_run *p, ps_probe_result *r, ps_error *err)
     memset(&unpop, 0, sizeof unpop);
     int rc = PS_ERR;
     if (ps_latent_stats_init(&pop, m, err) == PS_OK && ps_latent_stats_init(&unpop, m, err) == PS_OK &&
-        probe_group(p, &u, 0, "popular-only users", &pop, err) == PS_OK &&
-        probe_group(p, &u, u.n_group, "long-tail-only users", &unpop, err) == PS_OK &&
+        probe_group(p, &u, 0, p->o->sides ? "contrast-set users" : "popular-only users", &pop, err) == PS_OK &&
+        probe_group(p, &u, u.n_group, p->o->sides ? "concept users" : "long-tail-only users", &unpop, err) == PS_OK &&
         ps_latent_stats_finish(&pop, &rp, err) == PS_OK && ps_latent_stats_finish(&unpop, &ru, err) == PS_OK &&
         ps_cohens_d(&rp, &ru, r->table.d, err) == PS_OK) {
         memcpy(r->table.mean_pop, rp.mean, (size_t)m * sizeof *rp.mean);

@@ -77,15 +77,15 @@ void ps_probe_users_free(ps_probe_users *u)
     memset(u, 0, sizeof *u);
 }
 
-/* Items with the given label, ascending by id. */
-static int32_t *items_with_label(const ps_dataset *ds, int label, int32_t n, ps_error *err)
+/* Items whose side is `side` (n of them), ascending by id. */
+static int32_t *items_on_side(const ps_dataset *ds, const int8_t *sides, int side, int32_t n, ps_error *err)
 {
     int32_t *items = ps_calloc((size_t)n, sizeof *items, "probe item pool", err);
     if (!items)
         return NULL;
     int32_t k = 0;
     for (int32_t i = 1; i <= ds->n_items && k < n; i++)
-        if (ds->label[i] == label)
+        if (sides[i] == side)
             items[k++] = i;
     return items;
 }
@@ -125,11 +125,6 @@ static int check_probe_inputs(const ps_dataset *ds, int64_t cap, ps_error *err)
         return ps_fail(err, "the dataset has no training samples to build probe users from");
     if (ds->max_seq_len < 1)
         return ps_fail(err, "the dataset's maximum sequence length is %d; it must be at least 1", ds->max_seq_len);
-    if (ds->n_head < 1 || ds->n_tail < 1)
-        return ps_fail(err,
-                       "the probe needs both head and tail items, but the dataset has %d head and %d tail items; "
-                       "raise --head-share/--tail-share so that each group gets at least one item",
-                       ds->n_head, ds->n_tail);
     return PS_OK;
 }
 
@@ -170,15 +165,35 @@ static int set_lengths(const ps_dataset *ds, ps_probe_users *u, ps_error *err)
 int ps_probe_users_make(const ps_dataset *ds, int64_t cap, uint64_t seed, ps_probe_users *out, ps_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (ds->n_head < 1 || ds->n_tail < 1)
+        return ps_fail(err,
+                       "the probe needs both head and tail items, but the dataset has %d head and %d tail items; "
+                       "raise --head-share/--tail-share so that each group gets at least one item",
+                       ds->n_head, ds->n_tail);
+    return ps_probe_users_make_sides(ds, ds->label, cap, seed, out, err);
+}
+
+int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t cap, uint64_t seed,
+                              ps_probe_users *out, ps_error *err)
+{
+    memset(out, 0, sizeof *out);
     if (check_probe_inputs(ds, cap, err) != PS_OK)
         return PS_ERR;
+    int32_t n_pos = 0, n_neg = 0;
+    for (int32_t i = 1; i <= ds->n_items; i++) {
+        n_pos += sides[i] > 0;
+        n_neg += sides[i] < 0;
+    }
+    if (n_pos < 1 || n_neg < 1)
+        return ps_fail(err, "the probe needs items on both sides, but there are %d items labelled +1 and %d labelled -1",
+                       n_pos, n_neg);
     int64_t n_group = (cap > 0 && cap < ds->n_train) ? cap : ds->n_train;
     if (alloc_probe_users(out, n_group, ds->max_seq_len, err) != PS_OK)
         return PS_ERR;
-    int32_t *head = items_with_label(ds, +1, ds->n_head, err);
-    int32_t *tail = head ? items_with_label(ds, -1, ds->n_tail, err) : NULL;
-    if (!tail) {
-        free(head);
+    int32_t *pos = items_on_side(ds, sides, +1, n_pos, err);
+    int32_t *neg = pos ? items_on_side(ds, sides, -1, n_neg, err) : NULL;
+    if (!neg) {
+        free(pos);
         ps_probe_users_free(out);
         return PS_ERR;
     }
@@ -186,20 +201,20 @@ int ps_probe_users_make(const ps_dataset *ds, int64_t cap, uint64_t seed, ps_pro
     int rc = set_lengths(ds, out, err);
     if (rc == PS_OK) {
         /* Every row draws from its own stream, named by the training sample it comes from
-         * (2t for popular, 2t+1 for unpopular): the split between threads cannot change a
+         * (2t for the +1 side, 2t+1 for the -1 side): the split between threads cannot change a
          * single item, and a capped probe is exactly a subset of the uncapped one. */
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < n_group; r++) {
             int64_t q = n_group + r;
             uint64_t t = (uint64_t)out->source[r];
-            fill_row(out->seq + r * out->max_len, out->len[r], head, ds->n_head, seed, 2 * t);
-            fill_row(out->seq + q * out->max_len, out->len[q], tail, ds->n_tail, seed, 2 * t + 1);
+            fill_row(out->seq + r * out->max_len, out->len[r], pos, n_pos, seed, 2 * t);
+            fill_row(out->seq + q * out->max_len, out->len[q], neg, n_neg, seed, 2 * t + 1);
         }
     } else {
         ps_probe_users_free(out);
     }
-    free(head);
-    free(tail);
+    free(pos);
+    free(neg);
     return rc;
 }
 
