@@ -9,7 +9,8 @@
 #   yelp     Yelp (S3-Rec 5-core), SASRec trained here
 # each into OUT_DIR/NAME (default reproduce-out/), reusing every artefact a previous run made from
 # the same inputs (`popsteer run` decides), and writes RESULTS_MD (default docs/results.md) with
-# the Pareto plots beside it (docs/results/). A dataset whose files are absent is skipped, saying
+# the Pareto plots beside it (docs/results/), and concepts.md beside it (scripts/concepts.py:
+# concept steering on ML-100K). A dataset whose files are absent is skipped, saying
 # so. The licensed data stays in ../shared: nothing from it is copied.
 # Time on 2 cores, from nothing: about 1.5 hours, most of it training SASRec on Beauty and Yelp;
 # with every model reused, the sweeps alone take minutes. POPSTEER_SHARED overrides ../shared.
@@ -63,3 +64,8 @@ fi
 # shellcheck disable=SC2086
 python3 "$here/scripts/results_md.py" --out "$md" --runs "$out" --commit "$commit" $done_list
 echo "reproduce: wrote $md" >&2
+# concept steering (issue 14 §3) with the ML-100K models: docs/concepts.md beside the results
+case " $done_list " in
+*" ml-100k "*) python3 "$here/scripts/concepts.py" "$bin" "$out/ml-100k" "$shared/data/ml-100k" \
+                   "$(dirname "$md")/concepts.md" ;;
+esac
