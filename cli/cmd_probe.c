@@ -24,6 +24,8 @@ static const char HELP[] =
     "  --cap N            use N training prefixes, sampled uniformly (default: all)\n"
     "  --items FILE       item titles for the top-items column (and genre: groups)\n"
     "  --top N            strongest latents of each sign to print (default 5)\n"
+    "  --min-len L        synthetic users hold at least L items (capped at the model's maximum\n"
+    "                     length; default 0: each prefix's own length, as the paper)\n"
     "\n"
     "Concept probe (docs/steering.md, \"Concept steering\"):\n"
     "  --group SPEC       contrast users drawn from the items of SPEC (the concept, in the long-tail\n"
@@ -32,11 +34,11 @@ static const char HELP[] =
     CLI_GROUP_SPECS_HELP
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
-enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT_ITEMS, OPT_TOP };
+enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT_ITEMS, OPT_TOP, OPT_MIN_LEN };
 
 typedef struct probe_args {
     const char *model, *sae, *out, *items;
-    long cap, top;
+    long cap, top, min_len;
     cli_group group;
     const ps_item_group *g; /* built from group, or NULL */
 } probe_args;
@@ -114,6 +116,7 @@ static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds,
     ps_probe_options o;
     ps_probe_options_init(&o);
     o.cap = a->cap;
+    o.min_len = (int)a->min_len;
     o.seed = c->seed;
     o.progress = on_progress;
     o.progress_ctx = &p;
@@ -143,7 +146,8 @@ int cmd_probe(int argc, char **argv)
         CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
         {"model", required_argument, 0, OPT_MODEL}, {"sae", required_argument, 0, OPT_SAE_FILE},
         {"out", required_argument, 0, OPT_OUT}, {"cap", required_argument, 0, OPT_CAP},
-        {"items", required_argument, 0, OPT_ITEMS}, {"top", required_argument, 0, OPT_TOP}, CLI_GROUP_OPTIONS,
+        {"items", required_argument, 0, OPT_ITEMS}, {"top", required_argument, 0, OPT_TOP},
+        {"min-len", required_argument, 0, OPT_MIN_LEN}, CLI_GROUP_OPTIONS,
         {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
@@ -165,6 +169,7 @@ int cmd_probe(int argc, char **argv)
             case OPT_OUT: a.out = optarg; break;
             case OPT_ITEMS: a.items = optarg; break;
             case OPT_CAP: r = cli_parse_long(&c, "cap", optarg, 0, 1L << 40, &a.cap) < 0 ? -1 : 1; break;
+            case OPT_MIN_LEN: r = cli_parse_long(&c, "min-len", optarg, 0, 1 << 20, &a.min_len) < 0 ? -1 : 1; break;
             case OPT_TOP: r = cli_parse_long(&c, "top", optarg, 0, PS_LATENTS_SUMMARY_MAX_TOP, &a.top) < 0 ? -1 : 1; break;
             default: r = 0;
             }

@@ -68,6 +68,8 @@ typedef struct ps_probe_options {
     /* NULL: the paper's probe (popular-only versus long-tail-only users); else a concept probe
      * (group.h): [n_items + 1] item sides, +1 the contrast set, −1 the concept (ps_item_group.side) */
     const int8_t *sides;
+    int min_len;        /* synthetic users hold at least this many items (capped at the model's
+                         * max length; 0 = the paper: each prefix's own length) */
     void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total);
     void *progress_ctx;
 } ps_probe_options;

@@ -51,9 +51,14 @@ typedef struct ps_probe_users {
 int ps_probe_users_make(const ps_dataset *ds, int64_t cap, uint64_t seed, ps_probe_users *out, ps_error *err);
 /* The same with any two item sets in the head and tail roles (concept probes, group.h):
  * sides[n_items + 1] says which pool each item is drawn into, +1 (the popular role: rows
- * [0, n_group), label +1) or −1 (the long-tail role: label −1), 0 = neither. With sides =
- * ds->label this is ps_probe_users_make, item for item. Fails when a side has no item. */
-int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t cap, uint64_t seed,
+ * [0, n_group), label +1) or −1 (the long-tail role: label −1), 0 = neither. Fails when a side
+ * has no item.
+ * min_len > 0 lengthens rows shorter than min_len items to min(min_len, max_len) (same
+ * selection and streams; only the lengths change): on short-sequence logs (Amazon Beauty: a
+ * median of 6 items) most prefixes hold 1–5 items, and a one-item synthetic user says little
+ * about a latent. With sides = ds->label and min_len = 0 this is ps_probe_users_make, item for
+ * item. */
+int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t cap, int min_len, uint64_t seed,
                               ps_probe_users *out, ps_error *err);
 void ps_probe_users_free(ps_probe_users *u);
 

@@ -342,8 +342,10 @@ static int probe_stats(probe_run *p, ps_probe_result *r, ps_error *err)
 {
     int m = p->sae->cfg.n_latents;
     ps_probe_users u;
-    int made = p->o->sides ? ps_probe_users_make_sides(p->ds, p->o->sides, p->o->cap, p->o->seed, &u, err)
-                           : ps_probe_users_make(p->ds, p->o->cap, p->o->seed, &u, err);
+    int made = p->o->sides || p->o->min_len
+                   ? ps_probe_users_make_sides(p->ds, p->o->sides ? p->o->sides : p->ds->label, p->o->cap,
+                                               p->o->min_len, p->o->seed, &u, err)
+                   : ps_probe_users_make(p->ds, p->o->cap, p->o->seed, &u, err);
     if (made != PS_OK)
         return PS_ERR;
     r->n_synthetic = u.n_group;

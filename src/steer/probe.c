@@ -146,7 +146,7 @@ static int alloc_probe_users(ps_probe_users *u, int64_t n_group, int max_len, ps
 
 /* Lengths and labels of both groups; checked serially before the parallel fill so that
  * an inconsistent dataset is reported instead of overflowing a row. */
-static int set_lengths(const ps_dataset *ds, ps_probe_users *u, ps_error *err)
+static int set_lengths(const ps_dataset *ds, ps_probe_users *u, int min_len, ps_error *err)
 {
     for (int64_t r = 0; r < u->n_group; r++) {
         int len;
@@ -155,6 +155,8 @@ static int set_lengths(const ps_dataset *ds, ps_probe_users *u, ps_error *err)
             return ps_fail(err, "training sample %lld has a prefix of %d items, outside 0..%d",
                            (long long)u->source[r], len, u->max_len);
         int64_t q = u->n_group + r;
+        if (len < min_len)
+            len = min_len < u->max_len ? min_len : u->max_len;
         u->len[r] = u->len[q] = len;
         u->label[r] = +1;
         u->label[q] = -1;
@@ -170,15 +172,17 @@ int ps_probe_users_make(const ps_dataset *ds, int64_t cap, uint64_t seed, ps_pro
                        "the probe needs both head and tail items, but the dataset has %d head and %d tail items; "
                        "raise --head-share/--tail-share so that each group gets at least one item",
                        ds->n_head, ds->n_tail);
-    return ps_probe_users_make_sides(ds, ds->label, cap, seed, out, err);
+    return ps_probe_users_make_sides(ds, ds->label, cap, 0, seed, out, err);
 }
 
-int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t cap, uint64_t seed,
+int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t cap, int min_len, uint64_t seed,
                               ps_probe_users *out, ps_error *err)
 {
     memset(out, 0, sizeof *out);
     if (check_probe_inputs(ds, cap, err) != PS_OK)
         return PS_ERR;
+    if (min_len < 0)
+        return ps_fail(err, "the probe's minimum length must be 0 (off) or positive (got %d)", min_len);
     int32_t n_pos = 0, n_neg = 0;
     for (int32_t i = 1; i <= ds->n_items; i++) {
         n_pos += sides[i] > 0;
@@ -198,7 +202,7 @@ int ps_probe_users_make_sides(const ps_dataset *ds, const int8_t *sides, int64_t
         return PS_ERR;
     }
     select_prefixes(ds->n_train, n_group, seed, out->source);
-    int rc = set_lengths(ds, out, err);
+    int rc = set_lengths(ds, out, min_len, err);
     if (rc == PS_OK) {
         /* Every row draws from its own stream, named by the training sample it comes from
          * (2t for the +1 side, 2t+1 for the -1 side): the split between threads cannot change a

@@ -217,15 +217,25 @@ static void test_probe_users_from_sides(void **state)
         fail_msg("%s", err.msg);
     ps_probe_users a, b;
     assert_int_equal(ps_probe_users_make(&ds, 300, 5, &a, &err), PS_OK);
-    assert_int_equal(ps_probe_users_make_sides(&ds, ds.label, 300, 5, &b, &err), PS_OK);
+    assert_int_equal(ps_probe_users_make_sides(&ds, ds.label, 300, 0, 5, &b, &err), PS_OK);
     assert_int_equal(a.n, b.n);
     assert_memory_equal(a.seq, b.seq, (size_t)a.n * (size_t)a.max_len * sizeof *a.seq);
     ps_probe_users_free(&b);
+    /* min_len: short rows lengthened, long rows unchanged, the same streams (so the lengthened
+     * rows extend the originals) */
+    assert_int_equal(ps_probe_users_make_sides(&ds, ds.label, 300, 12, 5, &b, &err), PS_OK);
+    for (int64_t r = 0; r < b.n; r++) {
+        int want = a.len[r] < 12 ? (12 < a.max_len ? 12 : a.max_len) : a.len[r];
+        assert_int_equal(b.len[r], want);
+        assert_memory_equal(ps_probe_users_row(&a, r), ps_probe_users_row(&b, r), (size_t)a.len[r] * sizeof(int32_t));
+    }
+    ps_probe_users_free(&b);
+    assert_int_equal(ps_probe_users_make_sides(&ds, ds.label, 300, -1, 5, &b, &err), PS_ERR);
     int8_t *side = calloc((size_t)ds.n_items + 1, 1);
     assert_non_null(side);
     for (int32_t i = 1; i <= ds.n_items; i++) /* odd ids the concept, ids divisible by 4 the contrast */
         side[i] = (int8_t)(i % 2 ? PS_GROUP_CONCEPT : i % 4 == 0 ? PS_GROUP_CONTRAST : 0);
-    assert_int_equal(ps_probe_users_make_sides(&ds, side, 300, 5, &b, &err), PS_OK);
+    assert_int_equal(ps_probe_users_make_sides(&ds, side, 300, 0, 5, &b, &err), PS_OK);
     for (int64_t r = 0; r < b.n; r++) {
         const int32_t *row = ps_probe_users_row(&b, r);
         for (int p = 0; p < b.len[r]; p++)
@@ -234,7 +244,7 @@ static void test_probe_users_from_sides(void **state)
     ps_probe_users_free(&a);
     ps_probe_users_free(&b);
     memset(side + 1, PS_GROUP_CONTRAST, (size_t)ds.n_items);
-    assert_int_equal(ps_probe_users_make_sides(&ds, side, 300, 5, &b, &err), PS_ERR);
+    assert_int_equal(ps_probe_users_make_sides(&ds, side, 300, 0, 5, &b, &err), PS_ERR);
     assert_non_null(strstr(err.msg, "items on both sides"));
     free(side);
     ps_dataset_free(&ds);
