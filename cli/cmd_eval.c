@@ -251,6 +251,8 @@ int cmd_eval(int argc, char **argv)
     int status = cli_group_check(&c, &a.group);
     if (status)
         return status;
+    if (a.items && !a.group.spec)
+        return cli_usage_error(&c, "--items is read by genre: groups only: it needs --group");
     cli_apply_threads(&c);
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);
