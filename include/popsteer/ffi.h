@@ -5,7 +5,7 @@
  * every failure PS_ERR (or NULL) with the message in a caller-owned ps_error (a 1024-byte buffer).
  * Strings returned as char ** are malloc'ed: release them with psffi_free. Nothing here prints,
  * exits or keeps global state; the computations are the library's own (ps_evaluate +
- * ps_metrics_to_json is `eval --json`, ps_dataset_stats_json is `data stats --json`, the
+ * ps_metrics_to_json is `eval --json`, ps_dataset_report_json is `data stats --json`, the
  * scorers are `eval`'s and `recommend`'s).
  *
  * Arrays: sequences are seq [B, L] int32, left-aligned and 0-padded, L = the model's max_len, with

@@ -174,7 +174,7 @@ int psffi_dataset_stats_json(const ps_dataset *ds, char **json, ps_error *err)
     *json = NULL;
     if (ps_dataset_stats_compute(ds, &st, err) != PS_OK)
         return PS_ERR;
-    return json_text(ps_dataset_stats_json(&st), json, err);
+    return json_text(ps_dataset_report_json(ds, &st), json, err);
 }
 
 /* ---------------------------------------------------------------------------------------------
