@@ -13,7 +13,9 @@ import ctypes
 import json
 import os
 import signal
+import sys
 import threading
+import types
 
 import numpy as np
 
@@ -781,15 +783,77 @@ def evaluate(recommender, dataset, split="test", k=10, mask_seen=False):
 # RecBole / PyTorch checkpoints
 
 
+class _Unresolved:
+    """Stands for a pickled object whose class cannot be imported here (RecBole's Config when
+    recbole is not installed): keeps its state so that the configuration can still be read."""
+
+    def __init__(self, *args, **kwargs):
+        self._state = {}
+
+    def __setstate__(self, state):
+        self._state = state
+
+    def __getitem__(self, key):
+        st = getattr(self, "_state", None)
+        st = st if isinstance(st, dict) else {}
+        for d in (st.get("final_config_dict"), st):
+            if isinstance(d, dict) and key in d:
+                return d[key]
+        raise KeyError(key)
+
+
+class _StubModule(types.ModuleType):
+    """A module the checkpoint's pickle names but this interpreter lacks: its classes unpickle
+    as _Unresolved."""
+
+    __path__ = []  # a package, so that its submodules can be stubbed too
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cls = type(name, (_Unresolved,), {"__module__": self.__name__})
+        setattr(self, name, cls)
+        return cls
+
+
+def _torch_load(torch, path):
+    """torch.load on the CPU, with modules the pickle needs but cannot import (recbole) stubbed
+    for the duration of the call (torch 1.13 ignores a custom pickle_module)."""
+    import inspect
+    kw = {"map_location": "cpu"}
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        kw["weights_only"] = False  # RecBole checkpoints hold more than tensors
+    added = []
+    try:
+        for _ in range(64):
+            try:
+                return torch.load(path, **kw)
+            except ModuleNotFoundError as e:
+                if not e.name or e.name in sys.modules:
+                    raise
+                parts = e.name.split(".")
+                for i in range(1, len(parts) + 1):
+                    n = ".".join(parts[:i])
+                    if n not in sys.modules:
+                        sys.modules[n] = _StubModule(n)
+                        added.append(n)
+        raise Error(f"{path}: the checkpoint names too many modules that cannot be imported")
+    finally:
+        for n in added:
+            sys.modules.pop(n, None)
+
+
 def from_recbole(checkpoint_path, out_path):
     """Converts a RecBole (PyTorch) SASRec checkpoint to this project's safetensors model and
-    returns it loaded. Needs torch; the tensors are checked by the library's loader (names,
-    shapes, finite values), and n_heads comes from the checkpoint's config when it has one."""
+    returns it loaded. Needs torch (not recbole: objects of classes that cannot be imported, such
+    as RecBole's Config, are read as plain state). The tensors are checked by the library's loader
+    (names, shapes, finite values); n_heads and the other hyperparameters that the shapes do not
+    tell come from the checkpoint's config when it has one."""
     try:
         import torch
     except ImportError as e:
         raise ImportError("from_recbole needs PyTorch (Debian: python3-torch)") from e
-    ckpt = torch.load(os.fspath(checkpoint_path), map_location="cpu")
+    ckpt = _torch_load(torch, os.fspath(checkpoint_path))
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state:
         raise ValueError(f"{os.fspath(checkpoint_path)}: no state_dict in the checkpoint")
@@ -804,14 +868,13 @@ def from_recbole(checkpoint_path, out_path):
         arrays.append(a)
     meta = {}
     cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
-    for ours, theirs in (("n_heads", "n_heads"), ("layer_norm_eps", "layer_norm_eps"),
-                         ("hidden_dropout_prob", "hidden_dropout_prob"), ("attn_dropout_prob", "attn_dropout_prob")):
+    for key in ("n_heads", "layer_norm_eps", "hidden_dropout_prob", "attn_dropout_prob"):
         try:
-            v = cfg[theirs] if cfg is not None else None
-        except (KeyError, TypeError):
+            v = cfg[key] if cfg is not None else None
+        except (KeyError, TypeError, IndexError):
             v = None
-        if v is not None:
-            meta[ours] = repr(v) if isinstance(v, float) else str(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            meta[key] = repr(float(v)) if isinstance(v, float) else str(v)
     n = len(names)
     shapes = np.zeros((max(n, 1), 8), np.int64)
     for i, a in enumerate(arrays):

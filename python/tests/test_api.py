@@ -218,14 +218,15 @@ def test_evaluate_equals_cli_eval_json_steered(stack, cli, alpha, neurons):
     assert py == cli("eval", "--data", stack.data, "--model", stack.model_path, "--sae", stack.sae_path, *extra)
 
 
-@pytest.mark.parametrize("steered", [False, True])
-def test_recommend_equals_cli_recommend(stack, cli, steered):
+@pytest.mark.parametrize("steered,mask", [(False, False), (True, False), (True, True)])
+def test_recommend_equals_cli_recommend(stack, cli, steered, mask):
     ds = stack.ds
     rec = ps.Steerer(stack.model, stack.sae, stack.latents, alpha=1.5, neurons=32) if steered else stack.model
     extra = ["--sae", stack.sae_path, "--latents", stack.latents_path, "--alpha", 1.5, "--neurons", 32] \
         if steered else []
     users = [1, 2, 77, ds.n_users]
-    top = rec.recommend([ds.user_sequence(u) for u in users], k=10)
+    top = rec.recommend([ds.user_sequence(u) for u in users], k=10, exclude_seen=mask)
+    extra += ["--mask-seen"] if mask else []
     scores = rec.scores([ds.user_sequence(u) for u in users])
     for row, u in enumerate(users):
         out = cli("recommend", "--data", stack.data, "--model", stack.model_path, "--user", ds.user_tokens[u],
