@@ -190,13 +190,6 @@ def _sequences(sequences, L, n_items):
     return np.ascontiguousarray(seq, np.int32), np.ascontiguousarray(ln, np.int32)
 
 
-def _seen_mask(seq, ln, n_items):
-    ex = np.zeros((seq.shape[0], n_items + 1), np.uint8)
-    for b in range(seq.shape[0]):
-        ex[b, seq[b, :ln[b]]] = 1
-    return ex
-
-
 # ---------------------------------------------------------------------------------------------
 # Training: progress, stop requests and Ctrl-C
 
@@ -208,17 +201,21 @@ def _interruptible():
     state = {"interrupted": False, "stopped": False, "error": None}
     main = threading.current_thread() is threading.main_thread()
     old = signal.getsignal(signal.SIGINT) if main else None
-    if old is signal.default_int_handler:
+    ours = main and old not in (signal.SIG_IGN, None)
+    if ours:
         def on_sigint(signum, frame):
             state["interrupted"] = True
         signal.signal(signal.SIGINT, on_sigint)
     try:
         yield state
     finally:
-        if old is signal.default_int_handler:
+        if ours:
             signal.signal(signal.SIGINT, old)
     if state["interrupted"]:
-        raise KeyboardInterrupt
+        if callable(old):  # Python's default handler raises KeyboardInterrupt; a custom one decides
+            old(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
 
 
 def _progress_cb(user_cb, state):
@@ -432,19 +429,20 @@ class _Recommender(_Object):
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         m = self._model()
+        s = self.scores(sequences)  # checks the sequences
         ex = None
-        if exclude_seen:
-            if isinstance(sequences, (list, tuple)) and not (isinstance(sequences, tuple) and len(sequences) == 2):
-                rows = [_int_array(s, f"sequence {i}") for i, s in enumerate(sequences)]
-                ex = np.zeros((len(rows), m.n_items + 1), np.uint8)
-                for b, r in enumerate(rows):
-                    if r.size and (r.min() < 0 or r.max() > m.n_items):
-                        raise ValueError(f"sequence {b}: item ids must be in 1..{m.n_items}")
-                    ex[b, r] = 1
+        if exclude_seen:  # every item of each given sequence, also those before its last max_len
+            if isinstance(sequences, tuple) and len(sequences) == 2:
+                seq, ln = (np.asarray(x) for x in sequences)
+                rows = [seq[b, :ln[b]] for b in range(seq.shape[0])]
+            elif isinstance(sequences, np.ndarray) and sequences.dtype != object:
+                a = sequences if sequences.ndim == 2 else sequences[None, :]
+                rows = [r[r != 0] for r in a]
             else:
-                seq, ln = _sequences(sequences, m.max_len, m.n_items)
-                ex = _seen_mask(seq, ln, m.n_items)
-        s = self.scores(sequences)
+                rows = [np.asarray(r, np.int64) for r in sequences]
+            ex = np.zeros((len(rows), m.n_items + 1), np.uint8)
+            for b, r in enumerate(rows):
+                ex[b, r] = 1
         out = np.zeros((s.shape[0], k), np.int32)
         lib.psffi_topk(s.ctypes.data, s.shape[0], m.n_items, int(k), None if ex is None else ex.ctypes.data,
                        out.ctypes.data)

@@ -117,6 +117,12 @@ def test_recommend_is_the_top_k_of_the_scores(stack):
     seen = m.recommend(seqs, k=10, exclude_seen=True)
     for b, sq in enumerate(seqs):
         assert not set(seen[b].tolist()) & set(sq.tolist())
+    # as a padded array wider than max_len: the same lists, the whole rows excluded
+    wide = np.zeros((len(seqs), max(map(len, seqs))), np.int32)
+    for b, sq in enumerate(seqs):
+        wide[b, :len(sq)] = sq
+    assert wide.shape[1] > m.max_len
+    assert np.array_equal(m.recommend(wide, k=10, exclude_seen=True), seen)
 
 
 def test_sasrec_save_load_roundtrip(stack, tmp_path):
@@ -271,6 +277,23 @@ def test_ctrl_c_interrupts_training_between_batches(stack):
     with pytest.raises(KeyboardInterrupt):
         ps.SAE.train(stack.model, stack.ds, k=8, scale=4, epochs=3, batch=256,
                      progress=lambda p: os.kill(os.getpid(), signal.SIGINT))
+
+
+def test_ctrl_c_with_a_custom_handler(stack):
+    """A program's own SIGINT handler still decides: training stops before the next batch and the
+    handler is called once, after it."""
+    import os
+    import signal
+    calls = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        seen = []
+        m = ps.SASRec.train(stack.ds, epochs=5, batch_targets=512, threads=2,
+                            progress=lambda p: seen.append(p) or os.kill(os.getpid(), signal.SIGINT))
+        assert calls == [signal.SIGINT] and len(seen) == 1 and m.train_info == {"stopped": True}
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # still the program's
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def test_long_calls_release_the_gil(stack):
