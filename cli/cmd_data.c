@@ -30,27 +30,6 @@ static const char DATA_HELP[] = "usage: popsteer data <stats|synth> [options]\n\
                                 "  stats   load a dataset and print its statistics\n"
                                 "  synth   generate a realistic sequential dataset\n";
 
-/* The library's statistics object (the one `popsteer run` writes to stats.json) plus how the file
- * was read. */
-static cJSON *stats_json(const ps_dataset *ds, const ps_dataset_stats *st)
-{
-    cJSON *o = ps_dataset_stats_json(st);
-    if (!o)
-        return NULL;
-    const ps_load_report *r = &ds->report;
-    cJSON *f = cJSON_AddObjectToObject(o, "load");
-    if (f) {
-        cJSON_AddStringToObject(f, "format", ps_format_name(r->format));
-        cJSON_AddNumberToObject(f, "rows_read", (double)r->rows_read);
-        cJSON_AddNumberToObject(f, "rows_below_rating", (double)r->rows_below_rating);
-        cJSON_AddNumberToObject(f, "rows_kcore", (double)r->rows_kcore);
-        cJSON_AddNumberToObject(f, "users_too_short", (double)r->users_too_short);
-        cJSON_AddNumberToObject(f, "rows_too_short", (double)r->rows_too_short);
-        cJSON_AddBoolToObject(f, "has_time", r->has_time);
-    }
-    return o;
-}
-
 static void stats_print(const char *path, const ps_dataset *ds, const ps_dataset_stats *st)
 {
     const ps_load_report *r = &ds->report;
@@ -102,7 +81,7 @@ static int data_stats(int argc, char **argv)
         return cli_error(&c, "%s", err.msg);
     }
     if (c.json)
-        rc = cli_print_json(&c, stats_json(&ds, &st));
+        rc = cli_print_json(&c, ps_dataset_report_json(&ds, &st));
     else
         stats_print(d.path, &ds, &st);
     ps_dataset_free(&ds);

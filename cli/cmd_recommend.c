@@ -9,6 +9,7 @@
 #include "popsteer/items.h"
 #include "popsteer/metrics.h"
 #include "popsteer/train.h"
+#include "steer_opts.h"
 
 static const char HELP[] =
     "usage: popsteer recommend --data PATH --model MODEL.safetensors --user RAW_ID [options]\n\n"
@@ -19,13 +20,14 @@ static const char HELP[] =
     "  --k N              how many items (default 10)\n"
     "  --items FILE       item titles (RecBole .item, MovieLens u.item/movies.dat, CSV)\n"
     "  --mask-seen        leave out items the user already interacted with\n"
-    "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
+    "\n" CLI_STEER_HELP "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_USER, OPT_K, OPT_ITEMS, OPT_MASK_SEEN };
 
 typedef struct rec_args {
     const char *model, *user, *items;
     int k, mask_seen;
+    cli_steer steer; /* --sae, --latents, --alpha, ...: the steered recommender, as in eval */
 } rec_args;
 
 static const char *label_name(int8_t l)
@@ -60,7 +62,7 @@ static int print_list(const cli_common *c, const ps_dataset *ds, const ps_item_t
     return 0;
 }
 
-static int recommend(const cli_common *c, const rec_args *a, const ps_dataset *ds, const ps_item_titles *titles)
+static int recommend(const cli_common *c, rec_args *a, const ps_dataset *ds, const ps_item_titles *titles)
 {
     int32_t u = ps_dataset_find_user(ds, a->user);
     if (!u)
@@ -76,32 +78,31 @@ static int recommend(const cli_common *c, const rec_args *a, const ps_dataset *d
     int32_t *seq = calloc((size_t)L, sizeof *seq), *list = calloc((size_t)a->k, sizeof *list);
     float *scores = calloc((size_t)V, sizeof *scores);
     uint8_t *exclude = a->mask_seen ? calloc((size_t)V, 1) : NULL;
-    ps_sasrec_scorer s = {0};
+    ps_scorer sc;
     int rc = (!seq || !list || !scores || (a->mask_seen && !exclude)) ? ps_fail(&err, "out of memory") : PS_OK;
-    if (rc == PS_OK)
-        rc = ps_sasrec_scorer_init(&s, m, 1, &err);
+    int status = 0;
+    if (rc == PS_OK && (status = cli_steer_scorer(c, &a->steer, m, 1, &sc)) != 0)
+        rc = PS_ERR;
     if (rc == PS_OK) {
         /* the whole history is the prefix of a "next" item: sample position = sequence length */
         ps_sample next = {u, (int32_t)ps_user_len(ds, u)};
         int32_t len;
         ps_batch_prefixes(ds, &next, 1, L, seq, &len);
-        ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
         rc = sc.score(sc.ctx, seq, &len, 1, scores, &err);
         for (int64_t j = ds->user_off[u]; exclude && j < ds->user_off[u + 1]; j++)
             exclude[ds->seq[j]] = 1;
     }
-    int status = 0;
     if (rc == PS_OK) {
         ps_topk(scores, ds->n_items, a->k, exclude, list);
         status = print_list(c, ds, titles, a, list, scores);
     }
-    ps_sasrec_scorer_free(&s);
+    cli_steer_free(&a->steer);
     ps_sasrec_free(m);
     free(seq);
     free(list);
     free(scores);
     free(exclude);
-    return rc == PS_OK ? status : cli_error(c, "%s", err.msg);
+    return status ? status : rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
 }
 
 int cmd_recommend(int argc, char **argv)
@@ -110,11 +111,12 @@ int cmd_recommend(int argc, char **argv)
         CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
         {"model", required_argument, 0, OPT_MODEL}, {"user", required_argument, 0, OPT_USER},
         {"k", required_argument, 0, OPT_K}, {"items", required_argument, 0, OPT_ITEMS},
-        {"mask-seen", no_argument, 0, OPT_MASK_SEEN}, {0, 0, 0, 0}};
+        {"mask-seen", no_argument, 0, OPT_MASK_SEEN}, CLI_STEER_OPTIONS, {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
     rec_args a = {0};
     a.k = 10;
+    cli_steer_init(&a.steer);
     cli_common_init(&c, "recommend");
     cli_data_init(&d);
     for (int opt; (opt = cli_getopt(&c, argc, argv, opts)) != -1;) {
@@ -133,7 +135,7 @@ int cmd_recommend(int argc, char **argv)
                 r = cli_parse_long(&c, "k", optarg, 1, 100000, &v) < 0 ? -1 : 1;
                 a.k = (int)v;
                 break;
-            default: r = 0;
+            default: r = cli_steer_option(&c, &a.steer, opt, optarg);
             }
         }
         const int status = cli_option_verdict(&c, r, argv);

@@ -183,6 +183,10 @@ typedef struct ps_sae_train_options {
     float beta2;     /* default 0.999 */
     float eps;       /* default 1e-8 */
     uint64_t seed;   /* shuffling (the initialisation is ps_sae_init's); default 42 */
+    /* asked with ps_sae_train's ctx before every batch (NULL by default): nonzero stops training
+     * with PS_ERR and the message "SAE training interrupted at epoch E, batch B"; the parameters
+     * are then the best epoch's (the current ones before the first epoch ends). */
+    int (*cancel)(void *ctx);
 } ps_sae_train_options;
 
 void ps_sae_train_options_init(ps_sae_train_options *o);

@@ -302,6 +302,9 @@ int ps_mkdir_p(const char *dir, ps_error *err);
  * head/mid/tail items, plus popularity concentration and sequence-length quantiles). NULL on
  * allocation failure. */
 cJSON *ps_dataset_stats_json(const ps_dataset_stats *st);
+/* That object plus a "load" object saying how the file was read (format, rows read, rows removed
+ * by the rating threshold and the k-core, users and rows too short, has_time): `data stats --json`. */
+cJSON *ps_dataset_report_json(const ps_dataset *ds, const ps_dataset_stats *st);
 
 /* Trains a fresh SAE (initialised from seed) on ps_training_vectors, stopping early on the
  * validation prefixes' FVU (SPEC §3). vectors_progress (may be NULL) is called with cb_ctx.

@@ -53,6 +53,10 @@ typedef struct ps_train_options {
     void (*on_batch)(void *ctx, int epoch, int64_t batch, int64_t n_batches, double loss, int64_t targets_done,
                      double seconds);
     void (*on_epoch)(void *ctx, const ps_epoch_report *r);
+    /* asked before every batch (may be NULL): nonzero stops training with PS_ERR and the message
+     * "training interrupted at epoch E, batch B"; m->params then hold the best weights so far (the
+     * initial ones before the first validation). How a front end turns Ctrl-C into a clean stop. */
+    int (*cancel)(void *ctx);
     void *cb_ctx;
 } ps_train_options;
 

@@ -21,6 +21,7 @@ void ps_sae_train_options_init(ps_sae_train_options *o)
     o->beta2 = 0.999f;
     o->eps = 1e-8f;
     o->seed = 42;
+    o->cancel = NULL;
 }
 
 /* Σ‖x − mean(X)‖² over the whole dataset, in double. */
@@ -183,6 +184,8 @@ static int train_epoch(ps_sae *sae, train_buffers *tb, const float *X, int64_t N
         const int B = (int)(N - lo < bs ? N - lo : bs);
         if (B < 2)
             continue; /* a lone last row has no batch variance */
+        if (o->cancel && o->cancel(ctx))
+            return ps_fail(err, "SAE training interrupted at epoch %d, batch %lld", epoch, (long long)bi + 1);
         for (int r = 0; r < B; r++)
             memcpy(tb->hbuf + (size_t)r * d, X + tb->perm[lo + r] * d, (size_t)d * sizeof(float));
         ps_sae_zero_grads(sae);

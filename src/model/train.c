@@ -198,6 +198,8 @@ static int train_epoch(trainer *t, int epoch, double *mean_loss, ps_error *err)
         while (last < t->n_win && targets < t->o->batch_targets)
             targets += window_targets(&t->win[last++]);
         double batch_loss = 0;
+        if (t->o->cancel && t->o->cancel(t->o->cb_ctx))
+            return ps_fail(err, "training interrupted at epoch %d, batch %lld", epoch, (long long)batch + 1);
         if (train_batch(t, first, last, targets, &batch_loss, err) != PS_OK)
             return PS_ERR;
         loss_sum += batch_loss;
@@ -261,9 +263,11 @@ static int run(trainer *t, ps_train_result *res, ps_error *err)
     int epoch = t->st.epochs_done;
     while (!should_stop(t, epoch)) {
         epoch++;
-        double t0 = ps_now_seconds(), loss;
-        if (train_epoch(t, epoch, &loss, err) != PS_OK)
+        double t0 = ps_now_seconds(), loss = 0;
+        if (train_epoch(t, epoch, &loss, err) != PS_OK) {
+            memcpy(t->m->params, t->best, t->m->n_params * sizeof *t->best); /* see ps_train_options.cancel */
             return PS_ERR;
+        }
         if (end_epoch(t, epoch, loss, t0, ps_now_seconds() - t0, err) != PS_OK)
             return PS_ERR;
     }

@@ -1060,3 +1060,25 @@ cJSON *ps_dataset_stats_json(const ps_dataset_stats *st)
     }
     return o;
 }
+
+/* ps_dataset_stats_json plus how the file was read (`data stats --json`, Dataset.stats()). */
+cJSON *ps_dataset_report_json(const ps_dataset *ds, const ps_dataset_stats *st)
+{
+    cJSON *o = ps_dataset_stats_json(st);
+    if (!o)
+        return NULL;
+    const ps_load_report *r = &ds->report;
+    cJSON *f = cJSON_AddObjectToObject(o, "load");
+    if (!f) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddStringToObject(f, "format", ps_format_name(r->format));
+    cJSON_AddNumberToObject(f, "rows_read", (double)r->rows_read);
+    cJSON_AddNumberToObject(f, "rows_below_rating", (double)r->rows_below_rating);
+    cJSON_AddNumberToObject(f, "rows_kcore", (double)r->rows_kcore);
+    cJSON_AddNumberToObject(f, "users_too_short", (double)r->users_too_short);
+    cJSON_AddNumberToObject(f, "rows_too_short", (double)r->rows_too_short);
+    cJSON_AddBoolToObject(f, "has_time", r->has_time);
+    return o;
+}
