@@ -72,8 +72,7 @@ static int recommend(const cli_common *c, const rec_args *a, const cli_steer *st
     ps_rec_ws *w = NULL;
     ps_rec_list list;
     /* the whole history is the prefix of a "next" item */
-    ps_rec_query q = {ds->seq + ds->user_off[u], ps_user_len(ds, u), a->k, st->alpha, (int)st->neurons,
-                      a->mask_seen};
+    ps_rec_query q = {NULL, 0, a->k, st->alpha, (int)st->neurons, a->mask_seen, u};
     int status = 0;
     if (ps_recommender_open(&r, ds, a->model, st->sae_path, st->latents_path, &err) != PS_OK ||
         ps_rec_ws_create(&w, r, &err) != PS_OK || ps_recommend(r, w, &q, &list, &err) != PS_OK)

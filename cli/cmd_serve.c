@@ -31,7 +31,7 @@ static const char HELP[] =
     "  --host ADDR        IPv4 address to listen on (default 127.0.0.1, loopback only)\n"
     "  --port N           TCP port (default 8080; 0 = any free port, see --port-file)\n"
     "  --port-file FILE   write the port listened on to FILE once ready\n"
-    "  --threads N        worker threads (default: the number of cores)\n"
+    "  --threads N        requests computed at a time (default: the number of cores)\n"
     "  --max-connections N  concurrent connections (default 512)\n"
     "  --max-body BYTES   largest request body (default 65536)\n"
     "  --max-history N    largest POSTed history (default 50)\n"
@@ -112,13 +112,13 @@ static int run(const cli_common *c, const serve_args *a, serve_ctx *s, int n_wor
     ps_error err;
     serve_daemon *d = NULL;
     int port = 0;
-    if (serve_http_start(&d, s, a->host, (int)a->port, n_workers, &port, &err) != PS_OK)
+    if (serve_http_start(&d, s, a->host, (int)a->port, &port, &err) != PS_OK)
         return cli_error(c, "%s", err.msg);
     if (a->port_file && write_port_file(a->port_file, port) != 0) {
         serve_http_stop(d);
         return cli_error(c, "--port-file: cannot write %s", a->port_file);
     }
-    cli_note(c, "listening on http://%s:%d/ with %d worker threads (SIGTERM or Ctrl-C stops)", a->host, port,
+    cli_note(c, "listening on http://%s:%d/, %d requests computed at a time (SIGTERM or Ctrl-C stops)", a->host, port,
              n_workers);
     int sig = 0;
     sigwait(&set, &sig);
@@ -184,6 +184,7 @@ int cmd_serve(int argc, char **argv)
     if (a.items && ps_item_titles_load(&titles, &ds, a.items, &err) != PS_OK)
         rc = cli_error(&c, "%s", err.msg);
     if (!rc && (ps_recommender_open(&rec, &ds, a.model, a.sae, a.latents, &err) != PS_OK ||
+                ps_recommender_cache_users(rec, &err) != PS_OK ||
                 serve_ctx_init(&s, rec, a.items ? &titles : NULL, &a.lim, n_workers, &err) != PS_OK))
         rc = cli_error(&c, "%s", err.msg);
     if (!rc)

@@ -110,9 +110,11 @@ extern const char serve_page_html[];
 
 /* ---- the HTTP daemon ---- */
 typedef struct serve_daemon serve_daemon;
-/* Listens on host:port (port 0: a free one, *bound_port tells which) with n_workers threads. */
-int serve_http_start(serve_daemon **out, serve_ctx *s, const char *host, int port, int n_workers, int *bound_port,
-                     ps_error *err);
+/* Listens on host:port (port 0: a free one, *bound_port tells which): a thread per connection
+ * (at most limits.max_connections), requests computed on the context's workspaces (one per core:
+ * the threads beyond that wait for one, so the cores are shared fairly whichever connection
+ * the requests come on). */
+int serve_http_start(serve_daemon **out, serve_ctx *s, const char *host, int port, int *bound_port, ps_error *err);
 void serve_http_stop(serve_daemon *d);
 
 #endif

@@ -168,6 +168,7 @@ static void recommend_get(serve_ctx *s, const serve_request *rq, serve_reply *ou
     ps_rec_query q = {0};
     if (serve_arg_user(s, rq, &u, out) < 0 || common_query(s, rq, &q, out) < 0)
         return;
+    q.user = u; /* the whole history, with the vector cached at startup */
     q.history = s->ds->seq + s->ds->user_off[u];
     q.n_history = ps_user_len(s->ds, u);
     cJSON *o = run_query(s, &q, out);

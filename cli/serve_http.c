@@ -143,8 +143,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-int serve_http_start(serve_daemon **out, serve_ctx *s, const char *host, int port, int n_workers, int *bound_port,
-                     ps_error *err)
+int serve_http_start(serve_daemon **out, serve_ctx *s, const char *host, int port, int *bound_port, ps_error *err)
 {
     *out = NULL;
     struct sockaddr_in addr;
@@ -156,10 +155,9 @@ int serve_http_start(serve_daemon **out, serve_ctx *s, const char *host, int por
     serve_daemon *d = calloc(1, sizeof *d);
     if (!d)
         return ps_fail(err, "out of memory");
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     d->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)n_workers,
                               MHD_OPTION_CONNECTION_LIMIT, s->limits.max_connections,
                               MHD_OPTION_CONNECTION_TIMEOUT, s->limits.timeout_s,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,

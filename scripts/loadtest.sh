@@ -63,16 +63,24 @@ done
 echo "loadtest: $(wc -l < "$TMP/users") users, $SECONDS_ s per run, $CONNS connections, $WRK_THREADS wrk thread(s)," \
      "$SERVER_THREADS server threads; CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
      "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# jiffies: busy and total over all CPUs, and the server's own (utime + stime)
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+server_cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 status=0
 for alpha in 0 2; do
+    set -- $(busy) $(server_cpu)
+    b0=$1 t0=$2 s0=$3
     LOADTEST_USERS="$TMP/users" LOADTEST_K=10 LOADTEST_ALPHA=$alpha \
         wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECONDS_}s" --timeout 5s --latency -s "$LUA" "$URL" > "$TMP/wrk" 2>&1 || status=1
+    set -- $(busy) $(server_cpu)
+    cpu=$(awk -v b="$(($1 - b0))" -v t="$(($2 - t0))" -v s="$(($3 - s0))" -v n="$(nproc)" \
+        'BEGIN { if (t > 0) printf "CPU busy %.0f%% of %d cores, the server %.0f%%, wrk and everything else %.0f%%", 100 * b / t, n, 100 * s / t, 100 * (b - s) / t }')
     rps=$(sed -n 's/^Requests\/sec: *//p' "$TMP/wrk")
     p50=$(awk '$1 == "50%" {print $2}' "$TMP/wrk")
     p99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk")
     bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$TMP/wrk")
     sock=$(sed -n 's/^ *Socket errors: *//p' "$TMP/wrk")
-    echo "alpha=$alpha k=10: ${rps:-?} requests/s, p50 ${p50:-?}, p99 ${p99:-?}${bad:+, non-2xx $bad}${sock:+, socket errors: $sock}"
+    echo "alpha=$alpha k=10: ${rps:-?} requests/s, p50 ${p50:-?}, p99 ${p99:-?}${bad:+, non-2xx $bad}${sock:+, socket errors: $sock} ($cpu)"
     if [ -z "$rps" ] || [ -n "$bad" ] || [ -n "$sock" ]; then
         cat "$TMP/wrk" >&2
         status=1

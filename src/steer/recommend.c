@@ -23,6 +23,7 @@ struct ps_recommender {
     float *et;         /* [d, n_items + 1] the item embedding, transposed once */
     int32_t *order;    /* [m] latents by |d| descending (ps_steer_order) */
     double min_abs_d;  /* ps_steer_min_nonzero_abs over all latents */
+    float *user_h;     /* [n_users + 1, d] cached user vectors, or NULL */
     ps_intern users, items;
     int32_t *user_of, *item_of; /* intern id -> dataset id */
 };
@@ -149,6 +150,7 @@ void ps_recommender_free(ps_recommender *r)
     if (!r)
         return;
     free(r->et);
+    free(r->user_h);
     free(r->order);
     ps_intern_free(&r->users);
     ps_intern_free(&r->items);
@@ -188,6 +190,39 @@ int ps_recommender_plan(const ps_recommender *r, double alpha, int neurons, ps_s
         return ps_fail(err, "steering needs the probe's latents table");
     const ps_latent_table *t = r->latents;
     return ps_steer_plan_make(t->d, t->std_pop, t->std_unpop, t->m, neurons ? neurons : t->m, alpha, plan, err);
+}
+
+/* The last max_len items of a history, left-aligned in seq [max_len] (ps_batch_prefixes' layout). */
+static int32_t fill_prefix(const ps_recommender *r, const int32_t *history, int64_t n, int32_t *seq)
+{
+    const int L = r->m->cfg.max_len;
+    int32_t len = n < L ? (int32_t)n : L;
+    memset(seq, 0, (size_t)L * sizeof *seq);
+    memcpy(seq, history + (n - len), (size_t)len * sizeof *seq);
+    return len;
+}
+
+int ps_recommender_cache_users(ps_recommender *r, ps_error *err)
+{
+    const ps_dataset *ds = r->ds;
+    const size_t d = (size_t)r->m->cfg.d;
+    float *h = ps_calloc((size_t)ds->n_users + 1, d * sizeof *h, "user vectors", err);
+    int32_t *seq = ps_calloc((size_t)r->m->cfg.max_len, sizeof *seq, "sequence", err);
+    ps_sasrec_ws *ws = NULL;
+    int rc = h && seq ? ps_sasrec_ws_create(&ws, r->m, 1, 0, err) : PS_ERR;
+    for (int32_t u = 1; rc == PS_OK && u <= ds->n_users; u++) {
+        int32_t len = fill_prefix(r, ds->seq + ds->user_off[u], ps_user_len(ds, u), seq);
+        rc = ps_sasrec_user_vectors(r->m, ws, seq, &len, 1, h + (size_t)u * d, err);
+    }
+    ps_sasrec_ws_free(ws);
+    free(seq);
+    if (rc != PS_OK) {
+        free(h);
+        return PS_ERR;
+    }
+    free(r->user_h);
+    r->user_h = h;
+    return PS_OK;
 }
 
 /* ---------- per-thread workspaces ---------- */
@@ -259,9 +294,13 @@ const char *ps_rec_scoring_name(ps_rec_scoring s)
 int ps_rec_query_check(const ps_recommender *r, const ps_rec_query *q, ps_error *err)
 {
     const int32_t n_items = r->ds->n_items;
-    if (!q->history || q->n_history < 1)
+    if (q->user < 0 || q->user > r->ds->n_users)
+        return ps_fail(err, "user id %d is outside 1..%d", (int)q->user, (int)r->ds->n_users);
+    if (q->user)
+        ; /* the dataset's own history: valid by construction */
+    else if (!q->history || q->n_history < 1)
         return ps_fail(err, "the history is empty: at least one known item is needed");
-    for (int64_t i = 0; i < q->n_history; i++)
+    for (int64_t i = 0; !q->user && i < q->n_history; i++)
         if (q->history[i] < 1 || q->history[i] > n_items)
             return ps_fail(err, "history item %lld has id %d, outside 1..%d", (long long)i, (int)q->history[i],
                            (int)n_items);
@@ -285,7 +324,10 @@ int ps_rec_query_check(const ps_recommender *r, const ps_rec_query *q, ps_error 
 static int user_vector(const ps_recommender *r, ps_rec_ws *w, const ps_rec_query *q, int32_t len,
                        const float **vec, ps_rec_list *out, ps_error *err)
 {
-    if (ps_sasrec_user_vectors(r->m, w->ws, w->seq, &len, 1, w->h, err) != PS_OK)
+    const size_t d = (size_t)r->m->cfg.d;
+    if (q->user && r->user_h)
+        memcpy(w->h, r->user_h + (size_t)q->user * d, d * sizeof *w->h);
+    else if (ps_sasrec_user_vectors(r->m, w->ws, w->seq, &len, 1, w->h, err) != PS_OK)
         return PS_ERR;
     *vec = w->h;
     out->scoring = PS_REC_SASREC;
@@ -314,12 +356,14 @@ int ps_recommend(const ps_recommender *r, ps_rec_ws *w, const ps_rec_query *q, p
     memset(out, 0, sizeof *out);
     if (ps_rec_query_check(r, q, err) != PS_OK)
         return PS_ERR;
-    const int L = r->m->cfg.max_len;
     const int32_t n_items = r->ds->n_items;
-    /* the last L items, left-aligned (ps_batch_prefixes' layout) */
-    int32_t len = q->n_history < L ? (int32_t)q->n_history : L;
-    memset(w->seq, 0, (size_t)L * sizeof *w->seq);
-    memcpy(w->seq, q->history + (q->n_history - len), (size_t)len * sizeof *w->seq);
+    ps_rec_query uq = *q;
+    if (q->user) {
+        uq.history = r->ds->seq + r->ds->user_off[q->user];
+        uq.n_history = ps_user_len(r->ds, q->user);
+        q = &uq;
+    }
+    int32_t len = fill_prefix(r, q->history, q->n_history, w->seq);
     const float *vec;
     if (user_vector(r, w, q, len, &vec, out, err) != PS_OK)
         return PS_ERR;

@@ -50,7 +50,7 @@ static ps_rec_query test_prefix(int32_t u, int k)
 {
     ps_sample s = g_ds.test[u - 1];
     int64_t start = s.pos > g_ds.max_seq_len ? s.pos - g_ds.max_seq_len : 0;
-    ps_rec_query q = {g_ds.seq + g_ds.user_off[u] + start, s.pos - start, k, 0, 0, 0};
+    ps_rec_query q = {g_ds.seq + g_ds.user_off[u] + start, s.pos - start, k, 0, 0, 0, 0};
     return q;
 }
 
@@ -176,7 +176,7 @@ static void test_exclude_and_short_lists(void **state)
     const int32_t u = 5;
     const int64_t n = ps_user_len(&g_ds, u);
     const int32_t *hist = g_ds.seq + g_ds.user_off[u];
-    ps_rec_query q = {hist, n, PS_REC_MAX_K, 0, 0, 1};
+    ps_rec_query q = {hist, n, PS_REC_MAX_K, 0, 0, 1, 0};
     ps_rec_list l;
     assert_int_equal(ps_recommend(r, w, &q, &l, &err), PS_OK);
     uint8_t *seen = calloc((size_t)g_ds.n_items + 1, 1);
@@ -204,7 +204,7 @@ static void test_query_checks(void **state)
     assert_int_equal(ps_recommender_create(&plain, &g_ds, g_m, NULL, NULL, &err), PS_OK);
     assert_int_equal(ps_recommender_create(&r, &g_ds, g_m, g_sae, &g_probe.table, &err), PS_OK);
     const int32_t hist[3] = {1, 2, 3};
-    const ps_rec_query ok = {hist, 3, 10, 1, 0, 0};
+    const ps_rec_query ok = {hist, 3, 10, 1, 0, 0, 0};
     assert_int_equal(ps_rec_query_check(r, &ok, &err), PS_OK);
     ps_rec_query q = ok;
     q.k = 0;
@@ -233,6 +233,12 @@ static void test_query_checks(void **state)
     q.history = bad;
     q.n_history = 2;
     assert_int_equal(ps_rec_query_check(r, &q, &err), PS_ERR);
+    q = ok;
+    q.user = g_ds.n_users + 1;
+    assert_int_equal(ps_rec_query_check(r, &q, &err), PS_ERR);
+    q.user = g_ds.n_users; /* a user's own history: history and n_history are not looked at */
+    q.n_history = 0;
+    assert_int_equal(ps_rec_query_check(r, &q, &err), PS_OK);
     q = ok; /* alpha > 0 without steering */
     assert_int_equal(ps_rec_query_check(plain, &q, &err), PS_ERR);
     assert_non_null(strstr(err.msg, "latents"));
@@ -255,6 +261,47 @@ static void test_token_lookup(void **state)
     assert_int_equal(ps_recommender_find_user(r, "no such user"), 0);
     assert_int_equal(ps_recommender_find_item(r, "[PAD]"), 0);
     assert_int_equal(ps_recommender_find_item(r, ""), 0);
+    ps_recommender_free(r);
+}
+
+/* A query by user equals the query of that user's whole history, with and without the cached
+ * vectors, to the bit. */
+static void test_user_queries_and_cache(void **state)
+{
+    (void)state;
+    ps_error err = {{0}};
+    ps_recommender *r = NULL;
+    ps_rec_ws *w = NULL;
+    assert_int_equal(ps_recommender_create(&r, &g_ds, g_m, g_sae, &g_probe.table, &err), PS_OK);
+    assert_int_equal(ps_rec_ws_create(&w, r, &err), PS_OK);
+    const int k = 8;
+    int32_t *items = calloc((size_t)g_ds.n_users * 3 * k, sizeof *items);
+    float *scores = calloc((size_t)g_ds.n_users * 3 * k, sizeof *scores);
+    assert_true(items && scores);
+    for (int pass = 0; pass < 3; pass++) { /* history, user, user with the cache */
+        if (pass == 2)
+            assert_int_equal(ps_recommender_cache_users(r, &err), PS_OK);
+        for (int32_t u = 1; u <= g_ds.n_users; u++) {
+            ps_rec_query q = {g_ds.seq + g_ds.user_off[u], ps_user_len(&g_ds, u), k, 1.5, 20, u % 2, pass ? u : 0};
+            ps_rec_list l;
+            if (ps_recommend(r, w, &q, &l, &err) != PS_OK)
+                fail_msg("user %d: %s", (int)u, err.msg);
+            assert_int_equal(l.n, k);
+            assert_int_equal(l.prefix_len, ps_user_len(&g_ds, u) < g_m->cfg.max_len ? ps_user_len(&g_ds, u)
+                                                                                     : g_m->cfg.max_len);
+            size_t at = ((size_t)pass * g_ds.n_users + (size_t)(u - 1)) * k;
+            memcpy(items + at, l.items, k * sizeof *items);
+            memcpy(scores + at, l.scores, k * sizeof *scores);
+        }
+    }
+    size_t n = (size_t)g_ds.n_users * k;
+    assert_memory_equal(items, items + n, n * sizeof *items);
+    assert_memory_equal(items, items + 2 * n, n * sizeof *items);
+    assert_memory_equal(scores, scores + n, n * sizeof *scores);
+    assert_memory_equal(scores, scores + 2 * n, n * sizeof *scores);
+    free(items);
+    free(scores);
+    ps_rec_ws_free(w);
     ps_recommender_free(r);
 }
 
@@ -328,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_steered_equals_eval),     cmocka_unit_test(test_steering_changes_scores),
         cmocka_unit_test(test_exclude_and_short_lists), cmocka_unit_test(test_query_checks),
         cmocka_unit_test(test_token_lookup),            cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_user_queries_and_cache),
         cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
