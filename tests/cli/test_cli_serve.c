@@ -666,6 +666,37 @@ static void test_page_in_chromium(void **state)
     free(log);
 }
 
+/* ---------- usage errors of serve and recommend's steering options ---------- */
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    char args[4096];
+    typedef struct { const char *fmt; int status; const char *says; } usage;
+    const usage cases[] = {
+        {"serve --quiet --data '%s'", 2, "--model"},
+        {"serve --quiet --data '%s' --model '%s' --latents '%s'", 2, "--sae"},
+        {"serve --quiet --data '%s' --model '%s' --host localhost --port 0", 1, "IPv4"},
+        {"recommend --quiet --data '%s' --model '%s' --user 1 --alpha 1", 2, "--sae"},
+        {"recommend --quiet --data '%s' --model '%s' --user 1 --sae '%s' --alpha 1", 2, "--latents"},
+        {"recommend --quiet --data '%s' --model '%s' --user 1 --sae '%s' --latents '%s' --rule peruser", 2, "paper"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, cases[i].fmt, g_data, g_model, i == 1 ? g_latents : g_sae, g_latents);
+        char *err;
+        int rc = tu_run_cli(args, NULL, &err);
+        if (rc != cases[i].status || !strstr(err, cases[i].says))
+            fail_msg("popsteer %s: status %d (expected %d): %s", args, rc, cases[i].status, err);
+        free(err);
+    }
+    /* the port the test's server holds: a clear error, not a hang */
+    snprintf(args, sizeof args, "serve --quiet --data '%s' --model '%s' --port %d", g_data, g_model, g_port);
+    char *err;
+    assert_int_equal(tu_run_cli(args, NULL, &err), 1);
+    assert_non_null(strstr(err, "could not listen"));
+    free(err);
+}
+
 /* ---------- shutdown ---------- */
 
 static void test_signals_stop_cleanly(void **state)
@@ -688,7 +719,8 @@ int main(void)
         cmocka_unit_test(test_recommend_equals_cli), cmocka_unit_test(test_post_history),
         cmocka_unit_test(test_errors_are_json_4xx),  cmocka_unit_test(test_explain_equals_cli),
         cmocka_unit_test(test_latent),               cmocka_unit_test(test_concurrent_clients),
-        cmocka_unit_test(test_page_in_chromium),     cmocka_unit_test(test_signals_stop_cleanly),
+        cmocka_unit_test(test_page_in_chromium),     cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_signals_stop_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
