@@ -30,7 +30,7 @@
 static char *g_dir, *g_data, *g_model, *g_sae, *g_latents;
 static char *g_user[N_USERS];   /* raw ids of a few users */
 static char *g_item;            /* a raw item id */
-static int g_n_latents;
+static int g_n_latents; /* tu_steer_files' SAE */
 static pid_t g_pid;
 static int g_port;
 
@@ -49,41 +49,9 @@ static void make_fixture(void)
     g_model = tu_path(g_dir, "m.safetensors");
     g_sae = tu_path(g_dir, "sae.safetensors");
     g_latents = tu_path(g_dir, "latents.csv");
-    assert_int_equal(tu_synth_small(g_data), 0);
-    ps_error err = {{0}};
     ps_dataset ds;
-    ps_load_options lo;
-    ps_load_options_init(&lo);
-    if (ps_dataset_load(&ds, g_data, &lo, &err) != PS_OK)
-        fail_msg("load: %s", err.msg);
-    ps_sasrec_config mc;
-    ps_sasrec_config_default(&mc, ds.n_items);
-    mc.d = 16;
-    mc.d_ff = 32;
-    mc.n_layers = 1;
-    mc.max_len = ds.max_seq_len;
-    ps_sasrec *m = NULL;
-    if (ps_sasrec_create(&m, &mc, &err) != PS_OK)
-        fail_msg("model: %s", err.msg);
-    ps_sasrec_init_weights(m, 13);
-    ps_sae_config sc;
-    ps_sae_config_init(&sc, 16, 4);
-    sc.k = 8;
-    sc.k_aux = 16;
-    ps_sae *sae = ps_sae_create(&sc, &err);
-    if (!sae)
-        fail_msg("sae: %s", err.msg);
-    ps_sae_init(sae, 17);
-    g_n_latents = sc.n_latents;
-    ps_probe_options po;
-    ps_probe_options_init(&po);
-    ps_probe_result pr;
-    if (ps_sasrec_save(m, NULL, g_model, &err) != PS_OK || ps_sae_save(sae, g_sae, &err) != PS_OK ||
-        ps_probe_run(m, sae, &ds, &po, &pr, &err) != PS_OK)
-        fail_msg("fixture: %s", err.msg);
-    ps_latent_items li = {pr.top_items, pr.n_top, &ds.item_tokens, NULL};
-    if (ps_latents_csv_write(g_latents, &pr.table, &li, &err) != PS_OK)
-        fail_msg("latents: %s", err.msg);
+    tu_steer_files(g_data, g_model, g_sae, g_latents, 13, 17, &ds);
+    g_n_latents = 64;
     /* users spread over the file whose histories leave unseen items (lists with exclude_seen) */
     int n = 0;
     for (int32_t u = 1; u <= ds.n_users && n < N_USERS; u += 1 + ds.n_users / (2 * N_USERS))
@@ -91,9 +59,6 @@ static void make_fixture(void)
             assert_non_null(g_user[n++] = strdup(ps_strings_get(&ds.user_tokens, u)));
     assert_int_equal(n, N_USERS);
     assert_non_null(g_item = strdup(ps_strings_get(&ds.item_tokens, 9)));
-    ps_probe_result_free(&pr);
-    ps_sae_free(sae);
-    ps_sasrec_free(m);
     ps_dataset_free(&ds);
 }
 
