@@ -591,7 +591,8 @@ static void test_page_in_chromium(void **state)
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "timeout 240 '%s' --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run "
-             "--disable-extensions --disable-breakpad --disable-crash-reporter --user-data-dir='%s' --virtual-time-budget=30000 --dump-dom "
+             "--disable-extensions --disable-breakpad --disable-crash-reporter --user-data-dir='%s' "
+             "--virtual-time-budget=30000 --dump-dom "
              "'http://127.0.0.1:%d/?user=%s&alpha=2.5&neurons=32&k=8&exclude_seen=1' > '%s' 2> '%s'",
              chromium, profile, g_port, g_user[1], dom_path, log);
     int rc = system(cmd);
