@@ -154,7 +154,8 @@ static int common_query(serve_ctx *s, const serve_request *rq, ps_rec_query *q, 
 {
     long k, ex;
     if (serve_arg_long(rq, "k", 1, s->limits.max_k, 10, &k, out) < 0 ||
-        serve_arg_double(rq, "alpha", 0, 1e6, 0, &q->alpha, out) < 0 || serve_arg_neurons(s, rq, &q->neurons, out) < 0 ||
+        serve_arg_double(rq, "alpha", 0, 1e6, 0, &q->alpha, out) < 0 ||
+        serve_arg_neurons(s, rq, &q->neurons, out) < 0 ||
         serve_arg_long(rq, "exclude_seen", 0, 1, 0, &ex, out) < 0)
         return -1;
     q->k = (int)k;
