@@ -53,6 +53,11 @@ static cJSON *json_side(const explain_view *v, const ps_explain_side *s, const i
         cJSON_AddNumberToObject(l, "contribution", c->contrib);
         cJSON_AddNumberToObject(l, "z", c->z);
         cJSON_AddNumberToObject(l, "cohens_d", c->d);
+        /* the same latent's entry in "latents" (same index into codes) has its top items */
+        const cJSON *same = cJSON_GetArrayItem(lat, s->by_contrib[i]);
+        cJSON *ti = same ? cJSON_Duplicate(cJSON_GetObjectItem(same, "top_items"), 1) : NULL;
+        if (ti)
+            cJSON_AddItemToObject(l, "top_items", ti);
         cJSON_AddItemToArray(con, l);
     }
     cJSON *top = cJSON_AddArrayToObject(o, "top");

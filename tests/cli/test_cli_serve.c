@@ -429,7 +429,18 @@ static void test_explain_equals_cli(void **state)
             char *a = cJSON_PrintUnformatted(s);
             fail_msg("GET %s differs from popsteer explain --json:\n%s\n%s", target, a, out);
         }
-        assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "after"), "contributions")) > 0);
+        /* the score split: largest |contribution| first, each with its d and top items */
+        const cJSON *con = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "after"), "contributions"), *l;
+        assert_true(cJSON_GetArraySize(con) > 0);
+        double prev = INFINITY;
+        cJSON_ArrayForEach(l, con)
+        {
+            double c_abs = fabs(cJSON_GetObjectItem(l, "contribution")->valuedouble);
+            assert_true(c_abs <= prev);
+            prev = c_abs;
+            assert_true(cJSON_IsNumber(cJSON_GetObjectItem(l, "cohens_d")));
+            assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(l, "top_items")), 5);
+        }
         cJSON_Delete(c);
         cJSON_Delete(s);
         free(out);
