@@ -21,7 +21,7 @@ static const char HELP[] =
     "  POST /v1/recommend   {\"history\": [item ids], \"k\": 10, \"alpha\": 2}\n"
     "  GET  /v1/explain?user=ID[&item=ID]&alpha=1.5     GET /v1/latents/J     GET /v1/users\n"
     "  GET  /healthz        GET /metrics (Prometheus)\n"
-    "Everything is loaded once and shared read-only by the worker threads. Stops cleanly on\n"
+    "Everything is loaded once and shared read-only by the connections' threads. Stops cleanly on\n"
     "SIGTERM or SIGINT.\n\n"
     "Options:\n"
     "  --model FILE       the SASRec model\n"

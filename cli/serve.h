@@ -1,8 +1,10 @@
 /* popsteer serve: an HTTP front end over the library's recommender (recommend.h) and explanation
- * (explain.h). Everything is loaded once and read-only; each request borrows one of the
- * workspaces of a small pool (one per worker thread, so nobody waits on a fair share).
+ * (explain.h). Everything is loaded once and read-only; a thread per connection, and each request
+ * computed on one of a small pool of workspaces (one per core: threads beyond that wait for one).
  *
- *   serve_http.c     libmicrohttpd: routing, body and size limits, timing, responses
+ *   serve_http.c     libmicrohttpd: body and size limits, timing, responses
+ *   serve_ctx.c      the context, the workspace pool, JSON error bodies
+ *   serve_explain.c  GET /v1/explain and /v1/latents/{j}
  *   serve_api.c      the endpoints: parameters checked, library called, JSON built
  *   serve_metrics.c  counters and the latency histogram, Prometheus text
  *   serve_page.c     the page at / (HTML and a little JavaScript, no framework)

@@ -1,4 +1,5 @@
-/* The libmicrohttpd side of `popsteer serve`: a thread pool polling the listening socket, a body
+/* The libmicrohttpd side of `popsteer serve`: a thread per connection (the thread-pool mode put
+ * many connections on one thread and left cores idle), a body
  * collected up to the limit (413 beyond it, announced or not), every request timed from its
  * headers to its completion, and the endpoints' replies turned into responses. */
 #include "serve.h"
@@ -119,7 +120,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(msg, sizeof msg, "the request body is over the limit of %zu bytes", s->limits.max_body);
         return send_error(conn, st, 413, msg);
     }
-    /* the library's OpenMP loops stay on this thread: the pool already has one worker per core */
+    /* the library's OpenMP loops stay on this thread: the workspace pool has one per core */
     omp_set_num_threads(1);
     serve_request rq = {method, url, query_arg, conn, st->body ? st->body : "", st->len};
     serve_reply r;
