@@ -1,7 +1,7 @@
 /* The libmicrohttpd side of `popsteer serve`: a thread per connection (the thread-pool mode put
- * many connections on one thread and left cores idle), a body
- * collected up to the limit (413 beyond it, announced or not), every request timed from its
- * headers to its completion, and the endpoints' replies turned into responses. */
+ * many connections on one thread and left cores idle), a body collected up to the limit (413
+ * beyond it, announced or not), every request timed from its headers to its completion, and the
+ * endpoints' replies turned into responses. */
 #include "serve.h"
 
 #include <arpa/inet.h>
