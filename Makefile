@@ -8,7 +8,7 @@ FUZZ_TARGETS ?=
 JOBS       ?= 2
 DEMO_DIR   ?= demo-out
 
-.PHONY: all deps build test demo bench reproduce check-asan fuzz clean
+.PHONY: all deps build test demo bench reproduce check-asan fuzz clean loadtest
 
 all: build
 
@@ -30,6 +30,11 @@ demo: build
 bench: build
 	cmake --build $(BUILD) -j$(JOBS) --target bench_all
 	sh scripts/bench.sh $(BUILD)
+
+# wrk against `popsteer serve` on 127.0.0.1, 10 s at alpha 0 and at alpha 2 (docs/serving.md);
+# needs the Last.fm SAE and latents of `make reproduce` (or LOADTEST_SAE / LOADTEST_LATENTS).
+loadtest: build
+	sh scripts/loadtest.sh $(BUILD)/popsteer
 
 # The study on the four datasets of ../shared/data (about 1.5 h on 2 cores from nothing; reruns
 # reuse every trained model): reproduce-out/NAME/report/ and docs/results.md.

@@ -112,6 +112,7 @@ int cmd_probe(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* ---- the sweep options shared by `sweep` and `run` (defined in cmd_sweep.c) ---- */
 #include "popsteer/sweep.h"

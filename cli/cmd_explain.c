@@ -12,7 +12,10 @@
 #include "popsteer/explain.h"
 #include "popsteer/items.h"
 #include "popsteer/metrics.h"
+#include "explain_json.h"
 #include "steer_opts.h"
+
+typedef explain_view view;
 
 static const char HELP[] =
     "usage: popsteer explain --data PATH --model MODEL.safetensors --sae SAE.safetensors\n"
@@ -32,31 +35,15 @@ static const char HELP[] =
 
 enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_USER, OPT_ITEM, OPT_K, OPT_ITEMS };
 
-/* top items shown per latent: enough to recognise what a latent stands for */
-#define N_TOP_ITEMS 5
-
 typedef struct explain_args {
     const char *model, *user, *item, *items;
     int k;
 } explain_args;
 
-/* what every printer needs */
-typedef struct view {
-    const cli_common *c;
-    const explain_args *a;
-    const ps_dataset *ds;
-    const ps_item_titles *titles;
-    const ps_sasrec *m;
-    const ps_sae *sae;
-    const ps_explain *e;
-    const char *steering;
-    int64_t history;
-    int prefix_len;
-} view;
 
 static const char *label_name(int8_t l)
 {
-    return l > 0 ? "head" : l < 0 ? "tail" : "mid";
+    return explain_label_name(l);
 }
 
 static const char *token(const view *v, int32_t item)
@@ -64,82 +51,12 @@ static const char *token(const view *v, int32_t item)
     return ps_strings_get(&v->ds->item_tokens, item);
 }
 
-/* ---- JSON ---- */
-
-static cJSON *json_item(const view *v, int32_t item)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "item", token(v, item));
-    const char *t = ps_item_title(v->titles, item);
-    if (t)
-        cJSON_AddStringToObject(o, "title", t);
-    cJSON_AddStringToObject(o, "popularity", label_name(v->ds->label[item]));
-    return o;
-}
-
-static cJSON *json_side(const view *v, const ps_explain_side *s, const int32_t *list, ps_error *err, int *rc)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "score", s->score);
-    cJSON_AddNumberToObject(o, "sum", s->sum);
-    cJSON_AddNumberToObject(o, "bias_term", s->bias_term);
-    cJSON_AddNumberToObject(o, "error_term", s->error_term);
-    cJSON *lat = cJSON_AddArrayToObject(o, "latents");
-    for (int i = 0; i < s->n_codes && *rc == PS_OK; i++) {
-        const ps_explain_code *c = &s->codes[i];
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddNumberToObject(l, "latent", c->latent);
-        cJSON_AddNumberToObject(l, "z", c->z);
-        cJSON_AddNumberToObject(l, "cohens_d", c->d);
-        cJSON_AddNumberToObject(l, "fire_rate", c->fire_rate);
-        cJSON_AddNumberToObject(l, "contribution", c->contrib);
-        int32_t top[N_TOP_ITEMS];
-        *rc = ps_explain_latent_top_items(v->m, v->sae, c->latent, N_TOP_ITEMS, top, err);
-        cJSON *ti = cJSON_AddArrayToObject(l, "top_items");
-        for (int t = 0; t < N_TOP_ITEMS && *rc == PS_OK && top[t]; t++)
-            cJSON_AddItemToArray(ti, json_item(v, top[t]));
-        cJSON_AddItemToArray(lat, l);
-    }
-    cJSON *con = cJSON_AddArrayToObject(o, "contributions");
-    for (int i = 0; i < s->n_codes; i++) {
-        const ps_explain_code *c = &s->codes[s->by_contrib[i]];
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddNumberToObject(l, "latent", c->latent);
-        cJSON_AddNumberToObject(l, "contribution", c->contrib);
-        cJSON_AddNumberToObject(l, "z", c->z);
-        cJSON_AddNumberToObject(l, "cohens_d", c->d);
-        cJSON_AddItemToArray(con, l);
-    }
-    cJSON *top = cJSON_AddArrayToObject(o, "top");
-    for (int j = 0; j < v->a->k && list[j]; j++) {
-        cJSON *it = json_item(v, list[j]);
-        cJSON_AddNumberToObject(it, "rank", j + 1);
-        cJSON_AddNumberToObject(it, "score", s->scores[list[j]]);
-        cJSON_AddItemToArray(top, it);
-    }
-    return o;
-}
-
 static int print_json(const view *v, const int32_t *before, const int32_t *after)
 {
-    const ps_explain *e = v->e;
     ps_error err;
-    int rc = PS_OK;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "user", v->a->user);
-    cJSON_AddNumberToObject(o, "history_len", (double)v->history);
-    cJSON_AddNumberToObject(o, "prefix_len", v->prefix_len);
-    cJSON_AddStringToObject(o, "steering", v->steering);
-    cJSON_AddNumberToObject(o, "gate", e->gate);
-    cJSON *it = json_item(v, e->item);
-    cJSON_AddBoolToObject(it, "top1_of_steered", e->item_was_top1);
-    cJSON_AddItemToObject(o, "item", it);
-    cJSON_AddItemToObject(o, "before", json_side(v, &e->before, before, &err, &rc));
-    cJSON_AddItemToObject(o, "after", json_side(v, &e->after, after, &err, &rc));
-    if (rc != PS_OK) {
-        cJSON_Delete(o);
+    cJSON *o = explain_json(v, before, after, &err);
+    if (!o)
         return cli_error(v->c, "%s", err.msg);
-    }
     return cli_print_json(v->c, o);
 }
 
@@ -188,7 +105,7 @@ static int print_text(const view *v, const int32_t *before, const int32_t *after
 {
     const ps_explain *e = v->e;
     ps_error err;
-    printf("user %s: %lld interactions, the last %d scored\n", v->a->user, (long long)v->history, v->prefix_len);
+    printf("user %s: %lld interactions, the last %d scored\n", v->user, (long long)v->history, v->prefix_len);
     printf("steering: %s", v->steering);
     if (e->gate != 1)
         printf(" (this user's gate %.4f)", e->gate);
@@ -202,9 +119,9 @@ static int print_text(const view *v, const int32_t *before, const int32_t *after
            e->item_was_top1 ? ": the top 1 of the steered list (no --item given)" : "");
     print_decomposition(&e->before, "Before steering");
     print_decomposition(&e->after, "After steering");
-    printf("\nTop %d before -> after steering\n", v->a->k);
+    printf("\nTop %d before -> after steering\n", v->k);
     printf("  %4s  %-12s %9s %-4s   %-12s %9s %-4s\n", "rank", "before", "score", "pop", "after", "score", "pop");
-    for (int j = 0; j < v->a->k && (before[j] || after[j]); j++) {
+    for (int j = 0; j < v->k && (before[j] || after[j]); j++) {
         printf("  %4d  %-12s %9.4f %-4s   %-12s %9.4f %-4s\n", j + 1, before[j] ? token(v, before[j]) : "",
                before[j] ? e->before.scores[before[j]] : NAN, before[j] ? label_name(v->ds->label[before[j]]) : "",
                after[j] ? token(v, after[j]) : "", after[j] ? e->after.scores[after[j]] : NAN,
@@ -256,7 +173,7 @@ static int explain(const cli_common *c, const explain_args *a, cli_steer *st, co
             ps_topk(e.after.scores, ds->n_items, a->k, NULL, lists + a->k);
             char desc[256];
             cli_steer_describe(st, desc, sizeof desc);
-            view v = {c, a, ds, titles, m, st->sae, &e, desc, ps_user_len(ds, u), len};
+            view v = {c, a->user, a->k, ds, titles, m, st->sae, &e, desc, ps_user_len(ds, u), len};
             status = c->json ? print_json(&v, lists, lists + a->k) : print_text(&v, lists, lists + a->k);
         }
     }

@@ -20,6 +20,7 @@ static const command COMMANDS[] = {
     {"probe", cmd_probe, "score every SAE latent by Cohen's d between popular and long-tail users"},
     {"sweep", cmd_sweep, "PopSteer's alpha x N grid against re-ranking baselines, with the report"},
     {"tune", cmd_tune, "the alpha (and N) that meets a Gini target or an NDCG loss budget on validation"},
+    {"serve", cmd_serve, "HTTP server: live recommendations, the alpha knob, explanations and a page"},
     {"run", cmd_run, "the whole pipeline end to end: stats, SASRec, SAE, probe, sweep, report"},
 };
 

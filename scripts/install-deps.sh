@@ -5,6 +5,8 @@
 set -eu
 
 PACKAGES="gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev gnuplot-nox"
+# serve: the server, `make loadtest`, the page test
+PACKAGES="$PACKAGES libmicrohttpd-dev wrk chromium"
 # the Python package (python/, docs/python.md): its tests, and `pip install ./python` in a venv
 PACKAGES="$PACKAGES python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-venv"
 if [ "${1:-}" = "--asan" ]; then

@@ -158,5 +158,10 @@ int ps_sasrec_user_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *
 /* scores [B, n_items + 1] = h [B, d] E^T (one sgemm; column 0 is the pad item, which callers
  * mask at evaluation). */
 void ps_sasrec_score(const ps_sasrec *m, const float *h, int B, float *scores);
+/* The same scores with the item embedding transposed once by the caller: et [d, n_items + 1] =
+ * ps_sasrec_item_embedding_t(m, et) (what ps_sasrec_score does on every call), for a server that
+ * scores one user per request. */
+void ps_sasrec_item_embedding_t(const ps_sasrec *m, float *et);
+void ps_sasrec_score_t(const ps_sasrec *m, const float *et, const float *h, int B, float *scores);
 
 #endif

@@ -231,6 +231,22 @@ int ps_sasrec_adam_step(ps_sasrec *m, float lr, ps_error *err)
 
 /* With our GEMM (E transposed once per call, the users shared out between threads); falls back
  * to OpenBLAS when the transposed copy cannot be allocated. */
+void ps_sasrec_item_embedding_t(const ps_sasrec *m, float *et)
+{
+    ps_nn_transpose(et, m->params + m->tensors[SASREC_ITEM_EMB].offset, m->cfg.n_items + 1, m->cfg.d);
+}
+
+void ps_sasrec_score_t(const ps_sasrec *m, const float *et, const float *h, int B, float *scores)
+{
+    const int V = m->cfg.n_items + 1, d = m->cfg.d;
+#pragma omp parallel if ((double)B * V * d > 1e6)
+    {
+        size_t lo, hi;
+        ps_nn_thread_span((size_t)B, &lo, &hi);
+        ps_nn_gemm((int)(hi - lo), V, d, h + lo * d, d, 1, et, V, scores + lo * V, V, 1.0f, NULL, 0);
+    }
+}
+
 void ps_sasrec_score(const ps_sasrec *m, const float *h, int B, float *scores)
 {
     const int V = m->cfg.n_items + 1, d = m->cfg.d;
@@ -240,12 +256,7 @@ void ps_sasrec_score(const ps_sasrec *m, const float *h, int B, float *scores)
         ps_nn_sgemm(0, 1, B, V, d, 1.0f, h, d, E, d, 0.0f, scores, V);
         return;
     }
-    ps_nn_transpose(et, E, V, d);
-#pragma omp parallel if ((double)B * V * d > 1e6)
-    {
-        size_t lo, hi;
-        ps_nn_thread_span((size_t)B, &lo, &hi);
-        ps_nn_gemm((int)(hi - lo), V, d, h + lo * d, d, 1, et, V, scores + lo * V, V, 1.0f, NULL, 0);
-    }
+    ps_sasrec_item_embedding_t(m, et);
+    ps_sasrec_score_t(m, et, h, B, scores);
     free(et);
 }

@@ -100,6 +100,31 @@ double ps_steer_weight(double abs_d, double lo, double hi, double alpha)
     return alpha * (abs_d - lo) / (hi - lo);
 }
 
+void ps_steer_plan_fill(const double *d, const double *sd_pop, const double *sd_unpop, int m, const int32_t *order,
+                        int N, double alpha, double min_abs_d, ps_steer_plan *plan)
+{
+    plan->m = m;
+    plan->n = N;
+    plan->alpha = alpha;
+    plan->min_abs_d = min_abs_d;
+    if (plan->latent != order)
+        memcpy(plan->latent, order, (size_t)N * sizeof *plan->latent);
+    plan->max_abs_d = fabs(d[plan->latent[0]]);
+    for (int i = 0; i < N; i++) {
+        int32_t j = plan->latent[i];
+        plan->weight[i] = plan->shift[i] = 0;
+        /* a latent with d == 0 shows no bias: it is never shifted, and its formula weight
+         * (negative when some other latent has d != 0) would only confuse a report */
+        if (d[j] == 0)
+            continue;
+        double w = ps_steer_weight(fabs(d[j]), plan->min_abs_d, plan->max_abs_d, alpha);
+        plan->weight[i] = w;
+        /* long-tail latents (d < 0) are raised by the popular group's spread, popular ones
+         * (d > 0) lowered by the unpopular group's spread, as in the reference */
+        plan->shift[i] = d[j] < 0 ? w * sd_pop[j] : -w * sd_unpop[j];
+    }
+}
+
 int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_unpop, int m, int N, double alpha,
                        ps_steer_plan *plan, ps_error *err)
 {
@@ -113,23 +138,7 @@ int ps_steer_plan_make(const double *d, const double *sd_pop, const double *sd_u
         ps_steer_plan_free(plan);
         return PS_ERR;
     }
-    plan->m = m;
-    plan->n = N;
-    plan->alpha = alpha;
-    plan->min_abs_d = ps_steer_min_nonzero_abs(d, m);
-    plan->max_abs_d = fabs(d[plan->latent[0]]);
-    for (int i = 0; i < N; i++) {
-        int32_t j = plan->latent[i];
-        /* a latent with d == 0 shows no bias: it is never shifted, and its formula weight
-         * (negative when some other latent has d != 0) would only confuse a report */
-        if (d[j] == 0)
-            continue;
-        double w = ps_steer_weight(fabs(d[j]), plan->min_abs_d, plan->max_abs_d, alpha);
-        plan->weight[i] = w;
-        /* long-tail latents (d < 0) are raised by the popular group's spread, popular ones
-         * (d > 0) lowered by the unpopular group's spread, as in the reference */
-        plan->shift[i] = d[j] < 0 ? w * sd_pop[j] : -w * sd_unpop[j];
-    }
+    ps_steer_plan_fill(d, sd_pop, sd_unpop, m, plan->latent, N, alpha, ps_steer_min_nonzero_abs(d, m), plan);
     return PS_OK;
 }
 

@@ -17,4 +17,12 @@ double ps_steer_min_nonzero_abs(const double *d, int m);
 /* w = α · (|d| − lo) / (hi − lo), or α / 2 when hi == lo (SPEC §5, step 2). */
 double ps_steer_weight(double abs_d, double lo, double hi, double alpha);
 
+/* Steps 2 and 3 of ps_steer_plan_make for inputs it has validated (or that were validated once):
+ * the plan of the first N latents of order (ps_steer_order over all m latents) with min_abs_d =
+ * ps_steer_min_nonzero_abs(d, m), written into plan's arrays, which have room for N. No sort and
+ * no allocation, so a server can make a plan per request with the same arithmetic. */
+struct ps_steer_plan;
+void ps_steer_plan_fill(const double *d, const double *sd_pop, const double *sd_unpop, int m, const int32_t *order,
+                        int N, double alpha, double min_abs_d, struct ps_steer_plan *plan);
+
 #endif

@@ -109,3 +109,18 @@ int32_t ps_intern_get(ps_intern *t, const char *s, size_t len, ps_error *err)
         slot = (slot + 1) & (t->n_slots - 1);
     }
 }
+
+int32_t ps_intern_find(const ps_intern *t, const char *s, size_t len)
+{
+    if (!t->slots)
+        return -1;
+    uint32_t h = hash_bytes(s, len);
+    for (uint32_t slot = h & (t->n_slots - 1);; slot = (slot + 1) & (t->n_slots - 1)) {
+        int32_t id = t->slots[slot];
+        if (id < 0)
+            return -1;
+        const char *str = t->pool + t->off[id];
+        if (t->hash[id] == h && strncmp(str, s, len) == 0 && str[len] == '\0')
+            return id;
+    }
+}

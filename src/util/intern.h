@@ -22,6 +22,8 @@ int ps_intern_init(ps_intern *t, ps_error *err);
 void ps_intern_free(ps_intern *t);
 /* Id of the string s[0..len), inserting it if new. Returns -1 (and sets err) on failure. */
 int32_t ps_intern_get(ps_intern *t, const char *s, size_t len, ps_error *err);
+/* Id of s[0..len) or -1 when absent; never inserts, so many threads may look up at once. */
+int32_t ps_intern_find(const ps_intern *t, const char *s, size_t len);
 static inline const char *ps_intern_str(const ps_intern *t, int32_t id)
 {
     return t->pool + t->off[id];

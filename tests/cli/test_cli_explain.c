@@ -23,50 +23,11 @@ static int setup(void **state)
     g_model = tu_path(g_dir, "m.safetensors");
     g_sae = tu_path(g_dir, "sae.safetensors");
     g_latents = tu_path(g_dir, "latents.csv");
-    if (tu_synth_small(g_data) != 0)
-        return -1;
-    ps_error err = {{0}};
     ps_dataset ds;
-    ps_load_options lo;
-    ps_load_options_init(&lo); /* the CLI's defaults: the same items and sequence length */
-    if (ps_dataset_load(&ds, g_data, &lo, &err) != PS_OK)
-        fail_msg("load: %s", err.msg);
-    ps_sasrec_config mc;
-    ps_sasrec_config_default(&mc, ds.n_items);
-    mc.d = 16;
-    mc.d_ff = 32;
-    mc.n_layers = 1;
-    mc.max_len = ds.max_seq_len;
-    ps_sasrec *m = NULL;
-    if (ps_sasrec_create(&m, &mc, &err) != PS_OK)
-        fail_msg("model: %s", err.msg);
-    ps_sasrec_init_weights(m, 11);
-    ps_sae_config sc;
-    ps_sae_config_init(&sc, 16, 4);
-    sc.k = 8;
-    sc.k_aux = 16;
-    ps_sae *sae = ps_sae_create(&sc, &err);
-    if (!sae)
-        fail_msg("sae: %s", err.msg);
-    ps_sae_init(sae, 5);
-    ps_sae_tensors t = ps_sae_view(sae, sae->params);
-    for (int i = 0; i < 16; i++) /* a non-zero decoder bias, so that its term shows */
-        t.b_dec[i] = 0.03f * (float)(i % 5 - 2);
-    ps_probe_options po;
-    ps_probe_options_init(&po);
-    ps_probe_result pr;
-    if (ps_sasrec_save(m, NULL, g_model, &err) != PS_OK || ps_sae_save(sae, g_sae, &err) != PS_OK ||
-        ps_probe_run(m, sae, &ds, &po, &pr, &err) != PS_OK)
-        fail_msg("fixture: %s", err.msg);
-    ps_latent_items li = {pr.top_items, pr.n_top, &ds.item_tokens, NULL};
-    if (ps_latents_csv_write(g_latents, &pr.table, &li, &err) != PS_OK)
-        fail_msg("latents: %s", err.msg);
+    tu_steer_files(g_data, g_model, g_sae, g_latents, 11, 5, &ds);
     g_user = strdup(ps_strings_get(&ds.user_tokens, 7));
     g_item = strdup(ps_strings_get(&ds.item_tokens, 20));
     assert_true(g_user && g_item);
-    ps_probe_result_free(&pr);
-    ps_sae_free(sae);
-    ps_sasrec_free(m);
     ps_dataset_free(&ds);
     return 0;
 }

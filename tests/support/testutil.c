@@ -2,7 +2,9 @@
 #include "testutil.h"
 
 #include "popsteer/dataset.h"
+#include "popsteer/checkpoint.h"
 #include "popsteer/io.h"
+#include "popsteer/popsteer.h"
 #include "popsteer/sae.h"
 #include "popsteer/sasrec.h"
 #include "popsteer/synth.h"
@@ -218,4 +220,48 @@ void tu_tiny_stack(const char *dir, ps_dataset *ds, ps_sasrec **m, ps_sae **sae)
     if (!(*sae = ps_sae_create(&sc, &err)))
         fail_msg("sae: %s", err.msg);
     ps_sae_init(*sae, 3);
+}
+
+void tu_steer_files(const char *data, const char *model, const char *sae_path, const char *latents, uint64_t model_seed,
+                    uint64_t sae_seed, ps_dataset *ds)
+{
+    assert_int_equal(tu_synth_small(data), 0);
+    ps_error err = {{0}};
+    ps_load_options lo;
+    ps_load_options_init(&lo); /* the CLI's defaults: the same items and sequence length */
+    if (ps_dataset_load(ds, data, &lo, &err) != PS_OK)
+        fail_msg("load: %s", err.msg);
+    ps_sasrec_config mc;
+    ps_sasrec_config_default(&mc, ds->n_items);
+    mc.d = 16;
+    mc.d_ff = 32;
+    mc.n_layers = 1;
+    mc.max_len = ds->max_seq_len;
+    ps_sasrec *m = NULL;
+    if (ps_sasrec_create(&m, &mc, &err) != PS_OK)
+        fail_msg("model: %s", err.msg);
+    ps_sasrec_init_weights(m, model_seed);
+    ps_sae_config sc;
+    ps_sae_config_init(&sc, 16, 4);
+    sc.k = 8;
+    sc.k_aux = 16;
+    ps_sae *sae = ps_sae_create(&sc, &err);
+    if (!sae)
+        fail_msg("sae: %s", err.msg);
+    ps_sae_init(sae, sae_seed);
+    ps_sae_tensors t = ps_sae_view(sae, sae->params);
+    for (int i = 0; i < 16; i++)
+        t.b_dec[i] = 0.03f * (float)(i % 5 - 2);
+    ps_probe_options po;
+    ps_probe_options_init(&po);
+    ps_probe_result pr;
+    if (ps_sasrec_save(m, NULL, model, &err) != PS_OK || ps_sae_save(sae, sae_path, &err) != PS_OK ||
+        ps_probe_run(m, sae, ds, &po, &pr, &err) != PS_OK)
+        fail_msg("fixture: %s", err.msg);
+    ps_latent_items li = {pr.top_items, pr.n_top, &ds->item_tokens, NULL};
+    if (ps_latents_csv_write(latents, &pr.table, &li, &err) != PS_OK)
+        fail_msg("latents: %s", err.msg);
+    ps_probe_result_free(&pr);
+    ps_sae_free(sae);
+    ps_sasrec_free(m);
 }

@@ -56,6 +56,14 @@ typedef struct ps_sasrec ps_sasrec;
 typedef struct ps_sae ps_sae;
 void tu_tiny_stack(const char *dir, ps_dataset *ds, ps_sasrec **m, ps_sae **sae);
 
+/* The steering files the explain and serve CLI tests share: tu_synth_small's log at data, loaded
+ * into ds (the CLI's defaults; free it), a freshly initialised SASRec (d 16, one layer, seed
+ * model_seed) saved at model, a TopK SAE (64 latents, k 8, seed sae_seed, with a non-zero decoder
+ * bias so that its term shows) at sae, and the probe's table of that pair at latents. Nothing
+ * trained. Fails the test on any error. */
+void tu_steer_files(const char *data, const char *model, const char *sae, const char *latents, uint64_t model_seed,
+                    uint64_t sae_seed, ps_dataset *ds);
+
 /* The number after "key": in a JSON text (fails the test when the key is missing). */
 double tu_json_number(const char *json, const char *key);
 
