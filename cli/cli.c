@@ -1,6 +1,5 @@
 #include "cli.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -179,7 +178,6 @@ void cli_apply_threads(const cli_common *c)
 {
     if (c->threads > 0) {
         omp_set_num_threads(c->threads);
-        openblas_set_num_threads(c->threads);
     }
 }
 
