@@ -15,6 +15,9 @@
  * has not set it (0.3.21 misdetects CPUs newer than itself, e.g. a Xeon as "Prescott"); it reads
  * the variable when it loads, which is why it is not linked.
  *
+ * POPSTEER_OPENBLAS=/path/libopenblas.so and POPSTEER_BLIS=/path/libblis.so load those builds
+ * instead of Debian's.
+ *
  * Choice: POPSTEER_GEMM=own|openblas|blis forces one backend for every class (falling back in
  * the order openblas, blis, own when it cannot load); POPSTEER_GEMM=auto (the default) times
  * every loadable backend single-threaded on each class's representative shapes (the shapes of
@@ -196,9 +199,19 @@ static int lib_check(const gemm_lib *L)
     return 1;
 }
 
-static void *open_first(const char *const *paths, char *err, size_t errn)
+/* The library at $env_var when set (a newer build in /opt, say), else the first of paths. */
+static void *open_first(const char *env_var, const char *const *paths, char *err, size_t errn)
 {
     err[0] = 0;
+    const char *mine = getenv(env_var);
+    if (mine && mine[0]) {
+        void *h = dlopen(mine, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char *e = dlerror();
+            snprintf(err, errn, "%s=%s: %s", env_var, mine, e ? e : "cannot load");
+        }
+        return h;
+    }
     for (int i = 0; paths[i]; i++) {
         void *h = dlopen(paths[i], RTLD_NOW | RTLD_LOCAL);
         if (h)
@@ -240,7 +253,7 @@ static void load_openblas(gemm_lib *L)
         core = NULL;
     }
     char err[256];
-    L->handle = open_first(paths, err, sizeof err);
+    L->handle = open_first("POPSTEER_OPENBLAS", paths, err, sizeof err);
     if (!user_core && core)
         unsetenv("OPENBLAS_CORETYPE"); /* read at load; not passed on to child processes */
     if (!L->handle) {
@@ -282,7 +295,7 @@ static void load_blis(gemm_lib *L)
 {
     static const char *const paths[] = {POPSTEER_LIBDIR "/blis-openmp/libblis.so.4", "libblis.so.4", NULL};
     char err[256];
-    L->handle = open_first(paths, err, sizeof err);
+    L->handle = open_first("POPSTEER_BLIS", paths, err, sizeof err);
     if (!L->handle) {
         note("blis not loaded (%s)", err);
         return;
@@ -562,9 +575,8 @@ static void init(void)
         while (b != PS_GEMM_OWN && !g_ctx.lib[b].ok)
             b = b == PS_GEMM_OPENBLAS ? PS_GEMM_BLIS : PS_GEMM_OWN;
         if (b != forced) {
+            fprintf(stderr, "popsteer: note: POPSTEER_GEMM=%s: %s: using %s\n", want, g_ctx.notes, BACKEND_NAMES[b]);
             note("POPSTEER_GEMM=%s could not be used: %s instead", want, BACKEND_NAMES[b]);
-            fprintf(stderr, "popsteer: note: POPSTEER_GEMM=%s could not be loaded (%s): using %s\n", want,
-                    g_ctx.notes, BACKEND_NAMES[b]);
         }
         for (int c = 0; c < PS_GEMM_NCLASSES; c++)
             g_ctx.backend[c] = b;
@@ -596,6 +608,12 @@ int ps_nn_gemm_backend_for(int M, int N, int K, ptrdiff_t a_rs, ptrdiff_t a_ks)
 {
     ensure();
     return g_ctx.backend[ps_nn_gemm_classify(M, N, K, a_rs, a_ks)];
+}
+
+int ps_nn_gemm_class_backend(int cls)
+{
+    ensure();
+    return cls >= 0 && cls < PS_GEMM_NCLASSES ? g_ctx.backend[cls] : PS_GEMM_OWN;
 }
 
 int ps_nn_gemm_lib(int backend, int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks,

@@ -6,6 +6,7 @@
 #include "popsteer/sae.h"
 #include "popsteer/sasrec.h"
 #include "popsteer/synth.h"
+#include "nn/nn.h"
 
 #include <ftw.h>
 #include <dirent.h>
@@ -218,4 +219,24 @@ void tu_tiny_stack(const char *dir, ps_dataset *ds, ps_sasrec **m, ps_sae **sae)
     if (!(*sae = ps_sae_create(&sc, &err)))
         fail_msg("sae: %s", err.msg);
     ps_sae_init(*sae, 3);
+}
+
+int tu_gemm_rows_exact(void)
+{
+    for (int c = 0; c < PS_GEMM_NCLASSES; c++)
+        if (ps_nn_gemm_class_backend(c) != PS_GEMM_OWN)
+            return 0;
+    return 1;
+}
+
+void tu_assert_rows_equal(const float *got, const float *want, size_t n)
+{
+    if (tu_gemm_rows_exact()) {
+        assert_memory_equal(got, want, n * sizeof *got);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(got[i] - want[i]) <= 1e-5f * (1.0f + fabsf(want[i]))))
+            fail_msg("element %zu: %.9g, expected %.9g (library GEMM backend: to float rounding)", i, (double)got[i],
+                     (double)want[i]);
 }
