@@ -26,10 +26,10 @@
  * noisy, and own is row-independent: see gemm.c). The choice is cached in
  * $XDG_CACHE_HOME/popsteer/ (else ~/.cache/popsteer/) in a file keyed on the CPU model, the
  * library versions and cores, the own kernels' ISA and the build, written atomically; a cache
- * that cannot be read or written only costs the ~0.5 s of timing again. The choice does not
- * depend on the thread count: every backend runs single-threaded inside the callers' threads,
- * so results stay independent of OMP_NUM_THREADS, and bit-identical run to run for the same
- * choice (the cache file, or POPSTEER_GEMM, pins it).
+ * that cannot be read or written only costs the timing again (~0.2 s; reading it: 3 ms). The
+ * choice does not depend on the thread count: every backend runs single-threaded inside the
+ * callers' threads, so results stay independent of OMP_NUM_THREADS, and bit-identical run to run
+ * for the same choice (the cache file, or POPSTEER_GEMM, pins it).
  *
  * State: one context struct, written once under pthread_once before any GEMM reads it (the same
  * pattern as the ISA dispatch in gemm.c), read-only afterwards. */
