@@ -1,6 +1,7 @@
 #include "cli.h"
 
-#include <cblas.h>
+#include "nn/nn.h"
+
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -49,6 +50,18 @@ int cli_usage_error(const cli_common *c, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "Try 'popsteer %s --help'.\n", c->cmd);
     return 2;
+}
+
+void cli_json_add_gemm(cJSON *o)
+{
+    cJSON *g = o ? cJSON_AddObjectToObject(o, "gemm") : NULL;
+    if (!g)
+        return; /* out of memory: cli_print_json reports it */
+    cJSON_AddStringToObject(g, "own_isa", ps_nn_gemm_isa());
+    cJSON_AddStringToObject(g, "backends", ps_nn_gemm_backends());
+    cJSON_AddStringToObject(g, "openblas", ps_nn_gemm_library(PS_GEMM_OPENBLAS));
+    cJSON_AddStringToObject(g, "blis", ps_nn_gemm_library(PS_GEMM_BLIS));
+    cJSON_AddStringToObject(g, "notes", ps_nn_gemm_notes());
 }
 
 int cli_print_json(const cli_common *c, cJSON *o)
@@ -179,7 +192,6 @@ void cli_apply_threads(const cli_common *c)
 {
     if (c->threads > 0) {
         omp_set_num_threads(c->threads);
-        openblas_set_num_threads(c->threads);
     }
 }
 

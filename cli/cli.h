@@ -86,6 +86,9 @@ void cli_note(const cli_common *c, const char *fmt, ...) __attribute__((format(p
 /* Prints o (taken over, may be NULL) as JSON on stdout; 0, or 1 with a message when it could not
  * be formatted (out of memory). */
 int cli_print_json(const cli_common *c, cJSON *o);
+/* Adds "gemm": the GEMM backends that ran (src/nn/gemm_backend.c), to the JSON of commands
+ * that report their time. */
+void cli_json_add_gemm(cJSON *o);
 
 /* Loads the dataset named by --data, with a note about dropped users; prints errors. */
 int cli_load_dataset(const cli_common *c, const cli_data *d, ps_dataset *ds);

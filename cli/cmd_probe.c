@@ -78,6 +78,7 @@ static int print_summary(const cli_common *c, const probe_args *a, const ps_data
         const char *names[3] = {"abs_d_gt_0.2", "abs_d_gt_0.5", "abs_d_gt_0.8"};
         for (int i = 0; i < 3; i++)
             cJSON_AddNumberToObject(o, names[i], s->n_abs_gt[i]);
+        cli_json_add_gemm(o);
         return cli_print_json(c, o);
     }
     const char *pos = a->g ? "contrast" : "popular", *neg = a->g ? "concept" : "long-tail";

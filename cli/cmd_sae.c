@@ -138,6 +138,7 @@ static int print_result(const cli_common *c, const sae_args *a, const ps_sae *sa
         cJSON_AddNumberToObject(o, "valid_ndcg@10_sae", ndcg[1]);
         cJSON_AddNumberToObject(o, "test_ndcg@10_sasrec", ndcg[2]);
         cJSON_AddNumberToObject(o, "test_ndcg@10_sae", ndcg[3]);
+        cli_json_add_gemm(o);
         return cli_print_json(c, o);
     }
     printf("sae            %s (%d latents, k = %d)\n", a->out, sae->cfg.n_latents, sae->cfg.k);

@@ -21,7 +21,7 @@ echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "== ML-1M-sized generated data ($data); $(nproc) CPUs; $(uptime)"
+echo "== ML-1M-sized generated data ($data); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')); $(uptime)"
 # shellcheck disable=SC2086
 "$build/bench_main" "$data" --label ml1m --json "$tmp/ml1m.json" --targets 1 $only
 parts="$tmp/ml1m.json"
@@ -31,7 +31,7 @@ if [ -r "$lastfm" ]; then
     echo
     echo "== Last.fm ($lastfm); $(uptime)"
     # shellcheck disable=SC2086
-    "$build/bench_main" "$lastfm" --label lastfm --json "$tmp/lastfm.json" $only
+    "$build/bench_main" "$lastfm" --label lastfm --json "$tmp/lastfm.json" --targets 2 $only
     parts="$parts $tmp/lastfm.json"
 fi
 

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Install the Debian packages popsteer builds and tests with.
 # Run as root it installs what is missing; otherwise it prints the exact apt-get line.
+# The BLAS libraries are run-time dependencies (opened with dlopen, each optional: see
+# docs/performance.md, "GEMM backends"); they are installed so that the fastest can be chosen.
 # Called by the Makefile before every build, so it must be quick when nothing is missing.
 set -eu
 
-PACKAGES="gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev gnuplot-nox"
+PACKAGES="gcc make cmake pkg-config libopenblas0-openmp libblis4-openmp libcjson-dev libcmocka-dev gnuplot-nox"
 # serve: the server, `make loadtest`, the page test
 PACKAGES="$PACKAGES libmicrohttpd-dev wrk chromium"
 # the Python package (python/, docs/python.md): its tests, and `pip install ./python` in a venv

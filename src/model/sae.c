@@ -10,7 +10,6 @@
  * saving at the default shape), and the sum for every latent runs in row order on one thread. */
 #include "popsteer/sae.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -495,8 +494,7 @@ static void pre_from_bias(const ps_sae *sae, const float *h, int R, const float 
     for (int r = 0; r < R; r++)
         if (pre + (size_t)r * m != c)
             memcpy(pre + (size_t)r * m, c, (size_t)m * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, m, d, 1.0f, h, d,
-                sae->params + sae->offset[PS_SAE_W_ENC], d, 1.0f, pre, m);
+    ps_nn_sgemm(0, 1, R, m, d, 1.0f, h, d, sae->params + sae->offset[PS_SAE_W_ENC], d, 1.0f, pre, m);
 }
 
 void ps_sae_encode_pre(const ps_sae *sae, const float *h, int B, float *pre)

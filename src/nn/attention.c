@@ -4,20 +4,18 @@
 #include "nn/fastmath.h"
 #include "nn/nn.h"
 
-#include <cblas.h>
 #include <math.h>
 
 #define MASK_VALUE -10000.0f
 
-/* OpenBLAS runs a gemm single-threaded when m*n*k <= 4 * 65536. Above that it would start its
- * own threads from inside our parallel region, so the (batch, head) loop then runs serially and
- * lets OpenBLAS parallelise each product instead. */
+/* ps_nn_sgemm runs a product single-threaded when m*n*k is small; above that it shares it out
+ * between the threads itself, so the (batch, head) loop then runs serially. */
 static int small_gemms(int L, int hd)
 {
     return (double)L * L * hd <= 262144.0;
 }
 
-/* Parallel over (batch, head) when the products are small enough for OpenBLAS to run them
+/* Parallel over (batch, head) when the products are small enough to run
  * single-threaded and there is enough work to pay for waking the threads. */
 static int parallel_heads(int BH, int L, int hd)
 {
@@ -61,7 +59,7 @@ void ps_nn_attention_forward(float *ctx, float *probs, float *probs_drop, const 
         const float *q = qkv + (size_t)b * L * C3 + (size_t)h * hd;
         const float *k = q + C;
         float *S = probs + (size_t)bh * LL;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, scale, q, C3, k, C3, 0.0f, S, L);
+        ps_nn_sgemm(0, 1, L, L, hd, scale, q, C3, k, C3, 0.0f, S, L);
         softmax_masked_rows(S, ids + (size_t)b * L, L);
     }
 
@@ -77,7 +75,7 @@ void ps_nn_attention_forward(float *ctx, float *probs, float *probs_drop, const 
         int b = bh / H, h = bh % H;
         const float *v = qkv + (size_t)b * L * C3 + 2 * (size_t)C + (size_t)h * hd;
         float *c = ctx + (size_t)b * L * C + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, P + (size_t)bh * LL, L,
+        ps_nn_sgemm(0, 0, L, hd, L, 1.0f, P + (size_t)bh * LL, L,
                     v, C3, 0.0f, c, C);
     }
 }
@@ -104,8 +102,8 @@ void ps_nn_attention_backward(float *dqkv, float *dscratch, const float *dctx, c
         float *dv = dqkv + off + 2 * (size_t)C;
         const float *dc = dctx + (size_t)b * L * C + (size_t)h * hd;
         float *dS = dscratch + (size_t)bh * LL;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, dc, C, v, C3, 0.0f, dS, L);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hd, L, 1.0f, Pd_all + (size_t)bh * LL, L,
+        ps_nn_sgemm(0, 1, L, L, hd, 1.0f, dc, C, v, C3, 0.0f, dS, L);
+        ps_nn_sgemm(1, 0, L, hd, L, 1.0f, Pd_all + (size_t)bh * LL, L,
                     dc, C, 1.0f, dv, C3);
     }
 
@@ -129,7 +127,7 @@ void ps_nn_attention_backward(float *dqkv, float *dscratch, const float *dctx, c
             for (int j = 0; j < L; j++)
                 dr[j] = pr[j] * (dr[j] - dot);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, scale, dS, L, k, C3, 1.0f, dq, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hd, L, scale, dS, L, q, C3, 1.0f, dk, C3);
+        ps_nn_sgemm(0, 0, L, hd, L, scale, dS, L, k, C3, 1.0f, dq, C3);
+        ps_nn_sgemm(1, 0, L, hd, L, scale, dS, L, q, C3, 1.0f, dk, C3);
     }
 }

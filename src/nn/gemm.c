@@ -275,8 +275,22 @@ const char *ps_nn_gemm_isa(void)
     return g_gemm_name;
 }
 
+/* The backend chosen for the call's shape class (gemm_backend.c), else our kernels. */
 void ps_nn_gemm(int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B,
                 ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias, int accumulate)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K > 0) {
+        const int b = ps_nn_gemm_backend_for(M, N, K, a_rs, a_ks);
+        if (b != PS_GEMM_OWN && ps_nn_gemm_lib(b, M, N, K, A, a_rs, a_ks, B, ldb, C, ldc, alpha, bias, accumulate))
+            return;
+    }
+    ps_nn_gemm_own(M, N, K, A, a_rs, a_ks, B, ldb, C, ldc, alpha, bias, accumulate);
+}
+
+void ps_nn_gemm_own(int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B,
+                    ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias, int accumulate)
 {
     if (M <= 0 || N <= 0)
         return;

@@ -2,7 +2,6 @@
 #include "nn/fastmath.h"
 #include "nn/nn.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 void ps_nn_split(int n, int nth, int t, int *lo, int *hi)
@@ -57,12 +56,8 @@ PS_NN_CLONES void ps_nn_add_to(float *y, const float *x, size_t n)
 void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc)
 {
-    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    /* An OpenMP build of OpenBLAS runs single-threaded inside our parallel region; a pthreads
-     * build with several threads would start its own pool there, so it gets the whole call. */
-    const int blas_in_our_pool = openblas_get_parallel() == OPENBLAS_OPENMP || openblas_get_num_threads() == 1;
-    if (!blas_in_our_pool || (double)M * N * K < GEMM_PAR_MIN) {
-        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if ((double)M * N * K < GEMM_PAR_MIN) {
+        ps_nn_blas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     /* The larger of M and N is cut into blocks of a size that depends on the shape only (a
@@ -75,11 +70,11 @@ void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *
     for (int i = 0; i < nblk; i++) {
         int lo = i * blk, n = dim - lo < blk ? dim - lo : blk;
         if (split_m) /* rows lo.. of C come from rows (columns, when transposed) of A */
-            cblas_sgemm(CblasRowMajor, TA, TB, n, N, K, alpha, ta ? A + lo : A + (size_t)lo * lda, lda, B,
-                        ldb, beta, C + (size_t)lo * ldc, ldc);
+            ps_nn_blas_sgemm(ta, tb, n, N, K, alpha, ta ? A + lo : A + (size_t)lo * lda, lda, B, ldb, beta,
+                             C + (size_t)lo * ldc, ldc);
         else
-            cblas_sgemm(CblasRowMajor, TA, TB, M, n, K, alpha, A, lda, tb ? B + (size_t)lo * ldb : B + lo,
-                        ldb, beta, C + lo, ldc);
+            ps_nn_blas_sgemm(ta, tb, M, n, K, alpha, A, lda, tb ? B + (size_t)lo * ldb : B + lo, ldb, beta, C + lo,
+                             ldc);
     }
 }
 

@@ -8,9 +8,8 @@
  * - non-BLAS loops use OpenMP with static schedules, and no reduction depends on the thread
  *   count: sums over rows are split by output column (each output is summed in row order by
  *   one thread), so results are bitwise identical for any OMP_NUM_THREADS.
- * - GEMMs go through ps_nn_sgemm (below), which splits products in a thread-count-independent
- *   way, so with the OpenMP build of OpenBLAS the whole model is bitwise independent of
- *   OMP_NUM_THREADS. */
+ * - GEMMs go through ps_nn_gemm / ps_nn_sgemm (below), single-threaded per call or split in a
+ *   thread-count-independent way, so the whole model is bitwise independent of OMP_NUM_THREADS. */
 #ifndef POPSTEER_NN_H
 #define POPSTEER_NN_H
 
@@ -77,13 +76,12 @@ void ps_nn_linear_backward(float *dx, float *dW, float *db, const float *dy, con
                            const float *W, int N, int IC, int OC);
 
 /* Row-major C [M,N] = alpha op(A) op(B) + beta C (cblas_sgemm arguments, ta/tb nonzero =
- * transposed). Large products (m*n*k >= 2^20) are threaded by us when OpenBLAS is the OpenMP
- * build (what CMake links) or runs one thread: the larger of M and N is cut into at most 8
+ * transposed), on the BLAS library gemm_backend.c loaded. Large products (m*n*k >= 2^20) are
+ * threaded by us: the larger of M and N is cut into at most 8
  * blocks whose size depends on the shape only, the blocks are shared out between the OpenMP
  * threads, each block is one single-threaded sgemm. One thread pool for everything, and every
  * output element comes from the same call whatever the thread count, so results do not depend
- * on OMP_NUM_THREADS. With a multi-threaded pthreads OpenBLAS the call goes to OpenBLAS whole
- * (its last bits then depend on its thread count). */
+ * on OMP_NUM_THREADS. */
 void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
@@ -99,8 +97,42 @@ void ps_nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *
  * for testing. The paths differ in the last bits from each other. */
 void ps_nn_gemm(int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B,
                 ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias, int accumulate);
-/* "avx512", "avx2" or "generic": the path ps_nn_gemm uses. */
+/* "avx512", "avx2" or "generic": the path our kernels use. */
 const char *ps_nn_gemm_isa(void);
+/* Our kernels alone, whatever backend ps_nn_gemm picked for the shape. */
+void ps_nn_gemm_own(int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks, const float *B,
+                    ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias, int accumulate);
+
+/* GEMM backends (gemm_backend.c): ps_nn_gemm runs each shape class on the backend measured
+ * fastest on this machine (cached per machine), or the one POPSTEER_GEMM=own|openblas|blis
+ * forces; libraries are dlopen'ed, a missing or broken one is skipped with a note. With a
+ * library backend a class loses our kernels' row independence (results then differ in the last
+ * bits between groupings of the same rows), not its determinism: single-threaded calls, the same
+ * bits run to run and for any thread count. */
+enum { PS_GEMM_OWN, PS_GEMM_OPENBLAS, PS_GEMM_BLIS, PS_GEMM_NBACKENDS };
+enum { PS_GEMM_ATTENTION, PS_GEMM_LAYER, PS_GEMM_WEIGHT_GRAD, PS_GEMM_ITEMS, PS_GEMM_ITEMS_K, PS_GEMM_ITEMS_GRAD,
+       PS_GEMM_NCLASSES };
+int ps_nn_gemm_classify(int M, int N, int K, ptrdiff_t a_rs, ptrdiff_t a_ks);
+int ps_nn_gemm_backend_for(int M, int N, int K, ptrdiff_t a_rs, ptrdiff_t a_ks);
+int ps_nn_gemm_class_backend(int cls);
+/* The call on a library backend (1), or 0 when it is not loaded or cannot take the strides. */
+int ps_nn_gemm_lib(int backend, int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks,
+                   const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias,
+                   int accumulate);
+int ps_nn_gemm_available(int backend);
+const char *ps_nn_gemm_backend_name(int backend);
+const char *ps_nn_gemm_class_name(int cls);
+/* "measured: attention=own layer=own ...", how the choice was made and what it is. */
+const char *ps_nn_gemm_backends(void);
+/* Libraries that did not load or were refused, "" when none. */
+const char *ps_nn_gemm_notes(void);
+/* A backend's version and kernels ("OpenBLAS 0.3.21 SkylakeX openmp (OPENBLAS_CORETYPE=SKYLAKEX)"). */
+const char *ps_nn_gemm_library(int backend);
+/* The timing behind the choice: seconds per pass over the class's shapes (0: not timed). */
+double ps_nn_gemm_class_seconds(int cls, int backend);
+/* cblas_sgemm (row-major) on the BLAS library in use, single-threaded; our kernels without one. */
+void ps_nn_blas_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc);
 /* dst [cols, rows] = src [rows, cols]^T */
 void ps_nn_transpose(float *dst, const float *src, int rows, int cols);
 

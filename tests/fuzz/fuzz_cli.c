@@ -22,7 +22,6 @@
 #define FUZZ_TARGET cli
 #include "fuzz_common.h"
 
-#include <cblas.h>
 #include <dirent.h>
 #include <getopt.h>
 #include <omp.h>
@@ -264,7 +263,6 @@ static int run_cli(int argc, char **argv)
     }
     optind = 0; /* glibc: a full re-initialisation of getopt for this new argument vector */
     omp_set_num_threads(1);
-    openblas_set_num_threads(1);
     int rc = popsteer_main(argc, argv);
     if (discard) {
         fflush(NULL);

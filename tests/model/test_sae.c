@@ -311,7 +311,7 @@ static void test_encoder_topk(void **state)
         float one_val[K];
         ps_sae_encoder_topk(&enc, h + 77 * D, 1, one_idx, one_val);
         assert_memory_equal(one_idx, idx + 77 * K, sizeof one_idx);
-        assert_memory_equal(one_val, val + 77 * K, sizeof one_val);
+        tu_assert_rows_equal(one_val, val + 77 * K, K);
     }
     ps_sae_encoder_topk(&enc, h, 0, idx, val); /* no rows: nothing happens */
     ps_sae_encoder_free(&enc);

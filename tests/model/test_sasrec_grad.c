@@ -381,7 +381,7 @@ static void test_user_vectors_and_causality(void **state)
     float uv[B * 8];
     assert_int_equal(ps_sasrec_user_vectors(c.m, small, SEQ, LEN, B, uv, &err), PS_OK);
     for (int b = 0; b < B; b++)
-        assert_memory_equal(uv + b * d, hidden + ((size_t)b * L + LEN[b] - 1) * d, d * sizeof(float));
+        tu_assert_rows_equal(uv + b * d, hidden + ((size_t)b * L + LEN[b] - 1) * d, (size_t)d);
 
     for (int b = 0; b < B; b++)
         for (int t = 0; t < LEN[b]; t++) {

@@ -8,6 +8,7 @@
 #include "popsteer/sae.h"
 #include "popsteer/sasrec.h"
 #include "popsteer/synth.h"
+#include "nn/nn.h"
 
 #include <ftw.h>
 #include <dirent.h>
@@ -264,4 +265,23 @@ void tu_steer_files(const char *data, const char *model, const char *sae_path, c
     ps_probe_result_free(&pr);
     ps_sae_free(sae);
     ps_sasrec_free(m);
+
+int tu_gemm_rows_exact(void)
+{
+    for (int c = 0; c < PS_GEMM_NCLASSES; c++)
+        if (ps_nn_gemm_class_backend(c) != PS_GEMM_OWN)
+            return 0;
+    return 1;
+}
+
+void tu_assert_rows_equal(const float *got, const float *want, size_t n)
+{
+    if (tu_gemm_rows_exact()) {
+        assert_memory_equal(got, want, n * sizeof *got);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(got[i] - want[i]) <= 1e-5f * (1.0f + fabsf(want[i]))))
+            fail_msg("element %zu: %.9g, expected %.9g (library GEMM backend: to float rounding)", i, (double)got[i],
+                     (double)want[i]);
 }

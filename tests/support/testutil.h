@@ -18,6 +18,14 @@
             fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));   \
     } while (0)
 
+/* Row independence (a row computed alone = the same row of a batch, bit for bit) is a property of
+ * popsteer's own GEMM kernels; a library backend (POPSTEER_GEMM=openblas|blis, or chosen by
+ * measurement) keeps results deterministic but may round a row differently in another batch.
+ * Compares n floats bit for bit when every GEMM shape class runs on our kernels, else to
+ * float rounding (relative 1e-5). */
+int tu_gemm_rows_exact(void);
+void tu_assert_rows_equal(const float *got, const float *want, size_t n);
+
 /* Creates a fresh directory under $TMPDIR (or /tmp); the caller frees the string and may
  * remove the tree with tu_rmtree. */
 char *tu_mkdtemp(void);
