@@ -1,7 +1,6 @@
 /* Flat entry points for foreign-function interfaces: see include/popsteer/ffi.h. */
 #include "popsteer/ffi.h"
 
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
@@ -28,10 +27,8 @@ void psffi_free(void *p)
 
 int psffi_threads(int n)
 {
-    if (n > 0) {
+    if (n > 0) /* the GEMM backends run single-threaded inside the library's own OpenMP threads */
         omp_set_num_threads(n);
-        openblas_set_num_threads(n);
-    }
     return omp_get_max_threads();
 }
 

@@ -265,6 +265,7 @@ void tu_steer_files(const char *data, const char *model, const char *sae_path, c
     ps_probe_result_free(&pr);
     ps_sae_free(sae);
     ps_sasrec_free(m);
+}
 
 int tu_gemm_rows_exact(void)
 {
