@@ -49,6 +49,10 @@ int ps_dist_bcast(const ps_dist *d, void *buf, size_t bytes, int root, ps_error 
 struct ps_metrics_acc;
 int ps_dist_sum_metrics(const ps_dist *d, struct ps_metrics_acc *a, ps_error *err);
 
+/* Every rank's latent statistics (probe.h) merged in rank order (Chan et al.), on every rank. */
+struct ps_latent_stats;
+int ps_dist_merge_latent_stats(const ps_dist *d, struct ps_latent_stats *s, ps_error *err);
+
 /* This rank's share [lo, hi) of n items split into size contiguous near-equal parts. */
 void ps_dist_share(const ps_dist *d, int64_t n, int64_t *lo, int64_t *hi);
 
