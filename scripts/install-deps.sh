@@ -4,7 +4,7 @@
 # Called by the Makefile before every build, so it must be quick when nothing is missing.
 set -eu
 
-PACKAGES="gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev gnuplot-nox"
+PACKAGES="gcc make cmake pkg-config libopenblas-openmp-dev libcjson-dev libcmocka-dev gnuplot-nox libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--asan" ]; then
     PACKAGES="$PACKAGES libclang-rt-dev"
 fi
