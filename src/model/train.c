@@ -287,15 +287,34 @@ static int sync_state(trainer *t, ps_error *err)
     return PS_OK;
 }
 
+/* Validation NDCG@10 and Hit@10 (ps_sasrec_quick_eval), with the users sharded across the ranks:
+ * the metrics are reduced from integer counters, so every rank gets the same numbers, the single
+ * process's, and all ranks stop together. */
+static int validate(const trainer *t, double *ndcg, double *hit, ps_error *err)
+{
+    ps_sasrec_scorer s;
+    if (ps_sasrec_scorer_init(&s, t->m, 512, err) != PS_OK)
+        return PS_ERR;
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
+    ps_eval_options o;
+    ps_eval_options_init(&o);
+    o.split = PS_SPLIT_VALID;
+    o.dist = t->o->dist;
+    ps_metrics met;
+    int rc = ps_evaluate(t->ds, &sc, &o, &met, err);
+    ps_sasrec_scorer_free(&s);
+    if (rc == PS_OK) {
+        *ndcg = met.ndcg;
+        *hit = met.hit;
+    }
+    return rc;
+}
+
 static int end_epoch(trainer *t, int epoch, double loss, double t_start, double t_train, ps_error *err)
 {
-    double vh[2] = {0, 0}; /* validation on rank 0, its numbers to every rank: all stop together */
-    if (ps_dist_rank(t->o->dist) == 0 &&
-        ps_sasrec_quick_eval(t->m, t->ds, PS_SPLIT_VALID, &vh[0], &vh[1], err) != PS_OK)
+    double ndcg = 0, hit = 0;
+    if (validate(t, &ndcg, &hit, err) != PS_OK)
         return PS_ERR;
-    if (ps_dist_bcast(t->o->dist, vh, sizeof vh, 0, err) != PS_OK)
-        return PS_ERR;
-    const double ndcg = vh[0], hit = vh[1];
     ps_epoch_report r = {epoch, loss, t->n_targets, ndcg, hit, ps_now_seconds() - t_start, t_train, 0, 0, 0};
     if (t->st.best_epoch == 0 || ndcg > t->st.best_ndcg) {
         t->st.best_epoch = epoch;
