@@ -19,8 +19,9 @@ static const char SYNTH_HELP[] =
     "popularity, latent user tastes and Markov-like sequential structure. Deterministic by --seed.\n\n"
     "Options:\n"
     "  --out FILE         where to write the .inter file (required)\n"
-    "  --preset NAME      'demo' (default: 2,000 users, 1,500 items, 80,000 rows) or 'ml1m'\n"
-    "                     (6,040 users, 3,416 items, ~1M rows, for benchmarks)\n"
+    "  --preset NAME      'demo' (default: 2,000 users, 1,500 items, 80,000 rows), 'ml1m'\n"
+    "                     (6,040 users, 3,416 items, ~1M rows, for benchmarks) or 'ml20m'\n"
+    "                     (138,493 users, 26,744 items, 20M rows, ~420 MB: docs/distributed.md)\n"
     "  --users N, --items N, --interactions N, --topics N, --min-len N\n"
     "  --zipf X           item popularity exponent (default 1.0)\n"
     "  --markov X         probability of following the previous item's successors (default 0.5)\n"
@@ -139,6 +140,8 @@ static int data_synth(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--preset") && !strcmp(argv[i + 1], "ml1m"))
             ps_synth_options_ml1m(&so);
+        else if (!strcmp(argv[i], "--preset") && !strcmp(argv[i + 1], "ml20m"))
+            ps_synth_options_ml20m(&so);
     for (int opt; (opt = cli_getopt(&c, argc, argv, opts)) != -1;) {
         int r = cli_common_option(&c, opt, optarg);
         if (r == 0)
@@ -146,8 +149,8 @@ static int data_synth(int argc, char **argv)
         if (r == 0 && opt == OPT_OUT)
             out = optarg, r = 1;
         if (r == 0 && opt == OPT_PRESET) {
-            if (strcmp(optarg, "demo") && strcmp(optarg, "ml1m"))
-                return cli_usage_error(&c, "--preset: expected 'demo' or 'ml1m', got '%s'", optarg);
+            if (strcmp(optarg, "demo") && strcmp(optarg, "ml1m") && strcmp(optarg, "ml20m"))
+                return cli_usage_error(&c, "--preset: expected 'demo', 'ml1m' or 'ml20m', got '%s'", optarg);
             r = 1;
         }
         const int status = cli_option_verdict(&c, r, argv);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "popsteer/checkpoint.h"
+#include "popsteer/dist.h"
 #include "popsteer/evaluate.h"
 #include "popsteer/features.h"
 #include "popsteer/train.h"
@@ -191,7 +192,7 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
             rc = cli_error(c, "%s", err.msg);
         cli_progress_done(&p);
     }
-    if (!rc) {
+    if (!rc && ps_dist_rank(a->eo.dist) == 0) { /* under mpirun rank 0 prints */
         char method[256];
         cli_steer_describe(&a->steer, method, sizeof method);
         if (r) {
@@ -254,11 +255,21 @@ int cmd_eval(int argc, char **argv)
     if (a.items && !a.group.spec)
         return cli_usage_error(&c, "--items is read by genre: groups only: it needs --group");
     cli_apply_threads(&c);
+    ps_dist dist;
+    ps_error err;
+    if (ps_dist_init(&dist, &err) != PS_OK)
+        return cli_error(&c, "%s", err.msg);
+    if (dist.rank != 0)
+        c.quiet = 1;
+    a.eo.dist = &dist;
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);
-    if (rc)
-        return rc;
-    rc = evaluate(&c, &a, &ds);
-    ps_dataset_free(&ds);
+    if (!rc) {
+        rc = evaluate(&c, &a, &ds);
+        ps_dataset_free(&ds);
+    }
+    if (rc) /* every rank goes, none waits in a collective for this one */
+        ps_dist_abort(&dist, rc);
+    ps_dist_finalize(&dist);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "popsteer/dist.h"
 #include "popsteer/checkpoint.h"
 #include "popsteer/items.h"
 #include "popsteer/popsteer.h"
@@ -101,7 +102,8 @@ static int print_summary(const cli_common *c, const probe_args *a, const ps_data
     return 0;
 }
 
-static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_item_titles *titles)
+static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds, const ps_item_titles *titles,
+                 const ps_dist *dist)
 {
     ps_error err;
     ps_sasrec *m = NULL;
@@ -122,9 +124,16 @@ static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds,
     o.progress = on_progress;
     o.progress_ctx = &p;
     o.sides = a->g ? a->g->side : NULL;
+    o.dist = dist;
     if (rc == PS_OK)
         rc = ps_probe_run(m, sae, ds, &o, &r, &err);
     cli_progress_done(&p);
+    if (rc == PS_OK && ps_dist_rank(dist) != 0) { /* under mpirun rank 0 writes and prints */
+        ps_probe_result_free(&r);
+        ps_sae_free(sae);
+        ps_sasrec_free(m);
+        return 0;
+    }
     ps_latents_summary s;
     if (rc == PS_OK) {
         ps_latent_items li = {r.top_items, r.n_top, &ds->item_tokens, titles ? titles->title : NULL};
@@ -189,21 +198,32 @@ int cmd_probe(int argc, char **argv)
     if (status)
         return status;
     cli_apply_threads(&c);
+    ps_dist dist;
+    ps_error err;
+    if (ps_dist_init(&dist, &err) != PS_OK)
+        return cli_error(&c, "%s", err.msg);
+    if (dist.rank != 0)
+        c.quiet = 1;
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);
-    if (rc)
+    if (rc) {
+        ps_dist_abort(&dist, rc);
+        ps_dist_finalize(&dist);
         return rc;
+    }
     ps_item_titles titles = {0};
-    ps_error err;
     if (a.items && ps_item_titles_load(&titles, &ds, a.items, &err) != PS_OK)
         rc = cli_error(&c, "%s", err.msg);
     ps_item_group group = {0};
     if (!rc && a.group.spec && !(rc = cli_group_make(&c, &a.group, &ds, a.items, &group)))
         a.g = &group;
     if (!rc)
-        rc = probe(&c, &a, &ds, a.items ? &titles : NULL);
+        rc = probe(&c, &a, &ds, a.items ? &titles : NULL, &dist);
     ps_item_group_free(&group);
     ps_item_titles_free(&titles);
     ps_dataset_free(&ds);
+    if (rc) /* every rank goes, none waits in a collective for this one */
+        ps_dist_abort(&dist, rc);
+    ps_dist_finalize(&dist);
     return rc;
 }

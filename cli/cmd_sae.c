@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "popsteer/checkpoint.h"
+#include "popsteer/dist.h"
 #include "popsteer/popsteer.h"
 #include "popsteer/train.h"
 
@@ -237,6 +238,25 @@ static int sae_train_cmd(int argc, char **argv)
     if (!a.model || !a.out)
         return cli_usage_error(&c, "--model and --out are required");
     cli_apply_threads(&c);
+    {
+        /* not data-parallel yet (docs/distributed.md): one process, or say so instead of P ranks
+         * each training the same SAE into the same file */
+        ps_dist dist;
+        ps_error err;
+        if (ps_dist_init(&dist, &err) != PS_OK)
+            return cli_error(&c, "%s", err.msg);
+        if (dist.size > 1) {
+            int status = 2;
+            if (dist.rank == 0)
+                status = cli_usage_error(&c, "sae train does not run under mpirun yet (%d ranks); run it as one "
+                                             "process (docs/distributed.md)", dist.size);
+            if (ps_dist_bcast(&dist, &status, sizeof status, 0, &err) != PS_OK) /* the others wait for the message */
+                status = cli_error(&c, "%s", err.msg);
+            ps_dist_finalize(&dist);
+            return status;
+        }
+        ps_dist_finalize(&dist);
+    }
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);
     if (rc)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "popsteer/checkpoint.h"
+#include "popsteer/dist.h"
 #include "popsteer/train.h"
 
 static const char HELP[] =
@@ -36,12 +37,20 @@ static const char HELP[] =
     "  --dropout X        hidden and attention dropout (default 0.5)\n"
     "  --hidden N, --layers N, --heads N, --inner N   model size (default 64, 2, 2, 256)\n"
     "  --resume           continue from MODEL.safetensors.state (same options and data)\n"
+    "  --loss L           ce (default: softmax over the whole catalogue) or sampled (softmax over the\n"
+    "                     target and --negatives items drawn once per Adam step, log-Q corrected;\n"
+    "                     for large catalogues; validation still ranks every item)\n"
+    "  --negatives N      sampled: negatives per Adam step (default 1024)\n"
+    "  --sampler S        sampled: uniform (default) or pop (proportional to training count + 1)\n"
+    "Under mpirun (docs/distributed.md) every rank takes its share of each batch; rank 0 validates,\n"
+    "prints and writes the model and state.\n"
     "  --max-memory SIZE  refuse to start when the memory estimate (printed before training) is\n"
     "                     larger than SIZE bytes; K, M, G and T suffixes (powers of 1024)\n"
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_OUT = OPT_FIRST_COMMAND_OPTION, OPT_LAYOUT, OPT_STRIDE, OPT_EPOCHS, OPT_MIN_EPOCHS, OPT_PATIENCE, OPT_LR,
-       OPT_BATCH, OPT_MICRO, OPT_DROPOUT, OPT_HIDDEN, OPT_LAYERS, OPT_HEADS, OPT_INNER, OPT_RESUME, OPT_MAX_MEMORY };
+       OPT_BATCH, OPT_MICRO, OPT_DROPOUT, OPT_HIDDEN, OPT_LAYERS, OPT_HEADS, OPT_INNER, OPT_RESUME, OPT_MAX_MEMORY,
+       OPT_LOSS, OPT_NEGATIVES, OPT_SAMPLER };
 
 typedef struct train_args {
     const char *out;
@@ -119,6 +128,17 @@ static int train_option(const cli_common *c, train_args *a, int opt, const char 
     case OPT_INNER: return parse_int(c, "inner", arg, 1, 65536, &a->mc.d_ff);
     case OPT_RESUME: a->to.resume = 1; return 1;
     case OPT_MAX_MEMORY: return parse_bytes(c, "max-memory", arg, &a->max_memory);
+    case OPT_LOSS:
+        if (strcmp(arg, "ce") && strcmp(arg, "sampled"))
+            return cli_usage_error(c, "--loss: expected 'ce' or 'sampled', got '%s'", arg), -1;
+        a->to.loss = strcmp(arg, "ce") ? PS_LOSS_SAMPLED : PS_LOSS_CE;
+        return 1;
+    case OPT_NEGATIVES: return parse_int(c, "negatives", arg, 1, 1 << 20, &a->to.negatives);
+    case OPT_SAMPLER:
+        if (strcmp(arg, "uniform") && strcmp(arg, "pop"))
+            return cli_usage_error(c, "--sampler: expected 'uniform' or 'pop', got '%s'", arg), -1;
+        a->to.sampler = strcmp(arg, "pop") ? PS_SAMPLE_UNIFORM : PS_SAMPLE_POP;
+        return 1;
     default: return 0;
     }
 }
@@ -162,7 +182,9 @@ static int parse_args(int argc, char **argv, cli_common *c, cli_data *d, train_a
         {"micro-batch", required_argument, 0, OPT_MICRO}, {"dropout", required_argument, 0, OPT_DROPOUT},
         {"hidden", required_argument, 0, OPT_HIDDEN}, {"layers", required_argument, 0, OPT_LAYERS},
         {"heads", required_argument, 0, OPT_HEADS}, {"inner", required_argument, 0, OPT_INNER},
-        {"resume", no_argument, 0, OPT_RESUME}, {"max-memory", required_argument, 0, OPT_MAX_MEMORY}, {0, 0, 0, 0}};
+        {"resume", no_argument, 0, OPT_RESUME}, {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
+        {"loss", required_argument, 0, OPT_LOSS}, {"negatives", required_argument, 0, OPT_NEGATIVES},
+        {"sampler", required_argument, 0, OPT_SAMPLER}, {0, 0, 0, 0}};
     for (int opt; (opt = cli_getopt(c, argc, argv, opts)) != -1;) {
         int r = cli_common_option(c, opt, optarg);
         if (r == 0)
@@ -365,6 +387,7 @@ static void remove_stale_temporaries(const cli_common *c, const char *path)
 
 static int train_and_save(const cli_common *c, const cli_data *d, train_args *a, ps_dataset *ds)
 {
+    const int root = ps_dist_rank(a->to.dist) == 0; /* only rank 0 prints and writes */
     ps_error err;
     ps_sasrec *m = NULL;
     a->mc.n_items = ds->n_items;
@@ -387,29 +410,31 @@ static int train_and_save(const cli_common *c, const cli_data *d, train_args *a,
         return cli_error(c, "out of memory");
     }
     snprintf(state, n, "%s.state", a->out);
-    remove_stale_temporaries(c, a->out);
-    remove_stale_temporaries(c, state);
+    if (root) {
+        remove_stale_temporaries(c, a->out);
+        remove_stale_temporaries(c, state);
+    }
     train_ui ui;
     cli_progress_init(&ui.p, c->quiet);
     ui.max_epochs = a->to.max_epochs;
     a->to.state_path = state;
     a->to.seed = c->seed;
-    a->to.on_batch = on_batch;
-    a->to.on_epoch = on_epoch;
+    a->to.on_batch = root ? on_batch : NULL;
+    a->to.on_epoch = root ? on_epoch : NULL;
     a->to.cb_ctx = &ui;
     ps_train_result res;
     double test_ndcg = 0, test_hit = 0;
     ps_model_info info = {0, 0, d->path};
     int rc = ps_sasrec_train(m, ds, &a->to, &res, &err);
     cli_progress_done(&ui.p);
-    if (rc == PS_OK)
+    if (rc == PS_OK && root)
         rc = ps_sasrec_quick_eval(m, ds, PS_SPLIT_TEST, &test_ndcg, &test_hit, &err);
     info.epoch = res.best_epoch;
     info.best_valid_ndcg = res.best_ndcg;
-    if (rc == PS_OK)
+    if (rc == PS_OK && root)
         rc = ps_sasrec_save(m, &info, a->out, &err);
     int status = 0;
-    if (rc == PS_OK)
+    if (rc == PS_OK && root)
         status = print_summary(c, a, &res, test_ndcg, test_hit, mem.total);
     free(state);
     ps_sasrec_free(m);
@@ -430,10 +455,20 @@ int cmd_train(int argc, char **argv)
     if (rc || c.help)
         return c.help ? (fputs(HELP, stdout), 0) : rc;
     cli_apply_threads(&c);
+    ps_dist dist;
+    ps_error err;
+    if (ps_dist_init(&dist, &err) != PS_OK)
+        return cli_error(&c, "%s", err.msg);
+    if (dist.rank != 0)
+        c.quiet = 1;
+    a.to.dist = &dist;
     ps_dataset ds;
-    if ((rc = cli_load_dataset(&c, &d, &ds)) != 0)
-        return rc;
-    rc = train_and_save(&c, &d, &a, &ds);
-    ps_dataset_free(&ds);
+    if ((rc = cli_load_dataset(&c, &d, &ds)) == 0) {
+        rc = train_and_save(&c, &d, &a, &ds);
+        ps_dataset_free(&ds);
+    }
+    if (rc != 0) /* every rank goes, none waits in a collective for this one */
+        ps_dist_abort(&dist, rc);
+    ps_dist_finalize(&dist);
     return rc;
 }

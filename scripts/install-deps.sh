@@ -11,6 +11,8 @@ PACKAGES="gcc make cmake pkg-config libopenblas0-openmp libblis4-openmp libcjson
 PACKAGES="$PACKAGES libmicrohttpd-dev wrk chromium"
 # the Python package (python/, docs/python.md): its tests, and `pip install ./python` in a venv
 PACKAGES="$PACKAGES python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-venv"
+# MPI data parallelism (docs/distributed.md): built when Open MPI is found
+PACKAGES="$PACKAGES libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--asan" ]; then
     PACKAGES="$PACKAGES libclang-rt-dev"
 fi

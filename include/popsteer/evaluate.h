@@ -50,6 +50,10 @@ typedef struct ps_eval_options {
     /* called after every batch with the number of users done, for progress lines; may be NULL */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
+    /* popsteer/dist.h (NULL: one process): users sharded across the ranks, the integer counters
+     * summed, every rank gets the same metrics as one process would (a sequential re-ranker,
+     * whose lists depend on the users before, runs every user on every rank instead) */
+    const struct ps_dist *dist;
 } ps_eval_options;
 
 void ps_eval_options_init(ps_eval_options *o);

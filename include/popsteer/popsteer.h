@@ -72,6 +72,9 @@ typedef struct ps_probe_options {
                          * max length; 0 = the paper: each prefix's own length) */
     void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total);
     void *progress_ctx;
+    /* popsteer/dist.h (NULL: one process): synthetic and real users sharded across the ranks,
+     * statistics merged in rank order and fire counts summed; every rank gets the result */
+    const struct ps_dist *dist;
 } ps_probe_options;
 
 void ps_probe_options_init(ps_probe_options *o);

@@ -22,6 +22,9 @@ typedef struct ps_synth_options {
 void ps_synth_options_init(ps_synth_options *o);
 /* The ML-1M-sized preset: 6,040 users, 3,416 items, ~1M interactions. */
 void ps_synth_options_ml1m(ps_synth_options *o);
+/* The ML-20M-sized preset (docs/distributed.md): 138,493 users, 26,744 items, 20,000,263 rows,
+ * otherwise as ml1m. */
+void ps_synth_options_ml20m(ps_synth_options *o);
 
 /* Writes a RecBole atomic file (user_id:token, item_id:token, timestamp:float) to path,
  * atomically. Identical output for identical options. */

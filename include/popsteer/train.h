@@ -23,6 +23,14 @@
 
 typedef enum ps_layout { PS_LAYOUT_WINDOW = 0, PS_LAYOUT_PREFIX = 1 } ps_layout;
 
+/* Training loss: the full softmax over the catalogue (default), or a sampled softmax with log-Q
+ * correction over the target and `negatives` items drawn once per Adam step, shared by the whole
+ * logical batch (src/nn/sampled_softmax.h). Validation always ranks the whole catalogue. */
+typedef enum ps_loss { PS_LOSS_CE = 0, PS_LOSS_SAMPLED = 1 } ps_loss;
+typedef enum ps_sampler { PS_SAMPLE_UNIFORM = 0, PS_SAMPLE_POP = 1 } ps_sampler;
+
+struct ps_dist;
+
 typedef struct ps_epoch_report {
     int epoch;                 /* 1-based */
     double train_loss;         /* mean CE over the epoch's target positions */
@@ -49,6 +57,13 @@ typedef struct ps_train_options {
     int init_weights;          /* 1: fresh RecBole init from seed; 0: start from m's weights */
     const char *state_path;    /* written after every epoch (NULL: none) */
     int resume;                /* continue from state_path */
+    ps_loss loss;              /* PS_LOSS_CE */
+    int negatives;             /* sampled: negatives per Adam step (1024) */
+    ps_sampler sampler;        /* sampled: uniform or popularity-proportional (count + 1) */
+    /* data parallelism (popsteer/dist.h; NULL: one process): every rank takes its share of each
+     * logical batch, gradients are summed with one allreduce per Adam step, rank 0 validates and
+     * writes the state file; every rank must call with the same data and options */
+    const struct ps_dist *dist;
     /* progress: batch-level (may be NULL) and after every epoch (may be NULL) */
     void (*on_batch)(void *ctx, int epoch, int64_t batch, int64_t n_batches, double loss, int64_t targets_done,
                      double seconds);

@@ -192,6 +192,14 @@ void ps_synth_options_ml1m(ps_synth_options *o)
     o->markov = 0.5;
 }
 
+void ps_synth_options_ml20m(ps_synth_options *o)
+{
+    ps_synth_options_ml1m(o);
+    o->n_users = 138493;
+    o->n_items = 26744;
+    o->n_interactions = 20000263;
+}
+
 static int validate(const ps_synth_options *o, ps_error *err)
 {
     if (o->n_users < 1)

@@ -1,6 +1,7 @@
 /* Full-ranking evaluation: batches of prefixes through a scorer, then per-user top-k and
  * target rank in parallel, accumulated into integer counters (order-independent). */
 #include "popsteer/evaluate.h"
+#include "popsteer/dist.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -141,17 +142,23 @@ int ps_evaluate(const ps_dataset *ds, const ps_scorer *sc, const ps_eval_options
     int32_t *len = ps_calloc((size_t)batch, sizeof *len, "evaluation batch", err);
     float *scores = ps_calloc((size_t)batch * ((size_t)ds->n_items + 1), sizeof *scores, "scores", err);
     int rc = (w && seq && len && scores) ? PS_OK : PS_ERR;
-    for (int64_t first = 0; rc == PS_OK && first < n; first += batch) {
-        int B = (int)(n - first < batch ? n - first : batch);
+    int64_t lo = 0, hi = n; /* this rank's users (all in one process) */
+    const int sharded = ps_dist_size(o->dist) > 1 && !(o->filter && o->filter->sequential);
+    if (sharded)
+        ps_dist_share(o->dist, n, &lo, &hi);
+    for (int64_t first = lo; rc == PS_OK && first < hi; first += batch) {
+        int B = (int)(hi - first < batch ? hi - first : batch);
         ps_batch_prefixes(ds, samples + first, B, L, seq, len);
         rc = sc->score(sc->ctx, seq, len, B, scores, err);
         if (rc == PS_OK && rank_batch(ds, o, w, samples, first, B, scores))
             rc = ps_fail(err, "re-ranking failed");
         if (o->progress)
-            o->progress(o->progress_ctx, first + B, n);
+            o->progress(o->progress_ctx, first + B - lo, hi - lo);
     }
     for (int t = 1; rc == PS_OK && t < nth; t++)
         rc = ps_metrics_acc_merge(&w[0].acc, &w[t].acc, err);
+    if (rc == PS_OK && sharded)
+        rc = ps_dist_sum_metrics(o->dist, &w[0].acc, err);
     if (rc == PS_OK)
         ps_metrics_acc_finish(&w[0].acc, m);
     if (rc == PS_OK && o->exposure_out)

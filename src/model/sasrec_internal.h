@@ -54,4 +54,14 @@ int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, con
                          const int32_t *target, int B, uint64_t dropout_seed, uint64_t step, double loss_denom,
                          ps_sasrec_loss_stats *stats, ps_error *err);
 
+/* Training losses of this workspace (ps_sasrec_loss, ps_sasrec_backward, ps_sasrec_train_step)
+ * as a sampled softmax (nn/sampled_softmax.h) over the n negatives neg[n] with the log-Q table
+ * logq [n_items + 1]; both stay the caller's and are read at every call, so the caller redraws
+ * neg in place between steps. n = 0: the full softmax again. */
+int ps_sasrec_ws_set_sampled(ps_sasrec_ws *ws, const int32_t *neg, const float *logq, int n, ps_error *err);
+
+/* Dropout masks of the next passes as if sequence 0 of the batch were sequence b_base of a larger
+ * one (a rank's share of a micro-batch draws the masks the single process draws). Default 0. */
+void ps_sasrec_ws_set_dropout_base(ps_sasrec_ws *ws, int b_base);
+
 #endif

@@ -18,6 +18,7 @@
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_HUGEPAGE */
 #include "model/sasrec_internal.h"
 #include "nn/nn.h"
+#include "nn/sampled_softmax.h"
 
 #include <limits.h>
 #include <omp.h>
@@ -94,6 +95,14 @@ struct ps_sasrec_ws {
     int training;
     uint64_t seed, step;
     int have_forward;
+    int b_base; /* dropout masks as for sequences b_base.. of a larger batch (distributed shares) */
+    /* sampled softmax (smp_n = 0: the full softmax): negatives and log-Q table owned by the
+     * caller; smp_mem holds their rows e [n, d], et [d, n] and per slot logits [CE_BLOCK, n],
+     * dneg [n, d], target logits and gradients [CE_BLOCK] */
+    int smp_n;
+    const int32_t *smp_neg;
+    const float *smp_logq;
+    float *smp_mem;
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -287,6 +296,7 @@ void ps_sasrec_ws_free(ps_sasrec_ws *ws)
         munmap(ws->mem, ws->n_floats * sizeof(float));
     free(ws->imem);
     free(ws->layer);
+    free(ws->smp_mem);
     free(ws);
 }
 
@@ -446,7 +456,7 @@ static void dropout_add_chunk(const ps_sasrec_ws *ws, const chunk *ch, float *ou
     for (int s = 0; s < ch->nb; s++) {
         size_t o = (size_t)s * span;
         ps_nn_dropout_span(out + o, y + o, residual ? residual + o : NULL, span, d,
-                           (uint64_t)(ch->b0 + s) * L * (uint64_t)C);
+                           (uint64_t)(ws->b_base + ch->b0 + s) * L * (uint64_t)C);
     }
 }
 
@@ -490,7 +500,7 @@ static void layer_forward_chunk(const ps_sasrec *m, ps_sasrec_ws *ws, int l, con
         size_t ro = (size_t)s * Le, po = pb + (size_t)s * H * Le * Le;
         ps_nn_attn_causal_forward(ctx + ro * d, d, a->probs + po, a->probs_d + po, qkv + ro * 3 * d, 3 * d,
                                   qkv + ro * 3 * d + d, 3 * d, ws->seq + r0 + ro, Le, 0, Le, d, H, &d_att,
-                                  (uint64_t)(ch->b0 + s) * H * L * L, L, sl->att);
+                                  (uint64_t)(ws->b_base + ch->b0 + s) * H * L * L, L, sl->att);
     }
     linear(tmp, ctx, w.dense_t, w.dense_b, R, d, d);
     dropout_add_chunk(ws, ch, a->res1 + r0 * d, tmp, x, d, &d_ao);
@@ -646,6 +656,110 @@ static void pack_items(const ps_sasrec *m, ps_sasrec_ws *ws)
     ps_nn_transpose(ws->et, sasrec_at(m, m->params, SASREC_ITEM_EMB), m->cfg.n_items + 1, m->cfg.d);
 }
 
+/* ---- sampled softmax (nn/sampled_softmax.h) ---- */
+
+int ps_sasrec_ws_set_sampled(ps_sasrec_ws *ws, const int32_t *neg, const float *logq, int n, ps_error *err)
+{
+    free(ws->smp_mem);
+    ws->smp_mem = NULL;
+    ws->smp_n = 0;
+    if (n <= 0)
+        return PS_OK;
+    if ((double)CE_BLOCK * n > INT_MAX || (double)n * ws->cfg.d > INT_MAX)
+        return ps_fail(err, "sampled softmax: %d negatives are too many", n);
+    const size_t d = (size_t)ws->cfg.d, N = (size_t)n;
+    const size_t per_slot = (size_t)CE_BLOCK * N + N * d + 2 * (size_t)CE_BLOCK;
+    ws->smp_mem = ps_calloc(2 * N * d + (size_t)ws->n_slots * per_slot, sizeof(float), "sampled-softmax scratch", err);
+    if (!ws->smp_mem)
+        return PS_ERR;
+    ws->smp_n = n;
+    ws->smp_neg = neg;
+    ws->smp_logq = logq;
+    return PS_OK;
+}
+
+void ps_sasrec_ws_set_dropout_base(ps_sasrec_ws *ws, int b_base)
+{
+    ws->b_base = b_base;
+}
+
+typedef struct smp_slot {
+    float *logits, *dneg, *tlogit, *tgrad;
+} smp_slot;
+
+static float *smp_e(const ps_sasrec_ws *ws)
+{
+    return ws->smp_mem;
+}
+
+static float *smp_et(const ps_sasrec_ws *ws)
+{
+    return ws->smp_mem + (size_t)ws->smp_n * ws->cfg.d;
+}
+
+static smp_slot smp_slot_of(const ps_sasrec_ws *ws, const slot *sl)
+{
+    const size_t d = (size_t)ws->cfg.d, N = (size_t)ws->smp_n;
+    const size_t per_slot = (size_t)CE_BLOCK * N + N * d + 2 * (size_t)CE_BLOCK;
+    float *b = ws->smp_mem + 2 * N * d + (size_t)(sl - ws->slots) * per_slot;
+    smp_slot s = {b, b + (size_t)CE_BLOCK * N, b + (size_t)CE_BLOCK * N + N * d,
+                  b + (size_t)CE_BLOCK * N + N * d + CE_BLOCK};
+    return s;
+}
+
+/* The negatives' rows of the item table, as rows [n, d] and transposed [d, n]. */
+static void pack_negatives(const ps_sasrec *m, ps_sasrec_ws *ws)
+{
+    const int d = m->cfg.d, n = ws->smp_n;
+    const float *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
+    float *e = smp_e(ws), *et = smp_et(ws);
+    for (int j = 0; j < n; j++)
+        memcpy(e + (size_t)j * d, E + (size_t)ws->smp_neg[j] * d, (size_t)d * sizeof *e);
+    ps_nn_transpose(et, e, n, d);
+}
+
+/* chunk_ce with the sampled softmax: logits against the n negatives (one GEMM per block) and
+ * the target's own logit; with dE, dh and the gradient of the negatives' and targets' rows (dE
+ * must have been zeroed: only those rows are added to). */
+static void chunk_sampled_ce(const ps_sasrec *m, ps_sasrec_ws *ws, int s0, int s1, float grad_scale, float *dE,
+                             slot *sl)
+{
+    const int d = m->cfg.d, n = ws->smp_n;
+    const float *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
+    smp_slot ss = smp_slot_of(ws, sl);
+    for (int r0 = s0; r0 < s1; r0 += CE_BLOCK) {
+        const int nb = s1 - r0 < CE_BLOCK ? s1 - r0 : CE_BLOCK;
+        const float *hb = ws->hsel + (size_t)r0 * d;
+        const int32_t *tg = ws->sel_target + r0;
+        ps_nn_gemm(nb, n, d, hb, d, 1, smp_et(ws), n, ss.logits, n, 1.0f, NULL, 0);
+        for (int r = 0; r < nb; r++) {
+            const float *e = E + (size_t)tg[r] * d, *h = hb + (size_t)r * d;
+            float acc = 0.0f;
+            for (int c = 0; c < d; c++)
+                acc += h[c] * e[c];
+            ss.tlogit[r] = acc;
+        }
+        ps_nn_sampled_ce_rows(ss.logits, nb, n, ws->smp_neg, ws->smp_logq, ss.tlogit, tg, dE != NULL, grad_scale,
+                              ss.tgrad, ws->row_loss + r0);
+        if (!dE)
+            continue;
+        float *dh = ws->dhsel + (size_t)r0 * d;
+        ps_nn_gemm(nb, d, n, ss.logits, n, 1, smp_e(ws), d, dh, d, 1.0f, NULL, 0);
+        ps_nn_gemm(n, d, nb, ss.logits, 1, n, hb, d, ss.dneg, d, 1.0f, NULL, r0 > s0);
+        for (int r = 0; r < nb; r++) {
+            const float g = ss.tgrad[r], *e = E + (size_t)tg[r] * d, *h = hb + (size_t)r * d;
+            float *de = dE + (size_t)tg[r] * d, *o = dh + (size_t)r * d;
+            for (int c = 0; c < d; c++) {
+                o[c] += g * e[c];
+                de[c] += g * h[c];
+            }
+        }
+    }
+    if (dE && s1 > s0)
+        for (int j = 0; j < n; j++)
+            ps_nn_add_to(dE + (size_t)ws->smp_neg[j] * d, ss.dneg + (size_t)j * d, (size_t)d);
+}
+
 /* Cross-entropy of a chunk's selected rows, in blocks of CE_BLOCK: losses into row_loss; with
  * dE != NULL also dh (dhsel rows) and dE = G^T h (the first block writes, the next add). */
 static void chunk_ce(const ps_sasrec *m, ps_sasrec_ws *ws, int c, const chunk *ch, float grad_scale, float *dE,
@@ -656,6 +770,10 @@ static void chunk_ce(const ps_sasrec *m, ps_sasrec_ws *ws, int c, const chunk *c
     const float *h = ps_sasrec_ws_hidden(ws) + ch->r0 * d, *E = sasrec_at(m, m->params, SASREC_ITEM_EMB);
     for (int r = s0; r < s1; r++)
         memcpy(ws->hsel + (size_t)r * d, h + (size_t)ws->sel_row[r] * d, (size_t)d * sizeof(float));
+    if (ws->smp_n > 0) {
+        chunk_sampled_ce(m, ws, s0, s1, grad_scale, dE, sl);
+        return;
+    }
     for (int r0 = s0; r0 < s1; r0 += CE_BLOCK) {
         const int nb = s1 - r0 < CE_BLOCK ? s1 - r0 : CE_BLOCK;
         const float *hb = ws->hsel + (size_t)r0 * d;
@@ -685,6 +803,8 @@ int ps_sasrec_loss(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, 
     if (n < 0)
         return PS_ERR;
     pack_items(m, ws);
+    if (ws->smp_n > 0)
+        pack_negatives(m, ws);
     const int nch = ws->n_chunks;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(region_threads(ws, nch))
     for (int c = 0; c < nch; c++) {
@@ -745,7 +865,7 @@ static void layer_backward_chunk(ps_sasrec *m, ps_sasrec_ws *ws, int l, const ch
         size_t ro = (size_t)s * Le, po = pb + (size_t)s * H * Le * Le;
         ps_nn_attn_causal_backward(dqkv + ro * 3 * d, dctx + ro * d, a->qkv + (r0 + ro) * 3 * d, a->probs + po,
                                    a->probs_d + po, ws->seq + r0 + ro, Le, d, H, &d_att,
-                                   (uint64_t)(ch->b0 + s) * H * L * L, L, sl->att);
+                                   (uint64_t)(ws->b_base + ch->b0 + s) * H * L * L, L, sl->att);
     }
     ps_nn_gemm(R, d, 3 * d, dqkv, 3 * d, 1, w.qkv_w, d, dx, d, 1.0f, NULL, 1);
     ps_nn_gemm(3 * d, d, R, dqkv, 1, 3 * d, x, d, DW(L_QKV_W), d, 1.0f, NULL, 1);
@@ -765,7 +885,7 @@ static void chunk_backward(ps_sasrec *m, ps_sasrec_ws *ws, int c, const chunk *c
     /* the item table's gradient is written by the first block of logits, the rest zeroed */
     const size_t n_emb = ((size_t)k->n_items + 1) * d;
     memset(G + n_emb, 0, (m->n_params - n_emb) * sizeof *G);
-    if (ws->chunk_sel0[c] == ws->chunk_sel0[c + 1])
+    if (ws->chunk_sel0[c] == ws->chunk_sel0[c + 1] || ws->smp_n > 0)
         memset(G, 0, n_emb * sizeof *G);
     chunk_ce(m, ws, c, &ch, grad_scale, sasrec_at(m, G, SASREC_ITEM_EMB), sl);
     float *ga = ws->g_a + r0 * d;
@@ -814,6 +934,8 @@ int ps_sasrec_backward(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *target, do
         return PS_ERR;
     const float grad_scale = gradient_scale(n, loss_denom);
     pack_items(m, ws);
+    if (ws->smp_n > 0)
+        pack_negatives(m, ws);
     const int nch = ws->n_chunks;
     const size_t np = m->n_params;
     float *grads = m->grads, *part = ws->partial;
@@ -866,7 +988,10 @@ int ps_sasrec_train_step(ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *seq, con
         return PS_ERR;
     const float grad_scale = gradient_scale(n, loss_denom);
     pack_weights(m, ws);
-    pack_items(m, ws);
+    if (ws->smp_n > 0)
+        pack_negatives(m, ws); /* the full table's transpose is not needed */
+    else
+        pack_items(m, ws);
     const int nch = ws->n_chunks;
     const size_t np = m->n_params;
     float *grads = m->grads, *part = ws->partial;

@@ -2,7 +2,9 @@
  * positions -> micro-batches through forward/backward (gradients accumulate) -> one Adam step. */
 #include "popsteer/train.h"
 #include "popsteer/checkpoint.h"
+#include "popsteer/dist.h"
 #include "model/sasrec_internal.h"
+#include "nn/sampled_softmax.h"
 #include "util/clock.h"
 
 #include <math.h>
@@ -22,6 +24,7 @@ void ps_train_options_init(ps_train_options *o)
     o->patience = 10;
     o->seed = 42;
     o->init_weights = 1;
+    o->negatives = 1024;
 }
 
 static uint64_t mix64(uint64_t z)
@@ -127,6 +130,8 @@ typedef struct trainer {
     int32_t *seq, *target, *len;
     float *best;
     ps_train_state st;
+    ps_neg_sampler smp; /* --loss sampled */
+    int32_t *neg;       /* [negatives], redrawn every Adam step */
 } trainer;
 
 static int64_t window_targets(const window *w)
@@ -149,14 +154,44 @@ static int check_gradients(const ps_sasrec *m, ps_error *err)
     return PS_OK;
 }
 
-/* One logical batch: windows [first, last) -> gradients -> Adam step. */
-static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets, double *loss_sum, ps_error *err)
+/* The first window index in [first, last) before which the batch has at least `want` targets. */
+static int64_t cut_at(const trainer *t, int64_t first, int64_t last, int64_t want)
+{
+    int64_t i = first, acc = 0;
+    while (i < last && acc < want)
+        acc += window_targets(&t->win[i++]);
+    return i;
+}
+
+/* One logical batch: windows [first, last) -> gradients -> Adam step. With P ranks, rank r takes
+ * the contiguous windows holding about targets / P of them (cut by target count) and goes through
+ * them in the single process's micro-batches (cut at the same multiples of micro_batch from
+ * first, with the same dropout streams and mask offsets), so every rank computes exactly the
+ * gradients the single process computes for those windows; one allreduce sums them. */
+static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets, double *loss_sum,
+                       int64_t *my_targets, ps_error *err)
 {
     int L = t->m->cfg.max_len;
+    const int64_t mb = t->o->micro_batch;
+    const ps_dist *dist = t->o->dist;
     ps_sasrec_zero_grad(t->m);
-    for (int64_t i = first, micro = 0; i < last; i += t->o->micro_batch, micro++) {
-        int B = (int)(last - i < t->o->micro_batch ? last - i : t->o->micro_batch);
+    if (t->neg) /* the negatives of this Adam step: the same on every rank and on --resume */
+        ps_neg_sampler_draw(&t->smp, t->o->seed, (uint64_t)t->m->adam_t, t->neg);
+    int64_t lo = first, hi = last;
+    if (ps_dist_size(dist) > 1) {
+        const int64_t P = ps_dist_size(dist), r = ps_dist_rank(dist);
+        lo = cut_at(t, first, last, targets * r / P);
+        hi = cut_at(t, first, last, targets * (r + 1) / P);
+    }
+    *my_targets = 0;
+    for (int64_t i = lo; i < hi;) {
+        const int64_t micro = (i - first) / mb, end = first + (micro + 1) * mb < hi ? first + (micro + 1) * mb : hi;
+        const int B = (int)(end - i);
         fill_micro_batch(t->ds, t->win + i, B, L, t->seq, t->target, t->len);
+        for (int64_t w = i; w < end; w++)
+            *my_targets += window_targets(&t->win[w]);
+        ps_sasrec_ws_set_dropout_base(t->ws, (int)(i - (first + micro * mb)));
+        i = end;
         /* dropout stream: unique per (Adam step, micro-batch), replayable on --resume */
         uint64_t step = ((uint64_t)t->m->adam_t << 20) | (uint64_t)micro;
         ps_sasrec_loss_stats ls;
@@ -170,9 +205,12 @@ static int train_batch(trainer *t, int64_t first, int64_t last, int64_t targets,
     if (!isfinite(*loss_sum))
         return ps_fail(err, "training diverged: the loss became %g at Adam step %lld", *loss_sum,
                        (long long)t->m->adam_t + 1);
-    if (check_gradients(t->m, err) != PS_OK)
+    if (ps_dist_sum_f32(dist, t->m->grads, t->m->n_params, err) != PS_OK)
         return PS_ERR;
-    return ps_sasrec_adam_step(t->m, t->o->lr, err);
+    if (check_gradients(t->m, err) != PS_OK || ps_sasrec_adam_step(t->m, t->o->lr, err) != PS_OK)
+        return PS_ERR;
+    ps_dist_fault_point(dist, t->m->adam_t);
+    return PS_OK;
 }
 
 static int64_t count_batches(const trainer *t)
@@ -200,15 +238,19 @@ static int train_epoch(trainer *t, int epoch, double *mean_loss, ps_error *err)
         double batch_loss = 0;
         if (t->o->cancel && t->o->cancel(t->o->cb_ctx))
             return ps_fail(err, "training interrupted at epoch %d, batch %lld", epoch, (long long)batch + 1);
-        if (train_batch(t, first, last, targets, &batch_loss, err) != PS_OK)
+        int64_t mine = 0;
+        if (train_batch(t, first, last, targets, &batch_loss, &mine, err) != PS_OK)
             return PS_ERR;
         loss_sum += batch_loss;
         done += targets;
         first = last;
+        /* the batch loss shown is this rank's share's (all of it in one process) */
         if (t->o->on_batch)
-            t->o->on_batch(t->o->cb_ctx, epoch, ++batch, n_batches, batch_loss / (double)targets, done,
+            t->o->on_batch(t->o->cb_ctx, epoch, ++batch, n_batches, batch_loss / (double)(mine ? mine : 1), done,
                            ps_now_seconds() - t0);
     }
+    if (ps_dist_sum_f64(t->o->dist, &loss_sum, 1, err) != PS_OK)
+        return PS_ERR;
     *mean_loss = loss_sum / (double)(done ? done : 1);
     return PS_OK;
 }
@@ -222,13 +264,58 @@ static uint64_t options_fingerprint(const trainer *t)
                         (uint64_t)t->ds->n_train, (uint64_t)t->m->n_params};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         h = mix64(h ^ parts[i]);
+    if (o->loss != PS_LOSS_CE) /* the full softmax keeps the fingerprint of older state files */
+        h = mix64(h ^ mix64(((uint64_t)o->loss << 40) ^ ((uint64_t)o->sampler << 32) ^ (uint64_t)o->negatives));
     return h >> 1; /* stored as a signed 64-bit integer in metadata */
+}
+
+/* Every rank gets rank 0's weights, Adam moments, best weights and counters. The allreduce
+ * gives every rank the same gradient sum and so the same Adam step; this makes it so even for an
+ * MPI whose allreduce leaves different ranks with different roundings, and hands a resumed run's
+ * state (read by rank 0 only) to the others. */
+static int sync_state(trainer *t, ps_error *err)
+{
+    const ps_dist *dist = t->o->dist;
+    if (ps_dist_size(dist) <= 1)
+        return PS_OK;
+    const size_t bytes = t->m->n_params * sizeof(float);
+    if (ps_dist_bcast(dist, t->m->params, bytes, 0, err) != PS_OK ||
+        ps_dist_bcast(dist, t->m->adam_m, bytes, 0, err) != PS_OK ||
+        ps_dist_bcast(dist, t->m->adam_v, bytes, 0, err) != PS_OK ||
+        ps_dist_bcast(dist, t->best, bytes, 0, err) != PS_OK ||
+        ps_dist_bcast(dist, &t->m->adam_t, sizeof t->m->adam_t, 0, err) != PS_OK ||
+        ps_dist_bcast(dist, &t->st, sizeof t->st, 0, err) != PS_OK)
+        return ps_fail_wrap(err, "sharing the training state between ranks");
+    return PS_OK;
+}
+
+/* Validation NDCG@10 and Hit@10 (ps_sasrec_quick_eval), with the users sharded across the ranks:
+ * the metrics are reduced from integer counters, so every rank gets the same numbers, the single
+ * process's, and all ranks stop together. */
+static int validate(const trainer *t, double *ndcg, double *hit, ps_error *err)
+{
+    ps_sasrec_scorer s;
+    if (ps_sasrec_scorer_init(&s, t->m, 512, err) != PS_OK)
+        return PS_ERR;
+    ps_scorer sc = ps_sasrec_scorer_as_scorer(&s);
+    ps_eval_options o;
+    ps_eval_options_init(&o);
+    o.split = PS_SPLIT_VALID;
+    o.dist = t->o->dist;
+    ps_metrics met;
+    int rc = ps_evaluate(t->ds, &sc, &o, &met, err);
+    ps_sasrec_scorer_free(&s);
+    if (rc == PS_OK) {
+        *ndcg = met.ndcg;
+        *hit = met.hit;
+    }
+    return rc;
 }
 
 static int end_epoch(trainer *t, int epoch, double loss, double t_start, double t_train, ps_error *err)
 {
-    double ndcg, hit;
-    if (ps_sasrec_quick_eval(t->m, t->ds, PS_SPLIT_VALID, &ndcg, &hit, err) != PS_OK)
+    double ndcg = 0, hit = 0;
+    if (validate(t, &ndcg, &hit, err) != PS_OK)
         return PS_ERR;
     ps_epoch_report r = {epoch, loss, t->n_targets, ndcg, hit, ps_now_seconds() - t_start, t_train, 0, 0, 0};
     if (t->st.best_epoch == 0 || ndcg > t->st.best_ndcg) {
@@ -244,7 +331,10 @@ static int end_epoch(trainer *t, int epoch, double loss, double t_start, double 
     t->st.seconds += r.seconds;
     r.best_epoch = t->st.best_epoch;
     r.best_ndcg = t->st.best_ndcg;
-    if (t->o->state_path && ps_train_state_save(t->m, t->best, &t->st, t->o->state_path, err) != PS_OK)
+    if (sync_state(t, err) != PS_OK)
+        return PS_ERR;
+    if (t->o->state_path && ps_dist_rank(t->o->dist) == 0 &&
+        ps_train_state_save(t->m, t->best, &t->st, t->o->state_path, err) != PS_OK)
         return PS_ERR;
     if (t->o->on_epoch)
         t->o->on_epoch(t->o->cb_ctx, &r);
@@ -294,6 +384,8 @@ static int check_options(const ps_train_options *o, int L, ps_error *err)
         return ps_fail(err, "epochs and patience must be positive");
     if (o->resume && !o->state_path)
         return ps_fail(err, "--resume needs a training-state file");
+    if (o->loss == PS_LOSS_SAMPLED && o->negatives < 1)
+        return ps_fail(err, "--negatives must be at least 1 (got %d)", o->negatives);
     return PS_OK;
 }
 
@@ -321,15 +413,25 @@ static int setup(trainer *t, ps_error *err)
     t->best = ps_calloc(t->m->n_params, sizeof *t->best, "best parameters", err);
     if (!t->seq || !t->target || !t->len || !t->best || ps_sasrec_ws_create(&t->ws, t->m, B, 1, err) != PS_OK)
         return PS_ERR;
+    if (t->o->loss == PS_LOSS_SAMPLED) {
+        ps_neg_sampler_kind kind = t->o->sampler == PS_SAMPLE_POP ? PS_SAMPLER_POP : PS_SAMPLER_UNIFORM;
+        if (ps_neg_sampler_init(&t->smp, kind, t->ds->n_items, t->ds->train_count, t->o->negatives, err) != PS_OK)
+            return PS_ERR;
+        t->neg = ps_calloc((size_t)t->o->negatives, sizeof *t->neg, "negatives", err);
+        if (!t->neg || ps_sasrec_ws_set_sampled(t->ws, t->neg, t->smp.logq, t->o->negatives, err) != PS_OK)
+            return PS_ERR;
+    }
     t->st.seed = t->o->seed;
     t->st.fingerprint = options_fingerprint(t);
-    if (t->o->resume) {
+    if (t->o->resume) { /* rank 0 reads the state file, sync_state hands it to the others */
         uint64_t fp = t->st.fingerprint;
-        if (ps_train_state_load(t->m, t->best, &t->st, t->o->state_path, err) != PS_OK)
+        if (ps_dist_rank(t->o->dist) == 0 && ps_train_state_load(t->m, t->best, &t->st, t->o->state_path, err) != PS_OK)
+            return PS_ERR;
+        if (sync_state(t, err) != PS_OK)
             return PS_ERR;
         if (t->st.fingerprint != fp)
             return ps_fail(err, "%s was written with other training options or data (layout, stride, batch, lr, "
-                                "seed or dataset differ); resume with the same ones or start afresh",
+                                "seed, loss or dataset differ); resume with the same ones or start afresh",
                            t->o->state_path);
     } else {
         if (t->o->init_weights)
@@ -356,6 +458,8 @@ int ps_sasrec_train(ps_sasrec *m, const ps_dataset *ds, const ps_train_options *
     free(t.target);
     free(t.len);
     free(t.best);
+    free(t.neg);
+    ps_neg_sampler_free(&t.smp);
     ps_sasrec_ws_free(t.ws);
     return rc;
 }

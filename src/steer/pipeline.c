@@ -1,5 +1,6 @@
 /* PopSteer's model-dependent glue: SASRec user vectors, the SAE + steering scorer and the probe. */
 #include "popsteer/popsteer.h"
+#include "popsteer/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -262,20 +263,31 @@ static void report(const probe_run *p, const char *stage, int64_t done, int64_t 
 }
 
 /* Dense pre-activations of the synthetic users of one group, streamed into its statistics. */
+/* This rank's rows [lo, hi) of n, in whole batches of VEC_BATCH (all of them in one process). */
+static void batch_share(const probe_run *p, int64_t n, int64_t *lo, int64_t *hi)
+{
+    int64_t b0, b1;
+    ps_dist_share(p->o->dist, (n + VEC_BATCH - 1) / VEC_BATCH, &b0, &b1);
+    *lo = b0 * VEC_BATCH;
+    *hi = b1 * VEC_BATCH < n ? b1 * VEC_BATCH : n;
+}
+
 static int probe_group(probe_run *p, const ps_probe_users *u, int64_t first_row, const char *stage,
                        ps_latent_stats *st, ps_error *err)
 {
-    for (int64_t r = 0; r < u->n_group; r += VEC_BATCH) {
-        int B = (int)(u->n_group - r < VEC_BATCH ? u->n_group - r : VEC_BATCH);
+    int64_t lo, hi;
+    batch_share(p, u->n_group, &lo, &hi);
+    for (int64_t r = lo; r < hi; r += VEC_BATCH) {
+        int B = (int)(hi - r < VEC_BATCH ? hi - r : VEC_BATCH);
         const int32_t *seq = ps_probe_users_row(u, first_row + r);
         if (ps_sasrec_user_vectors(p->m, p->ws, seq, u->len + first_row + r, B, p->h, err) != PS_OK)
             return PS_ERR;
         ps_sae_encoder_pre(&p->enc, p->h, B, p->pre);
         if (ps_latent_stats_add(st, p->pre, B, err) != PS_OK)
             return PS_ERR;
-        report(p, stage, r + B, u->n_group);
+        report(p, stage, r + B - lo, hi - lo);
     }
-    return PS_OK;
+    return ps_dist_merge_latent_stats(p->o->dist, st, err);
 }
 
 /* How often each latent is in the TopK of real users (their most recent, validation prefix). */
@@ -286,8 +298,10 @@ static int fire_rates(probe_run *p, double *rate, ps_error *err)
     int64_t *count = ps_calloc((size_t)m, sizeof *count, "fire counts", err);
     int32_t *seq = ps_calloc((size_t)VEC_BATCH * (size_t)L, sizeof *seq, "batch", err);
     int rc = (count && seq) ? PS_OK : PS_ERR;
-    for (int64_t first = 0; rc == PS_OK && first < n; first += VEC_BATCH) {
-        int B = (int)(n - first < VEC_BATCH ? n - first : VEC_BATCH);
+    int64_t lo, hi;
+    batch_share(p, n, &lo, &hi);
+    for (int64_t first = lo; rc == PS_OK && first < hi; first += VEC_BATCH) {
+        int B = (int)(hi - first < VEC_BATCH ? hi - first : VEC_BATCH);
         ps_batch_prefixes(p->ds, p->ds->valid + first, B, L, seq, p->len);
         rc = ps_sasrec_user_vectors(p->m, p->ws, seq, p->len, B, p->h, err);
         if (rc == PS_OK) {
@@ -295,6 +309,8 @@ static int fire_rates(probe_run *p, double *rate, ps_error *err)
             rc = ps_fire_counts_add(count, m, p->idx, p->val, B, k, err);
         }
     }
+    if (rc == PS_OK)
+        rc = ps_dist_sum_i64(p->o->dist, count, (size_t)m, err);
     if (rc == PS_OK)
         ps_fire_rate(count, m, n, rate);
     free(count);

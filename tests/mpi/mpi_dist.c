@@ -1,0 +1,302 @@
+/* popsteer under `mpirun -np 2` on this machine (loopback / shared memory), against one process
+ * (docs/distributed.md). Registered in CTest only in an MPI build (POPSTEER_MPI).
+ *
+ * - train: 20 Adam steps (one epoch of the small log at --batch 400) with dropout on; every
+ *   tensor of the 2-rank model within 1e-5 of the one-process model (||a - b|| / ||a||), and the
+ *   epoch's mean training loss the same to 1e-4 (Adam is nearly invariant to the gradient's scale,
+ *   so a rank that trained on the whole batch instead of its share would pass the weight check
+ *   alone; the loss, summed over the ranks, would double). The key biases are checked in absolute
+ *   terms: their true gradient is 0 (softmax ignores a constant shift of a score row), so their
+ *   values are rounding noise that Adam scales up, in one process as in two. A negative control:
+ *   another seed must fail the same comparison.
+ * - resume: 2 ranks for one epoch, then --resume for a second, equals 2 ranks for two epochs.
+ * - sampled softmax: the same equality with --loss sampled --sampler pop.
+ * - eval and probe: the JSON metrics and the latents CSV byte for byte.
+ * - failures: a rank killed mid-training (POPSTEER_DIST_DIE) and a rank whose command fails (rank
+ *   0 cannot read the state file of --resume) end the whole job with a non-zero status and a
+ *   message, within the `timeout` of 60 s, instead of leaving the other rank waiting. */
+#include "testutil.h"
+
+#include "popsteer/checkpoint.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *g_dir; /* test fixture directory (cmocka's state) */
+
+static char *slurp(FILE *fp)
+{
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    size_t got = fread(buf, 1, (size_t)n, fp);
+    buf[got] = '\0';
+    return buf;
+}
+
+/* sh -c cmd; stdout/stderr captured (NULL: dropped); the exit status, or 128 + signal. */
+static int run_sh(const char *cmd, char **out, char **err)
+{
+    FILE *fo = tmpfile(), *fe = tmpfile();
+    assert_non_null(fo);
+    assert_non_null(fe);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fileno(fo), 1);
+        dup2(fileno(fe), 2);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    char *o = slurp(fo), *e = slurp(fe);
+    fclose(fo);
+    fclose(fe);
+    if (out) *out = o; else free(o);
+    if (err) *err = e; else free(e);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* popsteer ARGS in one process (2 threads) or under mpirun -np 2 (1 thread per rank). */
+static int popsteer(int ranks, const char *env, const char *args, char **out, char **err)
+{
+    char cmd[8192];
+    if (ranks == 1)
+        snprintf(cmd, sizeof cmd, "%s OMP_WAIT_POLICY=passive timeout 60 '%s' %s --threads 2", env ? env : "",
+                 POPSTEER_CLI, args);
+    else /* as root (CI containers) Open MPI wants to be told; --oversubscribe: 2 ranks on any core count */
+        snprintf(cmd, sizeof cmd,
+                 "%s OMP_WAIT_POLICY=passive timeout 60 '%s' %s --oversubscribe -np %d -x OMP_WAIT_POLICY %s '%s' %s "
+                 "--threads 1",
+                 env ? env : "", POPSTEER_MPIEXEC, geteuid() == 0 ? "--allow-run-as-root" : "", ranks,
+                 env && *env ? "-x POPSTEER_DIST_DIE" : "", POPSTEER_CLI, args);
+    int rc = run_sh(cmd, out, err);
+    return rc;
+}
+
+static void popsteer_ok(int ranks, const char *args, char **out, char **err)
+{
+    char *e = NULL;
+    int rc = popsteer(ranks, NULL, args, out, &e);
+    if (rc != 0)
+        fail_msg("popsteer (%d ranks) %s failed (%d):\n%s", ranks, args, rc, e);
+    if (err) *err = e; else free(e);
+}
+
+static double epoch_loss(const char *stderr_text, int epoch)
+{
+    char key[32];
+    snprintf(key, sizeof key, "epoch %3d  loss ", epoch);
+    const char *p = strstr(stderr_text, key);
+    if (!p)
+        fail_msg("no '%s' line in:\n%s", key, stderr_text);
+    return atof(p + strlen(key));
+}
+
+/* Worst per-tensor ||a - b|| / ||a|| (key biases: worst |a - b|, see the header). */
+static double model_diff(const char *pa, const char *pb, double *key_bias_abs)
+{
+    ps_error err;
+    ps_sasrec *a = NULL, *b = NULL;
+    assert_int_equal(ps_sasrec_load(&a, pa, &err), PS_OK);
+    assert_int_equal(ps_sasrec_load(&b, pb, &err), PS_OK);
+    assert_int_equal(a->n_params, b->n_params);
+    double worst = 0;
+    *key_bias_abs = 0;
+    for (int i = 0; i < a->n_tensors; i++) {
+        const ps_sasrec_tensor *t = &a->tensors[i];
+        const float *x = a->params + t->offset, *y = b->params + t->offset;
+        double dd = 0, xx = 0, mx = 0;
+        for (size_t k = 0; k < t->numel; k++) {
+            double d = (double)x[k] - (double)y[k];
+            dd += d * d;
+            xx += (double)x[k] * x[k];
+            mx = fmax(mx, fabs(d));
+        }
+        if (strstr(t->name, "key.bias")) {
+            *key_bias_abs = fmax(*key_bias_abs, mx);
+            continue;
+        }
+        double rel = xx > 0 ? sqrt(dd / xx) : sqrt(dd);
+        if (rel > worst)
+            worst = rel;
+    }
+    ps_sasrec_free(a);
+    ps_sasrec_free(b);
+    return worst;
+}
+
+/* The Adam step count in a training-state file's metadata ("adam_t":"N"). */
+static int adam_steps(const char *name)
+{
+    char *path = tu_path(g_dir, name);
+    size_t len;
+    char *bytes = tu_read(path, &len);
+    assert_non_null(bytes);
+    const char *key = "\"adam_t\":\"";
+    const char *p = NULL;
+    for (size_t i = 0; i + strlen(key) < len && i < 65536 && !p; i++)
+        if (!memcmp(bytes + i, key, strlen(key)))
+            p = bytes + i + strlen(key);
+    assert_non_null(p);
+    int n = atoi(p);
+    free(bytes);
+    free(path);
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    g_dir = tu_mkdtemp();
+    char *data = tu_path(g_dir, "log.inter");
+    int rc = tu_synth_small(data);
+    free(data);
+    return rc;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+#define TRAIN_ARGS "train --data '%s/log.inter' --epochs %d --min-epochs 1 --batch 400 --dropout 0.2 %s --out '%s/%s'"
+
+static void train(int ranks, int epochs, const char *extra, const char *name, char **err)
+{
+    char args[4096];
+    snprintf(args, sizeof args, TRAIN_ARGS, g_dir, epochs, extra, g_dir, name);
+    popsteer_ok(ranks, args, NULL, err);
+}
+
+static void expect_same_model(const char *name_a, const char *name_b, double tol)
+{
+    char *a = tu_path(g_dir, name_a), *b = tu_path(g_dir, name_b);
+    double kb, rel = model_diff(a, b, &kb);
+    printf("  %s vs %s: worst tensor ||a-b||/||a|| %.3g, key biases max |a-b| %.3g\n", name_a, name_b, rel, kb);
+    assert_true(rel <= tol);
+    assert_true(kb <= 1e-5);
+    free(a);
+    free(b);
+}
+
+static void test_train_20_steps(void **state)
+{
+    (void)state;
+    char *e1, *e2, *e3;
+    train(1, 1, "", "one.safetensors", &e1);
+    train(2, 1, "", "two.safetensors", &e2);
+    assert_int_equal(adam_steps("one.safetensors.state"), 20);
+    assert_int_equal(adam_steps("two.safetensors.state"), 20);
+    double l1 = epoch_loss(e1, 1), l2 = epoch_loss(e2, 1);
+    printf("  epoch loss: one process %.4f, two ranks %.4f\n", l1, l2);
+    assert_true(fabs(l1 - l2) <= 1e-4);
+    expect_same_model("one.safetensors", "two.safetensors", 1e-5);
+    /* negative control: another seed is far off by the same measure */
+    train(1, 1, "--seed 43", "other.safetensors", &e3);
+    char *a = tu_path(g_dir, "one.safetensors"), *b = tu_path(g_dir, "other.safetensors");
+    double kb, rel = model_diff(a, b, &kb);
+    printf("  another seed: %.3g\n", rel);
+    assert_true(rel > 1e-2);
+    free(a);
+    free(b);
+    free(e1);
+    free(e2);
+    free(e3);
+}
+
+static void test_sampled_20_steps(void **state)
+{
+    (void)state;
+    char *e1, *e2;
+    train(1, 1, "--loss sampled --negatives 32 --sampler pop", "s1.safetensors", &e1);
+    train(2, 1, "--loss sampled --negatives 32 --sampler pop", "s2.safetensors", &e2);
+    double l1 = epoch_loss(e1, 1), l2 = epoch_loss(e2, 1);
+    printf("  sampled epoch loss: one process %.4f, two ranks %.4f\n", l1, l2);
+    assert_true(fabs(l1 - l2) <= 1e-4);
+    expect_same_model("s1.safetensors", "s2.safetensors", 1e-5);
+    free(e1);
+    free(e2);
+}
+
+static void test_resume(void **state)
+{
+    (void)state;
+    char *e;
+    train(2, 2, "", "full.safetensors", &e);
+    free(e);
+    train(2, 1, "", "res.safetensors", &e);
+    free(e);
+    train(2, 2, "--resume", "res.safetensors", &e);
+    assert_non_null(strstr(e, "*best")); /* epoch 2 is the kept model: the comparison sees it */
+    assert_null(strstr(e, "epoch   1  loss")); /* epoch 1 came from the state file */
+    free(e);
+    expect_same_model("full.safetensors", "res.safetensors", 1e-5);
+}
+
+static void test_eval_and_probe(void **state)
+{
+    (void)state;
+    char args[4096], *o1, *o2;
+    train(1, 1, "", "m.safetensors", NULL);
+    snprintf(args, sizeof args, "eval --data '%s/log.inter' --model '%s/m.safetensors' --json --quiet", g_dir, g_dir);
+    popsteer_ok(1, args, &o1, NULL);
+    popsteer_ok(2, args, &o2, NULL);
+    assert_string_equal(o1, o2);
+    assert_non_null(strstr(o1, "\"users\":\t300"));
+    free(o1);
+    free(o2);
+    snprintf(args, sizeof args, "sae train --data '%s/log.inter' --model '%s/m.safetensors' --out '%s/sae.safetensors' "
+                                "--scale 4 --k 8 --k-aux 16 --epochs 1 --quiet", g_dir, g_dir, g_dir);
+    popsteer_ok(1, args, NULL, NULL);
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        snprintf(args, sizeof args, "probe --data '%s/log.inter' --model '%s/m.safetensors' --sae '%s/sae.safetensors' "
+                                    "--out '%s/lat%d.csv' --quiet", g_dir, g_dir, g_dir, g_dir, ranks);
+        popsteer_ok(ranks, args, NULL, NULL);
+    }
+    char *a = tu_path(g_dir, "lat1.csv"), *b = tu_path(g_dir, "lat2.csv");
+    assert_true(tu_same_file(a, b));
+    free(a);
+    free(b);
+}
+
+static void test_rank_dies(void **state)
+{
+    (void)state;
+    char args[4096], *e;
+    snprintf(args, sizeof args, TRAIN_ARGS, g_dir, 1, "", g_dir, "dead.safetensors");
+    int rc = popsteer(2, "POPSTEER_DIST_DIE=1:3", args, NULL, &e);
+    printf("  a rank killed at step 3: status %d\n", rc);
+    assert_true(rc != 0 && rc != 124); /* 124: the 60 s timeout, i.e. a hang */
+    assert_non_null(strstr(e, "killing myself at step 3"));
+    assert_non_null(strstr(e, "signal 9"));
+    free(e);
+    /* rank 0 fails (no state file to resume from) while rank 1 waits for it in a broadcast */
+    snprintf(args, sizeof args, TRAIN_ARGS, g_dir, 1, "--resume", g_dir, "missing.safetensors");
+    rc = popsteer(2, NULL, args, NULL, &e);
+    printf("  rank 0 fails: status %d\n", rc);
+    assert_true(rc != 0 && rc != 124);
+    assert_non_null(strstr(e, "missing.safetensors.state"));
+    assert_non_null(strstr(e, "ending every rank"));
+    free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_train_20_steps), cmocka_unit_test(test_sampled_20_steps),
+        cmocka_unit_test(test_resume), cmocka_unit_test(test_eval_and_probe), cmocka_unit_test(test_rank_dies),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
