@@ -188,6 +188,16 @@ int cli_data_option(const cli_common *c, cli_data *d, int opt, const char *arg)
     }
 }
 
+int cli_dist_init(cli_common *c, ps_dist *dist)
+{
+    ps_error err;
+    if (ps_dist_init(dist, &err) != PS_OK)
+        return cli_error(c, "%s", err.msg);
+    if (dist->rank != 0) /* one rank speaks for the job */
+        c->quiet = 1;
+    return 0;
+}
+
 void cli_apply_threads(const cli_common *c)
 {
     if (c->threads > 0) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "popsteer/dataset.h"
+#include "popsteer/dist.h"
 #include "popsteer/features.h"
 
 /* Long-only option codes (above the char range so they never clash with short options). */
@@ -72,6 +73,9 @@ int cli_common_option(cli_common *c, int opt, const char *arg);
 int cli_data_option(const cli_common *c, cli_data *d, int opt, const char *arg);
 /* Applies --threads to OpenMP and OpenBLAS. */
 void cli_apply_threads(const cli_common *c);
+/* Joins the MPI job when started by mpirun (dist.h; otherwise a single rank) and keeps the other
+ * ranks quiet; returns 0 or the error status to exit with. */
+int cli_dist_init(cli_common *c, ps_dist *dist);
 
 /* Checked parsing: prints "popsteer CMD: --opt: ..." and returns -1 on a bad value. */
 int cli_parse_long(const cli_common *c, const char *opt, const char *arg, long min, long max, long *out);

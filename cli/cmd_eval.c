@@ -256,11 +256,9 @@ int cmd_eval(int argc, char **argv)
         return cli_usage_error(&c, "--items is read by genre: groups only: it needs --group");
     cli_apply_threads(&c);
     ps_dist dist;
-    ps_error err;
-    if (ps_dist_init(&dist, &err) != PS_OK)
-        return cli_error(&c, "%s", err.msg);
-    if (dist.rank != 0)
-        c.quiet = 1;
+    int dist_status = cli_dist_init(&c, &dist);
+    if (dist_status)
+        return dist_status;
     a.eo.dist = &dist;
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);

@@ -199,11 +199,9 @@ int cmd_probe(int argc, char **argv)
         return status;
     cli_apply_threads(&c);
     ps_dist dist;
-    ps_error err;
-    if (ps_dist_init(&dist, &err) != PS_OK)
-        return cli_error(&c, "%s", err.msg);
-    if (dist.rank != 0)
-        c.quiet = 1;
+    int dist_status = cli_dist_init(&c, &dist);
+    if (dist_status)
+        return dist_status;
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);
     if (rc) {
@@ -212,6 +210,7 @@ int cmd_probe(int argc, char **argv)
         return rc;
     }
     ps_item_titles titles = {0};
+    ps_error err;
     if (a.items && ps_item_titles_load(&titles, &ds, a.items, &err) != PS_OK)
         rc = cli_error(&c, "%s", err.msg);
     ps_item_group group = {0};

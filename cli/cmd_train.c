@@ -456,11 +456,9 @@ int cmd_train(int argc, char **argv)
         return c.help ? (fputs(HELP, stdout), 0) : rc;
     cli_apply_threads(&c);
     ps_dist dist;
-    ps_error err;
-    if (ps_dist_init(&dist, &err) != PS_OK)
-        return cli_error(&c, "%s", err.msg);
-    if (dist.rank != 0)
-        c.quiet = 1;
+    int dist_status = cli_dist_init(&c, &dist);
+    if (dist_status)
+        return dist_status;
     a.to.dist = &dist;
     ps_dataset ds;
     if ((rc = cli_load_dataset(&c, &d, &ds)) == 0) {

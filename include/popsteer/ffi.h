@@ -37,6 +37,9 @@ void psffi_free(void *p);
 /* OpenMP and OpenBLAS threads for the calling thread's later calls (n >= 1); returns the current
  * maximum (n <= 0 only asks). */
 int psffi_threads(int n);
+/* 1 when every GEMM shape class runs on popsteer's own kernels, so a user's vector is the same bits
+ * in any batch; 0 when a library backend was chosen (then equal to float rounding). */
+int psffi_gemm_rows_exact(void);
 
 /* ---- generated data (synth.h) ---- */
 int psffi_synth(const char *path, int32_t n_users, int32_t n_items, int64_t n_interactions, uint64_t seed,

@@ -67,6 +67,7 @@ def _sig(name, restype, *argtypes):
 _sig("psffi_abi_version", c_int)
 _sig("psffi_free", None, c_void_p)
 _sig("psffi_threads", c_int, c_int)
+_sig("psffi_gemm_rows_exact", c_int)
 _sig("psffi_synth", c_int, c_char_p, c_int32, c_int32, c_int64, c_uint64, err_p)
 _sig("psffi_dataset_load", c_void_p, c_char_p, c_char_p, c_int, c_int, c_double, c_int, c_double, c_double,
      c_char_p, c_char_p, c_char_p, c_char_p, err_p)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/nn.h"
 #include "popsteer/checkpoint.h"
 #include "popsteer/metrics.h"
 #include "popsteer/popsteer.h"
@@ -30,6 +31,11 @@ int psffi_threads(int n)
     if (n > 0) /* the GEMM backends run single-threaded inside the library's own OpenMP threads */
         omp_set_num_threads(n);
     return omp_get_max_threads();
+}
+
+int psffi_gemm_rows_exact(void)
+{
+    return ps_nn_gemm_rows_exact();
 }
 
 int psffi_synth(const char *path, int32_t n_users, int32_t n_items, int64_t n_interactions, uint64_t seed,

@@ -624,6 +624,14 @@ int ps_nn_gemm_class_backend(int cls)
     return cls >= 0 && cls < PS_GEMM_NCLASSES ? g_ctx.backend[cls] : PS_GEMM_OWN;
 }
 
+int ps_nn_gemm_rows_exact(void)
+{
+    for (int c = 0; c < PS_GEMM_NCLASSES; c++)
+        if (ps_nn_gemm_class_backend(c) != PS_GEMM_OWN)
+            return 0;
+    return 1;
+}
+
 int ps_nn_gemm_lib(int backend, int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks,
                    const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias,
                    int accumulate)

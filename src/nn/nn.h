@@ -115,6 +115,9 @@ enum { PS_GEMM_ATTENTION, PS_GEMM_LAYER, PS_GEMM_WEIGHT_GRAD, PS_GEMM_ITEMS, PS_
 int ps_nn_gemm_classify(int M, int N, int K, ptrdiff_t a_rs, ptrdiff_t a_ks);
 int ps_nn_gemm_backend_for(int M, int N, int K, ptrdiff_t a_rs, ptrdiff_t a_ks);
 int ps_nn_gemm_class_backend(int cls);
+/* 1 when every class runs on our kernels: a row's result is then the same bits whatever rows
+ * share its call (tests compare bits then, and to float rounding otherwise). */
+int ps_nn_gemm_rows_exact(void);
 /* The call on a library backend (1), or 0 when it is not loaded or cannot take the strides. */
 int ps_nn_gemm_lib(int backend, int M, int N, int K, const float *A, ptrdiff_t a_rs, ptrdiff_t a_ks,
                    const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, float alpha, const float *bias,
