@@ -132,10 +132,9 @@ int cmd_recommend(int argc, char **argv)
         return cli_usage_error(&c, "--model and --user are required");
     if (st.rule != CLI_RULE_PAPER || st.rule_opts_set)
         return cli_usage_error(&c, "recommend steers with the paper's rule only (no --rule or its options)");
-    if ((st.latents_path || st.alpha_set || st.neurons) && !st.sae_path)
-        return cli_usage_error(&c, "--latents, --alpha and --neurons need --sae");
-    if ((st.alpha_set || st.neurons) && !st.latents_path)
-        return cli_usage_error(&c, "--alpha and --neurons need --latents (the probe's table)");
+    int status = cli_steer_check(&c, &st);
+    if (status)
+        return status;
     cli_apply_threads(&c);
     ps_dataset ds;
     int rc = cli_load_dataset(&c, &d, &ds);

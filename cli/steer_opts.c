@@ -92,15 +92,11 @@ static int make_plan(const cli_common *c, cli_steer *s)
     return 0;
 }
 
-int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int max_batch, ps_scorer *out)
+int cli_steer_check(const cli_common *c, const cli_steer *s)
 {
-    ps_error err;
     if (!s->sae_path) {
         if (s->latents_path || s->alpha_set || s->neurons || s->rule != CLI_RULE_PAPER || s->rule_opts_set)
             return cli_usage_error(c, "--latents, --alpha, --neurons and --rule need --sae");
-        if (ps_sasrec_scorer_init(&s->plain, m, max_batch, &err) != PS_OK)
-            return cli_error(c, "%s", err.msg);
-        *out = ps_sasrec_scorer_as_scorer(&s->plain);
         return 0;
     }
     if ((s->alpha_set || s->neurons) && !s->latents_path)
@@ -111,6 +107,21 @@ int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int 
     if (s->rule == CLI_RULE_PAPER && s->rule_opts_set)
         return cli_usage_error(c, "--alpha-pop, --alpha-unpop, --gate, --skip-dead and --keep-error need "
                                   "--rule peruser");
+    return 0;
+}
+
+int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int max_batch, ps_scorer *out)
+{
+    ps_error err;
+    int status = cli_steer_check(c, s);
+    if (status)
+        return status;
+    if (!s->sae_path) {
+        if (ps_sasrec_scorer_init(&s->plain, m, max_batch, &err) != PS_OK)
+            return cli_error(c, "%s", err.msg);
+        *out = ps_sasrec_scorer_as_scorer(&s->plain);
+        return 0;
+    }
     s->sae = ps_sae_load(s->sae_path, &err);
     if (!s->sae)
         return cli_error(c, "%s", err.msg);

@@ -58,7 +58,10 @@ typedef struct cli_steer {
 
 void cli_steer_init(cli_steer *s);
 int cli_steer_option(const cli_common *c, cli_steer *s, int opt, const char *arg);
-/* Loads the SAE and latents table and builds the scorer for the model; prints errors. */
+/* The options' combinations (--alpha needs --latents, ...): 0, or the usage error's status. */
+int cli_steer_check(const cli_common *c, const cli_steer *s);
+/* Checks (cli_steer_check), loads the SAE and latents table and builds the scorer for the model;
+ * prints errors. */
 int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int max_batch, ps_scorer *out);
 void cli_steer_free(cli_steer *s);
 /* "SASRec", "SAE (alpha 0)", "PopSteer alpha 1.5, N 4096" or PopSteer-U with its parameters and
