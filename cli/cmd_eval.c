@@ -176,7 +176,7 @@ static int evaluate(const cli_common *c, eval_args *a, const ps_dataset *ds)
     if (!rc && !a->eo.item_embedding)
         rc = cli_error(c, "%s: no item_embedding.weight of shape [n_items + 1, d]", a->model);
     if (!rc)
-        rc = cli_steer_scorer(c, &a->steer, m, 256, &sc);
+        rc = cli_steer_scorer(c, &a->steer, m, ds, 256, &sc);
     if (!rc)
         rc = make_rerank(c, a, ds, &r, &f);
     ps_metrics met;

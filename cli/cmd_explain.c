@@ -151,7 +151,10 @@ static int explain(const cli_common *c, const explain_args *a, cli_steer *st, co
     /* steer_opts loads the SAE and builds the plan or rule exactly as `eval` does; its scorer is
      * not used, the explanation recomputes the chain for the one user */
     ps_scorer unused;
-    int status = cli_steer_scorer(c, st, m, 1, &unused);
+    int status = st->rule == CLI_RULE_DECODER
+                     ? cli_usage_error(c, "explain decomposes TopK codes: --rule decoder (PopSteer-I) is not "
+                                          "supported here; use --rule paper or peruser")
+                     : cli_steer_scorer(c, st, m, ds, 1, &unused);
     ps_latent_table table = {0};
     if (!status && ps_latents_csv_read(st->latents_path, st->sae->cfg.n_latents, &table, &err) != PS_OK)
         status = cli_error(c, "%s", err.msg);

@@ -1,4 +1,5 @@
-/* popsteer probe: Cohen's d of every SAE latent between popular-only and long-tail-only users. */
+/* popsteer probe: Cohen's d of every SAE latent between popular-only and long-tail-only users
+ * (the paper's probe) or between what its decoder row does to head and tail items (--side items). */
 #include "cli.h"
 #include "progress.h"
 
@@ -27,6 +28,11 @@ static const char HELP[] =
     "  --top N            strongest latents of each sign to print (default 5)\n"
     "  --min-len L        synthetic users hold at least L items (capped at the model's maximum\n"
     "                     length; default 0: each prefix's own length, as the paper)\n"
+    "  --side S           users (default: the paper's synthetic users) or items: the item-side\n"
+    "                     probe of PopSteer-I (docs/steering.md): d of the score change each latent's\n"
+    "                     decoder row gives head items against tail items (the means and stds\n"
+    "                     columns then hold those score changes); no synthetic users, so --cap and\n"
+    "                     --min-len do not apply. Steer with its table by eval --rule decoder\n"
     "\n"
     "Concept probe (docs/steering.md, \"Concept steering\"):\n"
     "  --group SPEC       contrast users drawn from the items of SPEC (the concept, in the long-tail\n"
@@ -35,11 +41,13 @@ static const char HELP[] =
     CLI_GROUP_SPECS_HELP
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
-enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT_ITEMS, OPT_TOP, OPT_MIN_LEN };
+enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_SAE_FILE, OPT_OUT, OPT_CAP, OPT_ITEMS, OPT_TOP, OPT_MIN_LEN,
+       OPT_SIDE };
 
 typedef struct probe_args {
     const char *model, *sae, *out, *items;
     long cap, top, min_len;
+    int item_side;
     cli_group group;
     const ps_item_group *g; /* built from group, or NULL */
 } probe_args;
@@ -70,6 +78,7 @@ static int print_summary(const cli_common *c, const probe_args *a, const ps_data
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "latents", a->out);
         cJSON_AddNumberToObject(o, "n_latents", s->m);
+        cJSON_AddStringToObject(o, "side", a->item_side ? "items" : "users");
         cJSON_AddNumberToObject(o, "synthetic_users_per_group", (double)r->n_synthetic);
         if (a->g)
             cJSON_AddStringToObject(o, "group", a->g->desc);
@@ -83,8 +92,12 @@ static int print_summary(const cli_common *c, const probe_args *a, const ps_data
         return cli_print_json(c, o);
     }
     const char *pos = a->g ? "contrast" : "popular", *neg = a->g ? "concept" : "long-tail";
-    printf("latents        %s (%d latents, %lld synthetic users per group)\n", a->out, s->m,
-           (long long)r->n_synthetic);
+    if (a->item_side)
+        printf("latents        %s (%d latents, item-side probe: decoder rows against item embeddings)\n", a->out,
+               s->m);
+    else
+        printf("latents        %s (%d latents, %lld synthetic users per group)\n", a->out, s->m,
+               (long long)r->n_synthetic);
     if (a->g)
         printf("concept        %s\n", a->g->desc);
     printf("lean %-9s %d (d > 0): |d| > 0.2: %d, > 0.5: %d, > 0.8: %d\n", pos, s->n_pos, s->n_pos_gt[0],
@@ -124,6 +137,7 @@ static int probe(const cli_common *c, const probe_args *a, const ps_dataset *ds,
     o.progress = on_progress;
     o.progress_ctx = &p;
     o.sides = a->g ? a->g->side : NULL;
+    o.item_side = a->item_side;
     o.dist = dist;
     if (rc == PS_OK)
         rc = ps_probe_run(m, sae, ds, &o, &r, &err);
@@ -157,7 +171,7 @@ int cmd_probe(int argc, char **argv)
         {"model", required_argument, 0, OPT_MODEL}, {"sae", required_argument, 0, OPT_SAE_FILE},
         {"out", required_argument, 0, OPT_OUT}, {"cap", required_argument, 0, OPT_CAP},
         {"items", required_argument, 0, OPT_ITEMS}, {"top", required_argument, 0, OPT_TOP},
-        {"min-len", required_argument, 0, OPT_MIN_LEN}, CLI_GROUP_OPTIONS,
+        {"min-len", required_argument, 0, OPT_MIN_LEN}, {"side", required_argument, 0, OPT_SIDE}, CLI_GROUP_OPTIONS,
         {0, 0, 0, 0}};
     cli_common c;
     cli_data d;
@@ -181,6 +195,11 @@ int cmd_probe(int argc, char **argv)
             case OPT_CAP: r = cli_parse_long(&c, "cap", optarg, 0, 1L << 40, &a.cap) < 0 ? -1 : 1; break;
             case OPT_MIN_LEN: r = cli_parse_long(&c, "min-len", optarg, 0, 1 << 20, &a.min_len) < 0 ? -1 : 1; break;
             case OPT_TOP: r = cli_parse_long(&c, "top", optarg, 0, PS_LATENTS_SUMMARY_MAX_TOP, &a.top) < 0 ? -1 : 1; break;
+            case OPT_SIDE:
+                if (strcmp(optarg, "users") && strcmp(optarg, "items"))
+                    r = (cli_usage_error(&c, "--side: expected 'users' or 'items', got '%s'", optarg), -1);
+                a.item_side = !strcmp(optarg, "items");
+                break;
             default: r = 0;
             }
         }
@@ -194,6 +213,8 @@ int cmd_probe(int argc, char **argv)
         return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
     if (!a.model || !a.sae || !a.out)
         return cli_usage_error(&c, "--model, --sae and --out are required");
+    if (a.item_side && (a.cap || a.min_len))
+        return cli_usage_error(&c, "--cap and --min-len shape synthetic users; --side items has none");
     int status = cli_group_check(&c, &a.group);
     if (status)
         return status;

@@ -237,7 +237,7 @@ static void print_summary(const ps_sweep_result *r, const ps_sweep_summary *s, c
     if (r->bootstrap)
         printf("; [ ] = %.0f%% paired-bootstrap interval, %d resamples", 100 * r->ci_level, r->bootstrap);
     printf(")\n");
-    static const char *const REF[PS_SWEEP_REFS] = {"PopSteer's", "PopSteer-U's"};
+    static const char *const REF[PS_SWEEP_REFS] = {"PopSteer's", "PopSteer-U's", "PopSteer-I's"};
     for (int q = 0; q < PS_SWEEP_REFS; q++)
         for (int i = 0; i < s->n_methods; i++) {
             const ps_front_vs *vs = &s->methods[i].vs[q];
@@ -266,6 +266,8 @@ static int print_json(const cli_common *c, const ps_sweep_result *r, const ps_sw
             cJSON_AddStringToObject(m, "popsteer_front", ps_front_verdict_name(ms->vs[PS_REF_POPSTEER].verdict));
         if (ms->vs[PS_REF_POPSTEER_U].valid)
             cJSON_AddStringToObject(m, "popsteer_u_front", ps_front_verdict_name(ms->vs[PS_REF_POPSTEER_U].verdict));
+        if (ms->vs[PS_REF_POPSTEER_I].valid)
+            cJSON_AddStringToObject(m, "popsteer_i_front", ps_front_verdict_name(ms->vs[PS_REF_POPSTEER_I].verdict));
     }
     return cli_print_json(c, o);
 }

@@ -1,6 +1,9 @@
 #include "steer_opts.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "popsteer/steer_decoder.h"
 
 void cli_steer_init(cli_steer *s)
 {
@@ -25,8 +28,10 @@ int cli_steer_option(const cli_common *c, cli_steer *s, int opt, const char *arg
             s->rule = CLI_RULE_PAPER;
         else if (!strcmp(arg, "peruser"))
             s->rule = CLI_RULE_PERUSER;
+        else if (!strcmp(arg, "decoder"))
+            s->rule = CLI_RULE_DECODER;
         else
-            return cli_usage_error(c, "--rule: expected 'paper' or 'peruser', got '%s'", arg), -1;
+            return cli_usage_error(c, "--rule: expected 'paper', 'peruser' or 'decoder', got '%s'", arg), -1;
         return 1;
     case OPT_ALPHA_POP:
         s->rule_opts_set = 1;
@@ -71,7 +76,25 @@ static int make_rule(const cli_common *c, cli_steer *s, const ps_latent_table *t
     return 0;
 }
 
-static int make_plan(const cli_common *c, cli_steer *s)
+/* PopSteer-I: ν from the validation users, then the decoder rows' vector (steer_decoder.h). */
+static int make_delta(const cli_common *c, cli_steer *s, const ps_latent_table *t, int N, const ps_sasrec *m,
+                      const ps_dataset *ds)
+{
+    ps_error err;
+    size_t d = (size_t)m->cfg.d;
+    float *h = ps_calloc((size_t)ds->n_users * d, sizeof *h, "validation user vectors", &err);
+    s->delta = h ? ps_calloc(d, sizeof *s->delta, "steering vector", &err) : NULL;
+    int rc = s->delta ? ps_user_vectors(m, ds, ds->valid, ds->n_users, h, NULL, NULL, &err) : PS_ERR;
+    if (rc == PS_OK) {
+        s->nu = ps_mean_norm(h, ds->n_users, (int)d);
+        s->n_steered = N > t->m ? t->m : N;
+        rc = ps_decoder_delta(s->sae, t->d, s->n_steered, s->alpha, s->nu, s->delta, &err);
+    }
+    free(h);
+    return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
+}
+
+static int make_plan(const cli_common *c, cli_steer *s, const ps_sasrec *model, const ps_dataset *ds)
 {
     ps_error err;
     ps_latent_table t;
@@ -79,8 +102,8 @@ static int make_plan(const cli_common *c, cli_steer *s)
     if (ps_latents_csv_read(s->latents_path, m, &t, &err) != PS_OK)
         return cli_error(c, "%s", err.msg);
     int N = s->neurons ? (int)(s->neurons > m ? m + 1 : s->neurons) : m;
-    if (s->rule == CLI_RULE_PERUSER) {
-        int r = make_rule(c, s, &t, N);
+    if (s->rule != CLI_RULE_PAPER) {
+        int r = s->rule == CLI_RULE_PERUSER ? make_rule(c, s, &t, N) : make_delta(c, s, &t, N, model, ds);
         ps_latent_table_free(&t);
         return r;
     }
@@ -101,16 +124,19 @@ int cli_steer_check(const cli_common *c, const cli_steer *s)
     }
     if ((s->alpha_set || s->neurons) && !s->latents_path)
         return cli_usage_error(c, "--alpha and --neurons need --latents (the probe's table)");
-    if (s->rule == CLI_RULE_PERUSER && !s->latents_path)
-        return cli_usage_error(c, "--rule peruser needs --latents (the probe's table)");
-    /* the paper's rule has one alpha and no gate: its parameters are never silently ignored */
-    if (s->rule == CLI_RULE_PAPER && s->rule_opts_set)
+    if (s->rule != CLI_RULE_PAPER && !s->latents_path)
+        return cli_usage_error(c, "--rule %s needs --latents (the probe's table)",
+                               s->rule == CLI_RULE_PERUSER ? "peruser" : "decoder");
+    /* the paper's rule and PopSteer-I have one alpha and no gate: those parameters are never
+     * silently ignored (PopSteer-I always keeps the SAE's error: it adds to SASRec's own h) */
+    if (s->rule != CLI_RULE_PERUSER && s->rule_opts_set)
         return cli_usage_error(c, "--alpha-pop, --alpha-unpop, --gate, --skip-dead and --keep-error need "
                                   "--rule peruser");
     return 0;
 }
 
-int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int max_batch, ps_scorer *out)
+int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, const ps_dataset *ds, int max_batch,
+                     ps_scorer *out)
 {
     ps_error err;
     int status = cli_steer_check(c, s);
@@ -125,9 +151,16 @@ int cli_steer_scorer(const cli_common *c, cli_steer *s, const ps_sasrec *m, int 
     s->sae = ps_sae_load(s->sae_path, &err);
     if (!s->sae)
         return cli_error(c, "%s", err.msg);
-    int rc = s->latents_path ? make_plan(c, s) : 0;
+    int rc = s->latents_path ? make_plan(c, s, m, ds) : 0;
     if (rc)
         return rc;
+    if (s->delta) {
+        if (ps_ablation_scorer_init(&s->moved, PS_ABLATION_DIRECTION, m, NULL, NULL, NULL, s->delta, max_batch,
+                                    &err) != PS_OK)
+            return cli_error(c, "%s", err.msg);
+        *out = ps_ablation_scorer_as_scorer(&s->moved);
+        return 0;
+    }
     if (s->has_rule) {
         if (ps_rule_scorer_init(&s->ruled, m, s->sae, &s->srule, max_batch, &err) != PS_OK)
             return cli_error(c, "%s: %s", s->sae_path, err.msg);
@@ -145,6 +178,9 @@ void cli_steer_free(cli_steer *s)
     ps_sasrec_scorer_free(&s->plain);
     ps_steer_scorer_free(&s->steered);
     ps_rule_scorer_free(&s->ruled);
+    ps_ablation_scorer_free(&s->moved);
+    free(s->delta);
+    s->delta = NULL;
     if (s->has_rule)
         ps_steer_rule_free(&s->srule);
     s->has_rule = 0;
@@ -166,7 +202,10 @@ void cli_steer_describe(const cli_steer *s, char *buf, unsigned size)
                  r->p.alpha_pop, r->p.alpha_unpop, r->n, r->m, r->p.skip_dead ? " that fire" : "",
                  r->p.gate == PS_RULE_GATE_USER ? "per user" : "none", mean_gate,
                  r->p.keep_error ? ", SAE error kept" : "");
-    } else if (!s->has_plan)
+    } else if (s->delta)
+        snprintf(buf, size, "PopSteer-I (alpha %g, %d of %d latents' decoder rows, nu %.4g)", s->alpha, s->n_steered,
+                 s->sae->cfg.n_latents, s->nu);
+    else if (!s->has_plan)
         snprintf(buf, size, "SAE-reconstructed SASRec (alpha 0)");
     else
         snprintf(buf, size, "PopSteer (alpha %g, %d of %d latents)", s->alpha, s->plan.n, s->plan.m);

@@ -70,6 +70,10 @@ typedef struct ps_probe_options {
     const int8_t *sides;
     int min_len;        /* synthetic users hold at least this many items (capped at the model's
                          * max length; 0 = the paper: each prefix's own length) */
+    /* 1: the item-side probe (ps_item_side_table, PopSteer-I): d from what each latent's decoder
+     * row does to the head (or contrast-set) items' scores against the tail (or concept) items';
+     * no synthetic users (cap and min_len unused, n_synthetic 0). Fire rates and top items as usual. */
+    int item_side;
     void (*progress)(void *ctx, const char *stage, int64_t done, int64_t total);
     void *progress_ctx;
     /* popsteer/dist.h (NULL: one process): synthetic and real users sharded across the ranks,
@@ -89,5 +93,14 @@ typedef struct ps_probe_result {
 int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, const ps_probe_options *o,
                  ps_probe_result *r, ps_error *err);
 void ps_probe_result_free(ps_probe_result *r);
+
+/* The item-side probe's table (src/steer/probe_items.c): for latent j and real item i, the score
+ * change e_ij = W_dec[j] · E_i that raising the latent by 1 gives the item; the two groups are the
+ * items with sides[i] = +1 (the popular role: mean_pop, std_pop) and −1 (mean_unpop, std_unpop),
+ * sides NULL = ds->label (head versus tail); d is Cohen's d of SPEC §4 between them (d > 0: raising
+ * the latent favours the popular role's items). fire_rate is left 0. Deterministic for a given GEMM
+ * backend (rows are added in item order). On failure *t is empty. */
+int ps_item_side_table(const ps_sasrec *model, const ps_sae *sae, const ps_dataset *ds, const int8_t *sides,
+                       ps_latent_table *t, ps_error *err);
 
 #endif

@@ -103,7 +103,10 @@ const char *ps_front_verdict_name(ps_front_verdict v);
 #define PS_SWEEP_MAX_GRID 64 /* alphas, neuron counts and methods each */
 
 /* PS_POINT_RULE: PopSteer-U (steer_rule.h), method "popsteer-u": the paper's latents and weights with a
- * per-user gate, separate strengths per sign, the SAE's reconstruction error kept. */
+ * per-user gate, separate strengths per sign, the SAE's reconstruction error kept.
+ * PS_POINT_DECODER: PopSteer-I (steer_decoder.h), method "popsteer-i": the item-side probe's latents
+ * (ps_item_side_table, computed by the sweep from the model and the SAE), their decoder rows added
+ * to SASRec's h; N ∈ {1024, all} × ps-direction's strengths. */
 /* The ablations (issue 14 §1; steer.h, steer_ablation.h), each a method of its own over PopSteer's
  * grid (positive α × N; direction: positive α only):
  *   PS_POINT_RANDOM "ps-random": N random latents with the paper's weight vector;
@@ -119,7 +122,8 @@ typedef enum ps_point_kind {
     PS_POINT_RANDOM = 4,
     PS_POINT_UNWEIGHTED = 5,
     PS_POINT_CONDITIONAL = 6,
-    PS_POINT_DIRECTION = 7
+    PS_POINT_DIRECTION = 7,
+    PS_POINT_DECODER = 8
 } ps_point_kind;
 
 typedef struct ps_sweep_point {
@@ -157,8 +161,9 @@ typedef struct ps_sweep_options {
     uint64_t seed;          /* the random re-ranker and the bootstrap resamples */
     int popsteer_u;         /* 1 (default): also sweep PopSteer-U over N ∈ {1024, all} × α_pop = α_unpop ∈ the
                              * positive alphas, plus (α_pop, α_unpop) ∈ {(4, 2), (8, 4)} */
+    int popsteer_i;         /* 1 (default): also sweep PopSteer-I (PS_POINT_DECODER) */
     int ablations;          /* 1 (default): also sweep the four ablations (ps_point_kind) */
-    const double *direction_alphas; /* ps-direction's strengths, in typical user-vector lengths (default
+    const double *direction_alphas; /* ps-direction's and PopSteer-I's strengths, in typical user-vector lengths (default
                                      * 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5: beyond ~0.5 it moves every
                                      * user onto the same items); the positive ones are used */
     int n_direction_alphas;
@@ -229,9 +234,9 @@ typedef struct ps_front_vs {
     int gap_within_noise;
 } ps_front_vs;
 
-/* The references every other method's front is compared with: the paper's PopSteer and
- * PopSteer-U (when swept). */
-enum { PS_REF_POPSTEER = 0, PS_REF_POPSTEER_U = 1, PS_SWEEP_REFS = 2 };
+/* The references every other method's front is compared with: the paper's PopSteer, PopSteer-U
+ * and PopSteer-I (each when swept). */
+enum { PS_REF_POPSTEER = 0, PS_REF_POPSTEER_U = 1, PS_REF_POPSTEER_I = 2, PS_SWEEP_REFS = 3 };
 
 typedef struct ps_method_summary {
     char method[16];

@@ -31,7 +31,7 @@ static const char *colour(int i)
 {
     static const char *const C[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b",
                                     "#ff7f0e", "#17becf", "#7f7f7f", "#bcbd22", "#e377c2",
-                                    /* enough for popsteer, popsteer-u, the four ablations and seven re-rankers */
+                                    /* enough for popsteer, popsteer-u, popsteer-i, four ablations and seven re-rankers */
                                     "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"};
     return C[i % (int)(sizeof C / sizeof C[0])];
 }

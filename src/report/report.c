@@ -261,7 +261,8 @@ static cJSON *method_json(const ps_sweep_result *r, const ps_sweep_summary *s, c
     cJSON_AddItemToObject(o, "best_at_tight_drop", index_or_null(ms->best_tight));
     cJSON_AddStringToObject(o, "best_at_tight_drop_setting", ms->best_tight >= 0 ? r->points[ms->best_tight].setting : "");
     cJSON_AddItemToObject(o, "valid_front", cJSON_CreateIntArray(ms->front, ms->n_front));
-    static const char *const KEYS[PS_SWEEP_REFS] = {"popsteer_front_vs_this", "popsteer_u_front_vs_this"};
+    static const char *const KEYS[PS_SWEEP_REFS] = {"popsteer_front_vs_this", "popsteer_u_front_vs_this",
+                                                    "popsteer_i_front_vs_this"};
     for (int q = 0; q < PS_SWEEP_REFS; q++)
         if (ms->vs[q].valid)
             cJSON_AddItemToObject(o, KEYS[q], front_vs_json(r, &ms->vs[q]));
@@ -483,14 +484,16 @@ static void section_intro(doc *d, const ps_sweep_result *r, const ps_sweep_summa
               info->latents_path ? info->latents_path : "?");
     int n_pop = s->n_methods ? s->methods[0].n : 0;
     int n_u = s->ref[PS_REF_POPSTEER_U] >= 0 ? s->methods[s->ref[PS_REF_POPSTEER_U]].n : 0, n_abl = 0;
+    int n_i = s->ref[PS_REF_POPSTEER_I] >= 0 ? s->methods[s->ref[PS_REF_POPSTEER_I]].n : 0;
     for (int m = 0; m < s->n_methods; m++)
         n_abl += is_ablation(s->methods[m].method) ? s->methods[m].n : 0;
     doc_p(d, "Every list is the top %d of a full ranking of all %d items for each of %lld users; re-rankers "
              "re-order SASRec's top items (up to %d; each method's count is in the baselines table). The sweep "
-             "evaluated %d grid points (%d PopSteer, %d PopSteer-U, %d ablation, %d re-ranking, plus plain SASRec) "
-             "on both the validation and the test split in %.1f s; every number is in results.csv and results.json.",
-          r->k, r->n_items, (long long)r->n_users, r->L, r->n_points, n_pop, n_u, n_abl,
-          r->n_points - 1 - n_pop - n_u - n_abl, r->seconds);
+             "evaluated %d grid points (%d PopSteer, %d PopSteer-U, %d PopSteer-I, %d ablation, %d re-ranking, plus "
+             "plain SASRec) on both the validation and the test split in %.1f s; every number is in results.csv and "
+             "results.json.",
+          r->k, r->n_items, (long long)r->n_users, r->L, r->n_points, n_pop, n_u, n_i, n_abl,
+          r->n_points - 1 - n_pop - n_u - n_i - n_abl, r->seconds);
 }
 
 /* One row of the "largest Gini reduction within the tight budget" table. */
@@ -554,13 +557,16 @@ static void answer_sentence(doc *d, const ps_sweep_result *r, const ps_sweep_sum
         snprintf(b, sizeof b, "no baseline has a point within the budget");
     doc_p(d, "In short, within a %.0f %% NDCG@%d budget: %s; the baseline that gets the lowest Gini@%d: %s.",
           100 * s->tight_drop, r->k, a, r->k, b);
-    if (s->ref[PS_REF_POPSTEER_U] >= 0) {
-        const ps_method_summary *u = &s->methods[s->ref[PS_REF_POPSTEER_U]];
+    static const char *const RULES[2] = {"PopSteer-U", "PopSteer-I"};
+    for (int q = PS_REF_POPSTEER_U; q <= PS_REF_POPSTEER_I; q++) {
+        if (s->ref[q] < 0)
+            continue;
+        const ps_method_summary *u = &s->methods[s->ref[q]];
         if (u->best_tight >= 0)
             describe_cut(r, u, a, sizeof a);
         else
-            snprintf(a, sizeof a, "PopSteer-U has no grid point within %.0f %% NDCG loss", 100 * s->tight_drop);
-        doc_p(d, "This project's rule, PopSteer-U, within the same budget: %s.", a);
+            snprintf(a, sizeof a, "%s has no grid point within %.0f %% NDCG loss", RULES[q - 1], 100 * s->tight_drop);
+        doc_p(d, "This project's rule %s, within the same budget: %s.", RULES[q - 1], a);
     }
 }
 
@@ -595,7 +601,7 @@ static void front_range(const ps_sweep_result *r, const ps_method_summary *ms, c
              metrics_of(r, ms->front[ms->n_front - 1], PS_SPLIT_VALID)->gini);
 }
 
-static const char *const REF_NAME[PS_SWEEP_REFS] = {"PopSteer", "PopSteer-U"};
+static const char *const REF_NAME[PS_SWEEP_REFS] = {"PopSteer", "PopSteer-U", "PopSteer-I"};
 
 static void front_row(doc *d, const ps_sweep_result *r, const ps_sweep_summary *s, int q, const ps_method_summary *ms)
 {
@@ -691,7 +697,8 @@ static void section_fronts(doc *d, const ps_sweep_result *r, const ps_sweep_summ
              "not overlap in Gini (then only the dominated count speaks). The bracket after the mean gap is its "
              "%.0f %% confidence interval by paired bootstrap over the validation users (%d resamples; the fronts' "
              "points and Gini positions held fixed); when it contains 0 the verdict says the gap is within noise: "
-             "on these users the two fronts cannot be told apart. PopSteer is the paper's rule; PopSteer-U "
+             "on these users the two fronts cannot be told apart. PopSteer is the paper's rule; PopSteer-I (the "
+             "item-side probe's latents, their decoder rows added to SASRec's vector) and PopSteer-U "
              "(docs/steering.md) is this project's rule with a per-user gate and the SAE's error kept.",
           r->k, r->k, PS_FRONT_SAMPLES, 100 * r->ci_level, r->bootstrap);
     for (int q = 0; q < PS_SWEEP_REFS; q++)
@@ -959,7 +966,10 @@ static void section_definitions(doc *d, const ps_sweep_result *r)
                  "split. \"≈\" marks a change whose interval contains 0: within noise.",
               100 * r->ci_level, r->bootstrap, (long long)r->n_users, (unsigned long long)r->seed);
     doc_p(d, "popsteer alpha=A N=K: the K latents with the largest |Cohen's d| are shifted with strength A before "
-             "the SAE's TopK (SPEC §5); alpha=0 is the SAE-reconstructed recommender.");
+             "the SAE's TopK (SPEC §5); alpha=0 is the SAE-reconstructed recommender. popsteer-i alpha=A N=K: the K "
+             "latents with the largest |d| of the item-side probe (what each latent's decoder row does to head "
+             "against tail items' scores), their decoder rows weighted as the paper's (popular ones negated) and "
+             "added to SASRec's user vector with a length of A typical user-vector lengths (docs/steering.md).");
     doc_p(d, "Files: results.csv and results.json (every grid point, both splits, with the selection and the "
              "fronts), plots/ (the data behind every image and the gnuplot script that drew them).");
     doc_list(d, 0);

@@ -12,6 +12,7 @@
 #include "popsteer/rerank.h"
 #include "popsteer/steer.h"
 #include "popsteer/steer_ablation.h"
+#include "popsteer/steer_decoder.h"
 #include "popsteer/steer_rule.h"
 #include "util/clock.h"
 
@@ -221,6 +222,7 @@ void ps_sweep_options_init(ps_sweep_options *o)
     o->k = 10;
     o->seed = 42;
     o->popsteer_u = 1;
+    o->popsteer_i = 1;
     o->ablations = 1;
     o->direction_alphas = DEFAULT_DIRECTION_ALPHAS;
     o->n_direction_alphas = (int)(sizeof DEFAULT_DIRECTION_ALPHAS / sizeof DEFAULT_DIRECTION_ALPHAS[0]);
@@ -347,6 +349,28 @@ static int rule_grid(const ps_sweep_options *o, int m, ps_sweep_result *r)
     return n;
 }
 
+/* PopSteer-I's points (none when o->popsteer_i is 0): N ∈ {1024, all} × ps-direction's positive
+ * strengths; counts them when r is NULL. */
+static int decoder_grid(const ps_sweep_options *o, int m, ps_sweep_result *r)
+{
+    if (!o->popsteer_i)
+        return 0;
+    int Ns[2], n_N = distinct_neurons(RULE_NEURONS, 2, m, Ns), n = 0;
+    for (int j = 0; j < n_N; j++)
+        for (int i = 0; i < o->n_direction_alphas; i++) {
+            if (!(o->direction_alphas[i] > 0))
+                continue; /* α = 0 is SASRec itself */
+            n++;
+            if (!r)
+                continue;
+            ps_sweep_point *p = add_point(r, PS_POINT_DECODER, "popsteer-i");
+            p->alpha = o->direction_alphas[i];
+            p->neurons = Ns[j];
+            snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", p->alpha, p->neurons);
+        }
+    return n;
+}
+
 /* The ablations in grid order; direction has no N. */
 static const struct { ps_point_kind kind; const char *name; } ABLATIONS[] = {
     {PS_POINT_RANDOM, "ps-random"}, {PS_POINT_UNWEIGHTED, "ps-unweighted"},
@@ -390,7 +414,8 @@ static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_e
         n_pos += o->alphas[i] > 0;
     if (count_rerank_points(o, &n_rr, err) != PS_OK)
         return PS_ERR;
-    int total = 2 + n_N * n_pos + rule_grid(o, m, NULL) + ablation_grid(o, Ns, n_N, NULL) + n_rr;
+    int total = 2 + n_N * n_pos + rule_grid(o, m, NULL) + decoder_grid(o, m, NULL) + ablation_grid(o, Ns, n_N, NULL) +
+                n_rr;
     r->points = ps_calloc((size_t)total, sizeof *r->points, "sweep points", err);
     if (!r->points)
         return PS_ERR;
@@ -406,6 +431,7 @@ static int build_grid(const ps_sweep_options *o, int m, ps_sweep_result *r, ps_e
             snprintf(p->setting, sizeof p->setting, "alpha=%g N=%d", p->alpha, p->neurons);
         }
     rule_grid(o, m, r);
+    decoder_grid(o, m, r);
     ablation_grid(o, Ns, n_N, r);
     for (int i = 0; i < o->n_methods; i++) {
         const ps_rerank_setting *set;
@@ -466,7 +492,8 @@ typedef struct sweep_ctx {
      * the mean ‖h‖ of the validation users (set while the validation split's cache exists) */
     double *mean_pop, *mean_lt, nu;
     int probe_means;
-    float *delta;                     /* [d] the current direction point's added vector */
+    float *delta;                     /* [d] the current direction or PopSteer-I point's added vector */
+    ps_latent_table item_table;       /* PopSteer-I: the item-side probe (item_table.m 0 until needed) */
 } sweep_ctx;
 
 static void workers_free(sweep_ctx *x)
@@ -669,9 +696,9 @@ static int ensure_probe_means(sweep_ctx *x, ps_error *err)
     ps_probe_options_init(&po);
     po.cap = x->o->probe_cap;
     po.seed = x->o->probe_seed;
-    x->mean_pop = ps_calloc(2 * (size_t)x->d, sizeof *x->mean_pop, "mean user vectors", err);
-    x->delta = x->mean_pop ? ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err) : NULL;
-    if (!x->delta)
+    if (!x->mean_pop && !(x->mean_pop = ps_calloc(2 * (size_t)x->d, sizeof *x->mean_pop, "mean user vectors", err)))
+        return PS_ERR;
+    if (!x->delta && !(x->delta = ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err)))
         return PS_ERR;
     x->mean_lt = x->mean_pop + x->d;
     if (ps_probe_mean_vectors(x->model, x->ds, &po, x->mean_pop, x->mean_lt, err) != PS_OK)
@@ -680,18 +707,34 @@ static int ensure_probe_means(sweep_ctx *x, ps_error *err)
     return PS_OK;
 }
 
-/* An ablation that needs its own scoring path (conditional, direction): the cached user vectors
- * through ps_ablation_score_vectors, batch by batch. */
+/* PopSteer-I's table, once per sweep (one [items, d] x [d, m] product). */
+static int ensure_item_table(sweep_ctx *x, ps_error *err)
+{
+    if (x->item_table.m)
+        return PS_OK;
+    if (!x->delta && !(x->delta = ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err)))
+        return PS_ERR;
+    return ps_item_side_table(x->model, x->sae, x->ds, NULL, &x->item_table, err);
+}
+
+/* An ablation that needs its own scoring path (conditional, direction), or PopSteer-I (the same
+ * path as direction, with its own vector): the cached user vectors through
+ * ps_ablation_score_vectors, batch by batch. */
 static int eval_ablation(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
 {
     ps_steer_plan plan = {0};
     double *thr = NULL;
     ps_ablation_scorer as;
     int rc = PS_OK;
+    int moves_h = p->kind == PS_POINT_DIRECTION || p->kind == PS_POINT_DECODER;
     if (p->kind == PS_POINT_DIRECTION) {
         rc = ensure_probe_means(x, err);
         if (rc == PS_OK)
             rc = ps_direction_delta(x->mean_pop, x->mean_lt, x->d, p->alpha, x->nu, x->delta, err);
+    } else if (p->kind == PS_POINT_DECODER) {
+        rc = ensure_item_table(x, err);
+        if (rc == PS_OK)
+            rc = ps_decoder_delta(x->sae, x->item_table.d, p->neurons, p->alpha, x->nu, x->delta, err);
     } else {
         const ps_latent_table *t = x->latents;
         rc = point_plan(x, p, &plan, err);
@@ -701,10 +744,9 @@ static int eval_ablation(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
             ps_steer_conditional_thresholds(&plan, t->d, t->mean_pop, t->std_pop, t->mean_unpop, t->std_unpop, thr);
     }
     if (rc == PS_OK)
-        rc = ps_ablation_scorer_init(&as, p->kind == PS_POINT_DIRECTION ? PS_ABLATION_DIRECTION
-                                                                         : PS_ABLATION_CONDITIONAL,
-                                     x->model, x->sae, p->kind == PS_POINT_DIRECTION ? NULL : &plan, thr,
-                                     p->kind == PS_POINT_DIRECTION ? x->delta : NULL, SWEEP_BATCH, err);
+        rc = ps_ablation_scorer_init(&as, moves_h ? PS_ABLATION_DIRECTION : PS_ABLATION_CONDITIONAL, x->model,
+                                     moves_h ? NULL : x->sae, moves_h ? NULL : &plan, thr, moves_h ? x->delta : NULL,
+                                     SWEEP_BATCH, err);
     for (int64_t first = 0; rc == PS_OK && first < x->c.n; first += SWEEP_BATCH) {
         int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
         ps_ablation_score_vectors(&as, x->c.h + (size_t)first * x->d, B, x->scores);
@@ -732,7 +774,7 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
         ps_steer_plan_free(&plan);
     } else if (p->kind == PS_POINT_RULE) {
         rc = eval_rule(x, p, err);
-    } else if (p->kind == PS_POINT_CONDITIONAL || p->kind == PS_POINT_DIRECTION) {
+    } else if (p->kind == PS_POINT_CONDITIONAL || p->kind == PS_POINT_DIRECTION || p->kind == PS_POINT_DECODER) {
         rc = eval_ablation(x, p, err);
     } else {
         ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, p->candidates, x->o->seed,
@@ -957,6 +999,7 @@ static void ctx_free(sweep_ctx *x)
     free(x->res);
     free(x->mean_pop);
     free(x->delta);
+    ps_latent_table_free(&x->item_table);
     ps_bootstrap_free(&x->boot);
 }
 
@@ -1209,10 +1252,13 @@ int ps_sweep_summarize(const ps_sweep_result *r, const ps_select_rule *rule, ps_
     for (int i = 0; rc == PS_OK && i < s->n_methods; i++)
         rc = summarize_method(r, &s->methods[i], rule, tight_drop, err);
     s->ref[PS_REF_POPSTEER] = 0;
-    s->ref[PS_REF_POPSTEER_U] = -1;
-    for (int i = 0; rc == PS_OK && i < s->n_methods; i++)
+    s->ref[PS_REF_POPSTEER_U] = s->ref[PS_REF_POPSTEER_I] = -1;
+    for (int i = 0; rc == PS_OK && i < s->n_methods; i++) {
         if (!strcmp(s->methods[i].method, "popsteer-u"))
             s->ref[PS_REF_POPSTEER_U] = i;
+        if (!strcmp(s->methods[i].method, "popsteer-i"))
+            s->ref[PS_REF_POPSTEER_I] = i;
+    }
     for (int q = 0; rc == PS_OK && q < PS_SWEEP_REFS; q++)
         if (s->ref[q] >= 0)
             rc = compare_fronts(r, s, q, err);

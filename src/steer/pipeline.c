@@ -409,10 +409,14 @@ int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, co
         rc = ps_sasrec_ws_create(&p.ws, m, VEC_BATCH, 0, err);
     if (rc == PS_OK)
         rc = ps_sae_encoder_init(&p.enc, sae, err);
-    if (rc == PS_OK)
-        rc = ps_latent_table_alloc(&r->table, nl, err);
-    if (rc == PS_OK)
-        rc = probe_stats(&p, r, err);
+    if (rc == PS_OK && o->item_side) { /* d from the decoder rows' effect on items (probe_items.c) */
+        rc = ps_item_side_table(m, sae, ds, o->sides, &r->table, err);
+    } else {
+        if (rc == PS_OK)
+            rc = ps_latent_table_alloc(&r->table, nl, err);
+        if (rc == PS_OK)
+            rc = probe_stats(&p, r, err);
+    }
     if (rc == PS_OK)
         rc = fire_rates(&p, r->table.fire_rate, err);
     if (rc == PS_OK)

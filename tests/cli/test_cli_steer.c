@@ -104,6 +104,37 @@ static void test_latents_table(void **state)
     assert_int_equal(with_items, rows);
 }
 
+/* PopSteer-I end to end: probe --side items writes a full table; eval --rule decoder at alpha 0 is
+ * plain SASRec exactly (nothing added to h), and a moderate alpha lowers Gini@10. */
+static void test_popsteer_i(void **state)
+{
+    (void)state;
+    char *items = tu_path(g_dir, "items-side.csv"), a[8192], *out, *err;
+    snprintf(a, sizeof a, "probe --json --threads 2 --side items --data '%s' --model '%s' --sae '%s' --out '%s'", g_data,
+             g_model, g_sae, items);
+    if (tu_run_cli(a, &out, &err) != 0)
+        fail_msg("probe --side items: %s", err);
+    assert_non_null(strstr(out, "\"items\""));
+    assert_true(tu_json_number(out, "n_latents") == 512);
+    free(out);
+    free(err);
+    char *plain = eval_json("");
+    snprintf(a, sizeof a, "--sae '%s' --latents '%s' --rule decoder --alpha 0", g_sae, items);
+    char *zero = eval_json(a);
+    snprintf(a, sizeof a, "--sae '%s' --latents '%s' --rule decoder --alpha 0.2", g_sae, items);
+    char *moved = eval_json(a);
+    const char *keys[] = {"ndcg@10", "gini@10", "coverage@10"};
+    for (int i = 0; i < 3; i++)
+        assert_true(tu_json_number(plain, keys[i]) == tu_json_number(zero, keys[i]));
+    printf("PopSteer-I alpha 0.2: gini %.4f -> %.4f, ndcg %.4f -> %.4f\n", tu_json_number(plain, "gini@10"),
+           tu_json_number(moved, "gini@10"), tu_json_number(plain, "ndcg@10"), tu_json_number(moved, "ndcg@10"));
+    assert_true(tu_json_number(moved, "gini@10") < tu_json_number(plain, "gini@10"));
+    free(plain);
+    free(zero);
+    free(moved);
+    free(items);
+}
+
 static void expect_eval_error(const char *extra, int status, const char *what)
 {
     char a[8192], *err;
@@ -146,6 +177,18 @@ static void test_bad_steering_inputs(void **state)
     expect_eval_error(a, 2, "need --latents");
     snprintf(a, sizeof a, "--latents '%s'", g_latents);
     expect_eval_error(a, 2, "need --sae");
+    snprintf(a, sizeof a, "--sae '%s' --rule decoder", g_sae);
+    expect_eval_error(a, 2, "--rule decoder needs --latents");
+    snprintf(a, sizeof a, "--sae '%s' --latents '%s' --rule decoder --keep-error", g_sae, g_latents);
+    expect_eval_error(a, 2, "need --rule peruser");
+    snprintf(a, sizeof a, "--sae '%s' --latents '%s' --rule sideways", g_sae, g_latents);
+    expect_eval_error(a, 2, "'decoder'");
+    snprintf(a, sizeof a, "probe --side items --cap 10 --data '%s' --model '%s' --sae '%s' --out x.csv", g_data,
+             g_model, g_sae);
+    char *perr;
+    assert_int_equal(tu_run_cli(a, NULL, &perr), 2);
+    assert_non_null(strstr(perr, "--side items has none"));
+    free(perr);
     /* an SAE of another model width */
     char *narrow = tu_path(g_dir, "narrow.safetensors");
     snprintf(a, sizeof a, "train --quiet --epochs 1 --hidden 32 --data '%s' --out '%s'", g_data, narrow);
@@ -164,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_steering_lowers_gini),
         cmocka_unit_test(test_alpha_zero_is_reconstruction),
         cmocka_unit_test(test_latents_table),
+        cmocka_unit_test(test_popsteer_i),
         cmocka_unit_test(test_bad_steering_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

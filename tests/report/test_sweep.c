@@ -11,6 +11,7 @@
 #include "popsteer/evaluate.h"
 #include "popsteer/popsteer.h"
 #include "popsteer/steer_ablation.h"
+#include "popsteer/steer_decoder.h"
 #include "popsteer/steer_rule.h"
 #include "popsteer/sweep.h"
 #include "popsteer/synth.h"
@@ -373,6 +374,33 @@ static void check_ablation_scorers(const fixture *f, const ps_sweep_result *r, i
     free(delta);
 }
 
+/* The PopSteer-I point equals ps_evaluate with SASRec's h moved by ps_decoder_delta on the item-side
+ * probe's table (ν = mean ‖h‖ of the validation users). */
+static void check_decoder(const fixture *f, const ps_sweep_result *r, double alpha, int N, const char *setting)
+{
+    ps_error err = {{0}};
+    ps_latent_table t;
+    assert_int_equal(ps_item_side_table(f->m, f->sae, &f->ds, NULL, &t, &err), PS_OK);
+    const int d = f->m->cfg.d;
+    float *h = calloc((size_t)f->ds.n_users * (size_t)d, sizeof *h), *delta = calloc((size_t)d, sizeof *delta);
+    assert_true(h && delta);
+    assert_int_equal(ps_user_vectors(f->m, &f->ds, f->ds.valid, f->ds.n_users, h, NULL, NULL, &err), PS_OK);
+    assert_int_equal(ps_decoder_delta(f->sae, t.d, N, alpha, ps_mean_norm(h, f->ds.n_users, d), delta, &err), PS_OK);
+    ps_ablation_scorer ms;
+    assert_int_equal(ps_ablation_scorer_init(&ms, PS_ABLATION_DIRECTION, f->m, NULL, NULL, NULL, delta, 256, &err),
+                     PS_OK);
+    ps_scorer sc = ps_ablation_scorer_as_scorer(&ms);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &sc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, "popsteer-i", setting)->split[split], &ref, "popsteer-i");
+    }
+    ps_ablation_scorer_free(&ms);
+    ps_latent_table_free(&t);
+    free(h);
+    free(delta);
+}
+
 static void test_sweep_matches_evaluate(void **state)
 {
     fixture *f = *state;
@@ -404,8 +432,9 @@ static void test_sweep_matches_evaluate(void **state)
     }
     /* PopSteer-U: N 1024 and all are both the 64 latents; 2 positive alphas and 2 (a_pop, a_unpop) pairs.
      * Ablations: ps-random, ps-unweighted and ps-conditional over PopSteer's 2 positive alphas x 2 distinct N
-     * (4 each), ps-direction over the 2 positive alphas */
-    assert_int_equal(r.n_points, 2 + 4 + 4 + 3 * 4 + 2 + grid_points);
+     * (4 each), ps-direction over the 2 positive alphas. PopSteer-I: ps-direction's 2 positive alphas x
+     * N 64 (1024 and all) */
+    assert_int_equal(r.n_points, 2 + 4 + 4 + 2 + 3 * 4 + 2 + grid_points);
     assert_string_equal(r.points[0].method, "sasrec");
     assert_string_equal(r.points[1].setting, "alpha=0");
     assert_string_equal(r.points[2].setting, "alpha=1 N=8");
@@ -442,6 +471,8 @@ static void test_sweep_matches_evaluate(void **state)
     check_variant(f, &r, "ps-random", PS_STEER_RANDOM, o.seed, 1, 64, "alpha=1 N=64");
     check_variant(f, &r, "ps-unweighted", PS_STEER_UNWEIGHTED, 0, 3, 8, "alpha=3 N=8");
     check_ablation_scorers(f, &r, o.probe_cap);
+    check_decoder(f, &r, 1, 64, "alpha=1 N=64");
+    check_decoder(f, &r, 3, 64, "alpha=3 N=64");
     check_rerank(f, &r, "penalty", "beta=2");
     check_rerank(f, &r, "pmmf", "lambda=0.1 eta=0.01 share=size43");
     check_rerank(f, &r, "xquad", "lambda=0.7 variant=smooth");
@@ -560,8 +591,8 @@ static void test_sweep_summary(void **state)
     ps_select_rule_init(&rule);
     ps_sweep_summary s;
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    /* popsteer, popsteer-u, the four ablations (each its own method and front), penalty */
-    assert_int_equal(s.n_methods, 7);
+    /* popsteer, popsteer-u, popsteer-i, the four ablations (each its own method and front), penalty */
+    assert_int_equal(s.n_methods, 8);
     assert_string_equal(s.methods[0].method, "popsteer");
     assert_int_equal(s.methods[0].first, 1);
     assert_int_equal(s.methods[0].n, 2);
@@ -574,18 +605,25 @@ static void test_sweep_summary(void **state)
     assert_string_equal(r.points[s.methods[1].first + 1].setting, "a_pop=4 a_unpop=2 N=64");
     assert_int_equal(s.ref[PS_REF_POPSTEER], 0);
     assert_int_equal(s.ref[PS_REF_POPSTEER_U], 1);
+    /* PopSteer-I: alpha=2 at N 64 (1024 and all); compared with both other rules, and they with it */
+    assert_int_equal(s.ref[PS_REF_POPSTEER_I], 2);
+    assert_string_equal(s.methods[2].method, "popsteer-i");
+    assert_int_equal(s.methods[2].n, 1);
+    assert_int_equal(s.methods[2].vs[PS_REF_POPSTEER].valid, 1);
+    assert_int_equal(s.methods[2].vs[PS_REF_POPSTEER_I].valid, 0);
+    assert_int_equal(s.methods[0].vs[PS_REF_POPSTEER_I].valid, 1);
     static const char *const ABL[4] = {"ps-random", "ps-unweighted", "ps-conditional", "ps-direction"};
     for (int a = 0; a < 4; a++) {
-        assert_string_equal(s.methods[2 + a].method, ABL[a]);
-        assert_int_equal(s.methods[2 + a].n, 1); /* alpha=2 (and N=16) */
-        assert_int_equal(s.methods[2 + a].vs[PS_REF_POPSTEER].valid, 1);
+        assert_string_equal(s.methods[3 + a].method, ABL[a]);
+        assert_int_equal(s.methods[3 + a].n, 1); /* alpha=2 (and N=16) */
+        assert_int_equal(s.methods[3 + a].vs[PS_REF_POPSTEER].valid, 1);
     }
-    assert_int_equal(s.methods[6].base, s.sasrec);
-    assert_int_equal(s.methods[6].n, 6);
+    assert_int_equal(s.methods[7].base, s.sasrec);
+    assert_int_equal(s.methods[7].n, 6);
     assert_non_null(ps_sweep_summary_find(&s, "penalty"));
     assert_null(ps_sweep_summary_find(&s, "cp"));
     /* the selection agrees with ps_select_point on the method's own points */
-    const ps_method_summary *pen = &s.methods[6];
+    const ps_method_summary *pen = &s.methods[7];
     double nd[6], gi[6];
     for (int i = 0; i < 6; i++) {
         nd[i] = r.points[pen->first + i].split[PS_SPLIT_VALID].ndcg;
@@ -605,7 +643,7 @@ static void test_sweep_summary(void **state)
     assert_null(r.valid_ndcg);
     assert_true(isnan(r.points[2].ndcg_ci[PS_SPLIT_TEST].lo) && isnan(r.points[2].gini_ci[PS_SPLIT_TEST].hi));
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    assert_true(isnan(s.methods[6].vs[PS_REF_POPSTEER].gap_ci.lo));
+    assert_true(isnan(s.methods[7].vs[PS_REF_POPSTEER].gap_ci.lo));
     ps_sweep_summary_free(&s);
     ps_sweep_result_free(&r);
 }
