@@ -165,7 +165,7 @@ enum { OPT_ALPHAS = 500, OPT_SWEEP_NEURONS, OPT_METHODS, OPT_CANDIDATES_L, OPT_S
     "  --gnuplot PROG     the gnuplot program that draws the images (default: gnuplot from PATH)\n"    \
     "This project's rules are swept too (docs/steering.md): popsteer-u (per-user gate, N 1024 and all\n"  \
     "  x the positive alphas) and popsteer-i (item-side probe, decoder rows added to h; N 1024 and all\n" \
-    "  x ps-direction's strengths 0.05-0.5)\n"
+    "  x ps-direction's strengths 0.02-0.5)\n"
 
 typedef struct cli_sweep {
     double alphas[PS_SWEEP_MAX_GRID];

@@ -36,7 +36,7 @@ enum { CLI_RULE_PAPER = 0, CLI_RULE_PERUSER = 1, CLI_RULE_DECODER = 2 };
     "                     or decoder (PopSteer-I: h + alpha * nu * v/|v|, v = the N latents'\n"     \
     "                     decoder rows weighted as the paper's, popular ones negated; nu = the\n"    \
     "                     validation users' mean |h|; use a table of probe --side items and alpha\n" \
-    "                     around 0.05-0.5)\n"                                                         \
+    "                     around 0.02-0.5)\n"                                                         \
     "  --alpha-pop X      peruser: strength on latents with d > 0 (default: --alpha)\n"               \
     "  --alpha-unpop X    peruser: strength on latents with d < 0 (default: --alpha)\n"               \
     "  --gate G           peruser: user (default) or none (every user the full shift)\n"              \

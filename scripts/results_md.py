@@ -25,23 +25,29 @@ TITLES = {
     "yelp": "Yelp (S3-Rec 5-core)",
 }
 BUDGETS = (0.005, 0.01)
-STEERING = ("popsteer", "popsteer-u")
+STEERING = ("popsteer", "popsteer-u", "popsteer-i")
+# this project's rules (docs/steering.md), reported next to the paper's
+RULES = (("popsteer-u", "PopSteer-U"), ("popsteer-i", "PopSteer-I"))
 # PopSteer's ablations (include/popsteer/sweep.h): what each one removes, for its findings sentence
 ABLATIONS = {
     "ps-random": "random latents with PopSteer's weights",
     "ps-unweighted": "PopSteer's latents, every weight alpha",
     "ps-conditional": "PopSteer's plan, shifted only for users beyond the other synthetic group's mean + 2 sd",
     "ps-direction": "no SAE, h moved along the long-tail minus popular mean user vector",
+    "ps-mean": "PopSteer-I without SAE or probe: h moved from the users' mean vector towards 0",
 }
+# the rule each ablation takes apart (its results.json key and name); the others take apart PopSteer's
+ABLATION_REF = {"ps-mean": ("popsteer_i_front_vs_this", "PopSteer-I")}
 
 
 def is_steering(name):
-    """PopSteer, PopSteer-U and the ablations ("ps-..."): steering methods, never baselines."""
+    """PopSteer, PopSteer-U, PopSteer-I and the ablations ("ps-..."): steering methods, never baselines."""
     return name in STEERING or name.startswith("ps-")
 
 
 REFS = (("popsteer_front_vs_this", "PopSteer (the paper's rule)"),
-        ("popsteer_u_front_vs_this", "PopSteer-U (this project's rule, docs/steering.md)"))
+        ("popsteer_u_front_vs_this", "PopSteer-U (this project's per-user rule, docs/steering.md)"),
+        ("popsteer_i_front_vs_this", "PopSteer-I (this project's item-side rule, docs/steering.md)"))
 
 
 def fail(msg):
@@ -209,14 +215,15 @@ def reach(run, m, b):
 
 
 def ablation_findings(run):
-    """One sentence per ablation: its front against PopSteer's (results.json's popsteer_front_vs_this)."""
+    """One sentence per ablation: its front against the rule's it takes apart (results.json)."""
     out = []
     for m in run.methods:
-        v = m.get("popsteer_front_vs_this")
+        key, ref = ABLATION_REF.get(m["method"], ("popsteer_front_vs_this", "PopSteer"))
+        v = m.get(key)
         if m["method"] not in ABLATIONS or not v:
             continue
-        s = "%s (%s): PopSteer's front vs its is %s (%d of %d of its front points dominated" % (
-            m["method"], ABLATIONS[m["method"]], v.get("verdict", "?"), v.get("dominated_by_popsteer", 0),
+        s = "%s (%s): %s's front vs its is %s (%d of %d of its front points dominated" % (
+            m["method"], ABLATIONS[m["method"]], ref, v.get("verdict", "?"), v.get("dominated_by_popsteer", 0),
             v.get("front_points", 0))
         ci = v.get("mean_ndcg_diff_ci")
         if v.get("common_gini_range"):
@@ -229,7 +236,7 @@ def ablation_findings(run):
         elif v.get("verdict") in ("above", "above on the common Gini range"):
             s += ": what it removes matters"
         elif v.get("verdict") == "below":
-            s += ": it does better than PopSteer"
+            s += ": it does better than %s" % ref
         out.append(s + ".")
     return out
 
@@ -238,7 +245,7 @@ def findings(run):
     """Plain sentences from the numbers: PopSteer's reach, the baselines that beat it, the noise."""
     out = []
     pop = run.methods[0]
-    pop_u = next((m for m in run.methods if m["method"] == "popsteer-u"), None)
+    rules = [(next((m for m in run.methods if m["method"] == key), None), label) for key, label in RULES]
     for b in BUDGETS:
         i = run.best_within(pop, b)
         best_base, best_cut = None, 0.0
@@ -265,9 +272,11 @@ def findings(run):
                 s += ": **the baseline goes further than PopSteer**"
         else:
             s += "; no baseline lowers Gini within that budget"
-        if pop_u:
-            u_cut, u_text = reach(run, pop_u, b)
-            s += "; PopSteer-U " + u_text
+        for rule, label in rules:
+            if not rule:
+                continue
+            u_cut, u_text = reach(run, rule, b)
+            s += "; %s %s" % (label, u_text)
             if u_cut is not None and u_cut < min(best_cut, pop_cut if pop_cut is not None else 0):
                 s += ", further than PopSteer and every baseline"
         out.append(s + ".")
@@ -324,10 +333,12 @@ def summary_table(runs):
         rows.append([TITLES.get(run.name, run.name), "%.4f" % run.val(0, "test", "ndcg"),
                      cut_text(run, by["popsteer"], b),
                      cut_text(run, by["popsteer-u"], b) if "popsteer-u" in by else "-",
+                     cut_text(run, by["popsteer-i"], b) if "popsteer-i" in by else "-",
                      "%s: %s" % (best["method"], cut_text(run, best, b)) if best else "none",
                      verdict])
     return table(["dataset", "SASRec test NDCG@10", "PopSteer: test ΔGini@10 [CI] at ΔNDCG@10",
-                  "PopSteer-U: test ΔGini@10 [CI] at ΔNDCG@10", "strongest baseline",
+                  "PopSteer-U: test ΔGini@10 [CI] at ΔNDCG@10", "PopSteer-I: test ΔGini@10 [CI] at ΔNDCG@10",
+                  "strongest baseline",
                   "PopSteer's front vs that baseline's"], rows)
 
 

@@ -113,7 +113,10 @@ const char *ps_front_verdict_name(ps_front_verdict v);
  *   PS_POINT_UNWEIGHTED "ps-unweighted": the paper's latents, every weight α;
  *   PS_POINT_CONDITIONAL "ps-conditional": the paper's plan, a latent shifted only for users beyond
  *     the other synthetic group's μ + 2σ on it;
- *   PS_POINT_DIRECTION "ps-direction": h + α ν u in SASRec's space, no SAE. */
+ *   PS_POINT_DIRECTION "ps-direction": h + α ν u in SASRec's space, no SAE;
+ * and one of PopSteer-I's (over ps-direction's α):
+ *   PS_POINT_MEAN "ps-mean": h − α ν m/‖m‖, m the validation users' mean h — no SAE and no probe:
+ *     is PopSteer-I more than "remove the average user's direction"? */
 typedef enum ps_point_kind {
     PS_POINT_SASREC = 0,
     PS_POINT_POPSTEER = 1,
@@ -123,7 +126,8 @@ typedef enum ps_point_kind {
     PS_POINT_UNWEIGHTED = 5,
     PS_POINT_CONDITIONAL = 6,
     PS_POINT_DIRECTION = 7,
-    PS_POINT_DECODER = 8
+    PS_POINT_DECODER = 8,
+    PS_POINT_MEAN = 9
 } ps_point_kind;
 
 typedef struct ps_sweep_point {
@@ -164,7 +168,7 @@ typedef struct ps_sweep_options {
     int popsteer_i;         /* 1 (default): also sweep PopSteer-I (PS_POINT_DECODER) */
     int ablations;          /* 1 (default): also sweep the four ablations (ps_point_kind) */
     const double *direction_alphas; /* ps-direction's and PopSteer-I's strengths, in typical user-vector lengths (default
-                                     * 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5: beyond ~0.5 it moves every
+                                     * 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5: beyond ~0.5 it moves every
                                      * user onto the same items); the positive ones are used */
     int n_direction_alphas;
     int64_t probe_cap;      /* ps-direction: the probe's cap and seed, so its synthetic users are the */
@@ -179,7 +183,7 @@ typedef struct ps_sweep_options {
     void *progress_ctx;
 } ps_sweep_options;
 
-/* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, ps-direction's α ∈ {0.05 … 0.5}, N ∈ {256, 1024, 2048, all}, every re-ranking
+/* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, ps-direction's and PopSteer-I's α ∈ {0.02 … 0.5}, N ∈ {256, 1024, 2048, all}, every re-ranking
  * method, each method's own candidate count, k = 10, seed 42, 1,000 bootstrap resamples at 95 %.
  * The arrays are static. */
 void ps_sweep_options_init(ps_sweep_options *o);

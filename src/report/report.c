@@ -841,18 +841,27 @@ static const char *ablation_what(const char *method)
     if (!strcmp(method, "ps-direction"))
         return "no SAE: h + α·ν·u, u the unit vector from the popular-only to the long-tail-only synthetic users' "
                "mean SASRec vector, ν the validation users' mean ‖h‖ — does the SAE matter?";
+    if (!strcmp(method, "ps-mean"))
+        return "an ablation of PopSteer-I, no SAE and no probe: h − α·ν·m/‖m‖, m the validation users' mean SASRec "
+               "vector — is PopSteer-I more than removing the average user's direction?";
     return "an ablation of PopSteer";
 }
 
-/* What the verdict of PopSteer's front against the ablation's says, in words. */
+/* The rule an ablation takes apart: ps-mean PopSteer-I's (when swept), the others the paper's. */
+static int ablation_ref(const ps_sweep_summary *s, const char *method)
+{
+    return !strcmp(method, "ps-mean") && s->ref[PS_REF_POPSTEER_I] >= 0 ? PS_REF_POPSTEER_I : PS_REF_POPSTEER;
+}
+
+/* What the verdict of the rule's front against the ablation's says, in words. */
 static const char *ablation_reading(const ps_sweep_result *r, const ps_front_vs *vs)
 {
     if (r->bootstrap > 0 && vs->cmp.has_overlap && vs->gap_within_noise)
         return "on these users the two cannot be told apart";
     switch (vs->verdict) {
     case PS_FRONT_ABOVE:
-    case PS_FRONT_ABOVE_OVERLAP: return "PopSteer's front is higher: what the ablation removes matters";
-    case PS_FRONT_BELOW: return "the ablation's front is higher: what it removes does not help PopSteer here";
+    case PS_FRONT_ABOVE_OVERLAP: return "the rule's front is higher: what the ablation removes matters";
+    case PS_FRONT_BELOW: return "the ablation's front is higher: what it removes does not help the rule here";
     case PS_FRONT_CROSSING: return "neither front is higher everywhere";
     default: return "the fronts cover different Gini ranges";
     }
@@ -868,15 +877,16 @@ static void section_ablations(doc *d, const ps_sweep_result *r, const ps_sweep_s
     if (!any)
         return;
     doc_h(d, 2, "Ablations");
-    doc_p(d, "Each ablation changes one part of PopSteer and is swept over PopSteer's grid (ps-direction: its "
-             "alphas only), selected by the same rule. Changes are relative to plain SASRec on the validation "
-             "split; the gap is PopSteer's front minus the ablation's, NDCG@%d at equal Gini@%d over their common "
-             "Gini range, with its bootstrap interval.", r->k, r->k);
+    doc_p(d, "Each ablation changes one part of PopSteer (ps-mean: of PopSteer-I) and is swept over that rule's "
+             "grid (ps-direction and ps-mean: their alphas only), selected by the same rule. Changes are relative "
+             "to plain SASRec on the validation split; the gap is the rule's front minus the ablation's, NDCG@%d "
+             "at equal Gini@%d over their common Gini range, with its bootstrap interval.", r->k, r->k);
     const ps_metrics *b = metrics_of(r, s->sasrec, PS_SPLIT_VALID);
     doc_list(d, 1);
     for (int m = 0; m < s->n_methods; m++) {
         const ps_method_summary *ms = &s->methods[m];
-        const ps_front_vs *vs = &ms->vs[PS_REF_POPSTEER];
+        int q = ablation_ref(s, ms->method);
+        const ps_front_vs *vs = &ms->vs[q];
         if (!is_ablation(ms->method) || !vs->valid)
             continue;
         char sel[4 * CELL] = "no point within the NDCG budget", nd[CELL], g[CELL], gap[2 * CELL] = "";
@@ -891,9 +901,9 @@ static void section_ablations(doc *d, const ps_sweep_result *r, const ps_sweep_s
                 snprintf(gap + strlen(gap), sizeof gap - strlen(gap), " [%+.4f, %+.4f]", vs->gap_ci.lo,
                          vs->gap_ci.hi);
         }
-        doc_p(d, "%s: %s %s; PopSteer's front vs its: %s (%d of %d of its front points dominated%s): %s.",
-              ms->method, ablation_what(ms->method), sel, ps_front_verdict_name(vs->verdict), vs->cmp.n_dominated,
-              vs->cmp.n_b, gap, ablation_reading(r, vs));
+        doc_p(d, "%s: %s %s; %s's front vs its: %s (%d of %d of its front points dominated%s): %s.",
+              ms->method, ablation_what(ms->method), sel, REF_NAME[q], ps_front_verdict_name(vs->verdict),
+              vs->cmp.n_dominated, vs->cmp.n_b, gap, ablation_reading(r, vs));
     }
     doc_list(d, 0);
 }

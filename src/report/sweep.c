@@ -206,7 +206,7 @@ const char *ps_front_verdict_name(ps_front_verdict v)
 static const double DEFAULT_ALPHAS[] = {0, 0.5, 1, 1.5, 2, 3, 4, 5};
 /* On Last.fm direction steering at 0.5 typical lengths already costs 2.8 % NDCG@10, at 1 a third
  * of it: its grid is finer and shorter than PopSteer's */
-static const double DEFAULT_DIRECTION_ALPHAS[] = {0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5};
+static const double DEFAULT_DIRECTION_ALPHAS[] = {0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5};
 static const int DEFAULT_NEURONS[] = {256, 1024, 2048, 0};
 static const char *const DEFAULT_METHODS[] = {"random", "penalty", "fair", "xquad", "cp", "pmmf", "pct"};
 
@@ -371,10 +371,10 @@ static int decoder_grid(const ps_sweep_options *o, int m, ps_sweep_result *r)
     return n;
 }
 
-/* The ablations in grid order; direction has no N. */
+/* The ablations in grid order; direction and mean have no N. */
 static const struct { ps_point_kind kind; const char *name; } ABLATIONS[] = {
     {PS_POINT_RANDOM, "ps-random"}, {PS_POINT_UNWEIGHTED, "ps-unweighted"},
-    {PS_POINT_CONDITIONAL, "ps-conditional"}, {PS_POINT_DIRECTION, "ps-direction"}};
+    {PS_POINT_CONDITIONAL, "ps-conditional"}, {PS_POINT_DIRECTION, "ps-direction"}, {PS_POINT_MEAN, "ps-mean"}};
 #define N_ABLATIONS ((int)(sizeof ABLATIONS / sizeof ABLATIONS[0]))
 
 /* The ablations' points: each over PopSteer's positive α × N (direction: its own positive α only);
@@ -383,7 +383,8 @@ static int ablation_grid(const ps_sweep_options *o, const int *Ns, int n_N, ps_s
 {
     int n = 0;
     for (int a = 0; o->ablations && a < N_ABLATIONS; a++) {
-        int direction = ABLATIONS[a].kind == PS_POINT_DIRECTION, per_alpha = direction ? 1 : n_N;
+        int direction = ABLATIONS[a].kind == PS_POINT_DIRECTION || ABLATIONS[a].kind == PS_POINT_MEAN;
+        int per_alpha = direction ? 1 : n_N;
         const double *alphas = direction ? o->direction_alphas : o->alphas;
         int n_alphas = direction ? o->n_direction_alphas : o->n_alphas;
         for (int j = 0; j < per_alpha; j++)
@@ -395,7 +396,7 @@ static int ablation_grid(const ps_sweep_options *o, const int *Ns, int n_N, ps_s
                     continue;
                 ps_sweep_point *p = add_point(r, ABLATIONS[a].kind, ABLATIONS[a].name);
                 p->alpha = alphas[i];
-                if (ABLATIONS[a].kind == PS_POINT_DIRECTION) {
+                if (direction) {
                     snprintf(p->setting, sizeof p->setting, "alpha=%g", p->alpha);
                 } else {
                     p->neurons = Ns[j];
@@ -491,6 +492,7 @@ typedef struct sweep_ctx {
     /* ps-direction: the synthetic groups' mean user vectors [d] each (probe_means: computed) and ν,
      * the mean ‖h‖ of the validation users (set while the validation split's cache exists) */
     double *mean_pop, *mean_lt, nu;
+    double *mean_h;                   /* ps-mean: [2d] the validation users' mean h, then d zeros */
     int probe_means;
     float *delta;                     /* [d] the current direction or PopSteer-I point's added vector */
     ps_latent_table item_table;       /* PopSteer-I: the item-side probe (item_table.m 0 until needed) */
@@ -696,9 +698,7 @@ static int ensure_probe_means(sweep_ctx *x, ps_error *err)
     ps_probe_options_init(&po);
     po.cap = x->o->probe_cap;
     po.seed = x->o->probe_seed;
-    if (!x->mean_pop && !(x->mean_pop = ps_calloc(2 * (size_t)x->d, sizeof *x->mean_pop, "mean user vectors", err)))
-        return PS_ERR;
-    if (!x->delta && !(x->delta = ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err)))
+    if (!(x->mean_pop = ps_calloc(2 * (size_t)x->d, sizeof *x->mean_pop, "mean user vectors", err)))
         return PS_ERR;
     x->mean_lt = x->mean_pop + x->d;
     if (ps_probe_mean_vectors(x->model, x->ds, &po, x->mean_pop, x->mean_lt, err) != PS_OK)
@@ -712,29 +712,37 @@ static int ensure_item_table(sweep_ctx *x, ps_error *err)
 {
     if (x->item_table.m)
         return PS_OK;
-    if (!x->delta && !(x->delta = ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err)))
-        return PS_ERR;
     return ps_item_side_table(x->model, x->sae, x->ds, NULL, &x->item_table, err);
 }
 
 /* An ablation that needs its own scoring path (conditional, direction), or PopSteer-I (the same
  * path as direction, with its own vector): the cached user vectors through
  * ps_ablation_score_vectors, batch by batch. */
+/* x->delta for a point that adds one vector to every h: ps-direction, PopSteer-I or ps-mean. */
+static int point_delta(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
+{
+    if (!x->delta && !(x->delta = ps_calloc((size_t)x->d, sizeof *x->delta, "steering vector", err)))
+        return PS_ERR;
+    if (p->kind == PS_POINT_MEAN) /* from the mean towards 0: h − α ν m/‖m‖ */
+        return ps_direction_delta(x->mean_h, x->mean_h + x->d, x->d, p->alpha, x->nu, x->delta, err);
+    if (p->kind == PS_POINT_DIRECTION)
+        return ensure_probe_means(x, err) == PS_OK
+                   ? ps_direction_delta(x->mean_pop, x->mean_lt, x->d, p->alpha, x->nu, x->delta, err)
+                   : PS_ERR;
+    return ensure_item_table(x, err) == PS_OK
+               ? ps_decoder_delta(x->sae, x->item_table.d, p->neurons, p->alpha, x->nu, x->delta, err)
+               : PS_ERR;
+}
+
 static int eval_ablation(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
 {
     ps_steer_plan plan = {0};
     double *thr = NULL;
     ps_ablation_scorer as;
     int rc = PS_OK;
-    int moves_h = p->kind == PS_POINT_DIRECTION || p->kind == PS_POINT_DECODER;
-    if (p->kind == PS_POINT_DIRECTION) {
-        rc = ensure_probe_means(x, err);
-        if (rc == PS_OK)
-            rc = ps_direction_delta(x->mean_pop, x->mean_lt, x->d, p->alpha, x->nu, x->delta, err);
-    } else if (p->kind == PS_POINT_DECODER) {
-        rc = ensure_item_table(x, err);
-        if (rc == PS_OK)
-            rc = ps_decoder_delta(x->sae, x->item_table.d, p->neurons, p->alpha, x->nu, x->delta, err);
+    int moves_h = p->kind == PS_POINT_DIRECTION || p->kind == PS_POINT_DECODER || p->kind == PS_POINT_MEAN;
+    if (moves_h) {
+        rc = point_delta(x, p, err);
     } else {
         const ps_latent_table *t = x->latents;
         rc = point_plan(x, p, &plan, err);
@@ -774,7 +782,7 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
         ps_steer_plan_free(&plan);
     } else if (p->kind == PS_POINT_RULE) {
         rc = eval_rule(x, p, err);
-    } else if (p->kind == PS_POINT_CONDITIONAL || p->kind == PS_POINT_DIRECTION || p->kind == PS_POINT_DECODER) {
+    } else if (p->kind >= PS_POINT_CONDITIONAL) { /* conditional, direction, PopSteer-I, mean */
         rc = eval_ablation(x, p, err);
     } else {
         ps_rerank_ctx rc_ctx = {x->ds->n_items, x->ds->label, x->ds->train_count, x->k, p->candidates, x->o->seed,
@@ -864,6 +872,22 @@ static void report_progress(const sweep_ctx *x, const char *what, int done, int 
         x->o->progress(x->o->progress_ctx, what, done, total);
 }
 
+/* What the vector-moving points take from the validation users, for both splits: ν = their mean
+ * ‖h‖ (ps-direction's, PopSteer-I's and ps-mean's scale) and their mean h (ps-mean's direction),
+ * summed in double in user order. */
+static int validation_vectors(sweep_ctx *x, ps_error *err)
+{
+    x->nu = ps_mean_norm(x->c.h, x->c.n, x->d);
+    if (!x->mean_h && !(x->mean_h = ps_calloc(2 * (size_t)x->d, sizeof *x->mean_h, "mean user vector", err)))
+        return PS_ERR;
+    for (int64_t u = 0; u < x->c.n; u++)
+        for (int c = 0; c < x->d; c++)
+            x->mean_h[c] += x->c.h[(size_t)u * (size_t)x->d + (size_t)c];
+    for (int c = 0; x->c.n && c < x->d; c++)
+        x->mean_h[c] /= (double)x->c.n;
+    return PS_OK;
+}
+
 /* Every point on one split; the SASRec point first, since it fills the candidate cache. */
 static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error *err)
 {
@@ -873,8 +897,8 @@ static int run_split(sweep_ctx *x, ps_sweep_result *r, ps_split split, ps_error 
     report_progress(x, what, split * r->n_points, 2 * r->n_points);
     if (cache_build(x, split, err) != PS_OK)
         return PS_ERR;
-    if (split == PS_SPLIT_VALID) /* ps-direction's scale, fixed on validation for both splits */
-        x->nu = ps_mean_norm(x->c.h, x->c.n, x->d);
+    if (split == PS_SPLIT_VALID && validation_vectors(x, err) != PS_OK)
+        return PS_ERR;
     for (int i = 0; i < r->n_points; i++) {
         ps_sweep_point *p = &r->points[i];
         double t0 = ps_now_seconds();
@@ -998,6 +1022,7 @@ static void ctx_free(sweep_ctx *x)
     free(x->ndcg_u);
     free(x->res);
     free(x->mean_pop);
+    free(x->mean_h);
     free(x->delta);
     ps_latent_table_free(&x->item_table);
     ps_bootstrap_free(&x->boot);

@@ -375,7 +375,8 @@ static void check_ablation_scorers(const fixture *f, const ps_sweep_result *r, i
 }
 
 /* The PopSteer-I point equals ps_evaluate with SASRec's h moved by ps_decoder_delta on the item-side
- * probe's table (ν = mean ‖h‖ of the validation users). */
+ * probe's table (ν = mean ‖h‖ of the validation users), and its ablation ps-mean with h moved from
+ * the validation users' mean towards 0. */
 static void check_decoder(const fixture *f, const ps_sweep_result *r, double alpha, int N, const char *setting)
 {
     ps_error err = {{0}};
@@ -396,7 +397,29 @@ static void check_decoder(const fixture *f, const ps_sweep_result *r, double alp
         assert_same_metrics(&find_point(r, "popsteer-i", setting)->split[split], &ref, "popsteer-i");
     }
     ps_ablation_scorer_free(&ms);
+    /* ps-mean at the same alpha: h − α ν m/‖m‖, m the validation users' mean h */
+    double *mean = calloc(2 * (size_t)d, sizeof *mean);
+    assert_non_null(mean);
+    for (int64_t u = 0; u < f->ds.n_users; u++)
+        for (int c = 0; c < d; c++)
+            mean[c] += h[(size_t)u * (size_t)d + (size_t)c];
+    for (int c = 0; c < d; c++)
+        mean[c] /= (double)f->ds.n_users;
+    assert_int_equal(ps_direction_delta(mean, mean + d, d, alpha, ps_mean_norm(h, f->ds.n_users, d), delta, &err),
+                     PS_OK);
+    assert_int_equal(ps_ablation_scorer_init(&ms, PS_ABLATION_DIRECTION, f->m, NULL, NULL, NULL, delta, 256, &err),
+                     PS_OK);
+    sc = ps_ablation_scorer_as_scorer(&ms);
+    char mean_setting[32];
+    snprintf(mean_setting, sizeof mean_setting, "alpha=%g", alpha);
+    for (int split = 0; split < 2; split++) {
+        ps_metrics ref;
+        evaluate_ref(f, &sc, NULL, (ps_split)split, &ref);
+        assert_same_metrics(&find_point(r, "ps-mean", mean_setting)->split[split], &ref, "ps-mean");
+    }
+    ps_ablation_scorer_free(&ms);
     ps_latent_table_free(&t);
+    free(mean);
     free(h);
     free(delta);
 }
@@ -433,8 +456,8 @@ static void test_sweep_matches_evaluate(void **state)
     /* PopSteer-U: N 1024 and all are both the 64 latents; 2 positive alphas and 2 (a_pop, a_unpop) pairs.
      * Ablations: ps-random, ps-unweighted and ps-conditional over PopSteer's 2 positive alphas x 2 distinct N
      * (4 each), ps-direction over the 2 positive alphas. PopSteer-I: ps-direction's 2 positive alphas x
-     * N 64 (1024 and all) */
-    assert_int_equal(r.n_points, 2 + 4 + 4 + 2 + 3 * 4 + 2 + grid_points);
+     * N 64 (1024 and all); its ablation ps-mean over the same 2 alphas */
+    assert_int_equal(r.n_points, 2 + 4 + 4 + 2 + 3 * 4 + 2 + 2 + grid_points);
     assert_string_equal(r.points[0].method, "sasrec");
     assert_string_equal(r.points[1].setting, "alpha=0");
     assert_string_equal(r.points[2].setting, "alpha=1 N=8");
@@ -591,8 +614,8 @@ static void test_sweep_summary(void **state)
     ps_select_rule_init(&rule);
     ps_sweep_summary s;
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    /* popsteer, popsteer-u, popsteer-i, the four ablations (each its own method and front), penalty */
-    assert_int_equal(s.n_methods, 8);
+    /* popsteer, popsteer-u, popsteer-i, the five ablations (each its own method and front), penalty */
+    assert_int_equal(s.n_methods, 9);
     assert_string_equal(s.methods[0].method, "popsteer");
     assert_int_equal(s.methods[0].first, 1);
     assert_int_equal(s.methods[0].n, 2);
@@ -612,18 +635,19 @@ static void test_sweep_summary(void **state)
     assert_int_equal(s.methods[2].vs[PS_REF_POPSTEER].valid, 1);
     assert_int_equal(s.methods[2].vs[PS_REF_POPSTEER_I].valid, 0);
     assert_int_equal(s.methods[0].vs[PS_REF_POPSTEER_I].valid, 1);
-    static const char *const ABL[4] = {"ps-random", "ps-unweighted", "ps-conditional", "ps-direction"};
-    for (int a = 0; a < 4; a++) {
+    static const char *const ABL[5] = {"ps-random", "ps-unweighted", "ps-conditional", "ps-direction", "ps-mean"};
+    for (int a = 0; a < 5; a++) {
         assert_string_equal(s.methods[3 + a].method, ABL[a]);
         assert_int_equal(s.methods[3 + a].n, 1); /* alpha=2 (and N=16) */
         assert_int_equal(s.methods[3 + a].vs[PS_REF_POPSTEER].valid, 1);
     }
-    assert_int_equal(s.methods[7].base, s.sasrec);
-    assert_int_equal(s.methods[7].n, 6);
+    assert_int_equal(s.methods[7].vs[PS_REF_POPSTEER_I].valid, 1); /* ps-mean against PopSteer-I */
+    assert_int_equal(s.methods[8].base, s.sasrec);
+    assert_int_equal(s.methods[8].n, 6);
     assert_non_null(ps_sweep_summary_find(&s, "penalty"));
     assert_null(ps_sweep_summary_find(&s, "cp"));
     /* the selection agrees with ps_select_point on the method's own points */
-    const ps_method_summary *pen = &s.methods[7];
+    const ps_method_summary *pen = &s.methods[8];
     double nd[6], gi[6];
     for (int i = 0; i < 6; i++) {
         nd[i] = r.points[pen->first + i].split[PS_SPLIT_VALID].ndcg;
@@ -643,7 +667,7 @@ static void test_sweep_summary(void **state)
     assert_null(r.valid_ndcg);
     assert_true(isnan(r.points[2].ndcg_ci[PS_SPLIT_TEST].lo) && isnan(r.points[2].gini_ci[PS_SPLIT_TEST].hi));
     assert_int_equal(ps_sweep_summarize(&r, &rule, PS_BASE_SAE, 0.01, &s, &err), PS_OK);
-    assert_true(isnan(s.methods[7].vs[PS_REF_POPSTEER].gap_ci.lo));
+    assert_true(isnan(s.methods[8].vs[PS_REF_POPSTEER].gap_ci.lo));
     ps_sweep_summary_free(&s);
     ps_sweep_result_free(&r);
 }
