@@ -140,6 +140,11 @@ typedef struct ps_latent_table {
 int ps_latent_table_alloc(ps_latent_table *t, int m, ps_error *err);
 void ps_latent_table_free(ps_latent_table *t);
 
+/* The table's d, means and stds from the two groups' finished statistics (t allocated with their
+ * m; fire_rate untouched). Fails as ps_latent_stats_finish and ps_cohens_d do. */
+int ps_latent_table_fill(const ps_latent_stats *pop, const ps_latent_stats *unpop, ps_latent_table *t,
+                         ps_error *err);
+
 /* The CSV header, without line terminator. */
 #define PS_LATENTS_CSV_HEADER "latent,cohens_d,mean_pop,std_pop,mean_unpop,std_unpop,fire_rate,top_items"
 /* At most this many items are written per latent. */

@@ -366,23 +366,13 @@ static int probe_stats(probe_run *p, ps_probe_result *r, ps_error *err)
         return PS_ERR;
     r->n_synthetic = u.n_group;
     ps_latent_stats pop, unpop;
-    ps_latent_stats_result rp = {0}, ru = {0};
     memset(&pop, 0, sizeof pop);
     memset(&unpop, 0, sizeof unpop);
     int rc = PS_ERR;
     if (ps_latent_stats_init(&pop, m, err) == PS_OK && ps_latent_stats_init(&unpop, m, err) == PS_OK &&
         probe_group(p, &u, 0, p->o->sides ? "contrast-set users" : "popular-only users", &pop, err) == PS_OK &&
-        probe_group(p, &u, u.n_group, p->o->sides ? "concept users" : "long-tail-only users", &unpop, err) == PS_OK &&
-        ps_latent_stats_finish(&pop, &rp, err) == PS_OK && ps_latent_stats_finish(&unpop, &ru, err) == PS_OK &&
-        ps_cohens_d(&rp, &ru, r->table.d, err) == PS_OK) {
-        memcpy(r->table.mean_pop, rp.mean, (size_t)m * sizeof *rp.mean);
-        memcpy(r->table.std_pop, rp.std, (size_t)m * sizeof *rp.std);
-        memcpy(r->table.mean_unpop, ru.mean, (size_t)m * sizeof *ru.mean);
-        memcpy(r->table.std_unpop, ru.std, (size_t)m * sizeof *ru.std);
-        rc = PS_OK;
-    }
-    ps_latent_stats_result_free(&rp);
-    ps_latent_stats_result_free(&ru);
+        probe_group(p, &u, u.n_group, p->o->sides ? "concept users" : "long-tail-only users", &unpop, err) == PS_OK)
+        rc = ps_latent_table_fill(&pop, &unpop, &r->table, err);
     ps_latent_stats_free(&pop);
     ps_latent_stats_free(&unpop);
     ps_probe_users_free(&u);

@@ -371,6 +371,26 @@ int ps_cohens_d(const ps_latent_stats_result *pop, const ps_latent_stats_result 
     return PS_OK;
 }
 
+int ps_latent_table_fill(const ps_latent_stats *pop, const ps_latent_stats *unpop, ps_latent_table *t, ps_error *err)
+{
+    ps_latent_stats_result rp = {0}, ru = {0};
+    size_t bytes = (size_t)t->m * sizeof *t->d;
+    int rc = ps_latent_stats_finish(pop, &rp, err);
+    if (rc == PS_OK)
+        rc = ps_latent_stats_finish(unpop, &ru, err);
+    if (rc == PS_OK)
+        rc = ps_cohens_d(&rp, &ru, t->d, err);
+    if (rc == PS_OK) {
+        memcpy(t->mean_pop, rp.mean, bytes);
+        memcpy(t->std_pop, rp.std, bytes);
+        memcpy(t->mean_unpop, ru.mean, bytes);
+        memcpy(t->std_unpop, ru.std, bytes);
+    }
+    ps_latent_stats_result_free(&rp);
+    ps_latent_stats_result_free(&ru);
+    return rc;
+}
+
 /* ---- firing counts ------------------------------------------------------------------------ */
 
 int ps_fire_counts_add(int64_t *count, int m, const int32_t *idx, const float *val, int64_t B, int k, ps_error *err)

@@ -70,7 +70,6 @@ int ps_item_side_table(const ps_sasrec *model, const ps_sae *sae, const ps_datas
     const float *W_dec = sae->params + sae->offset[PS_SAE_W_DEC];
     const int8_t *side = sides ? sides : ds->label;
     ps_latent_stats pop, unpop;
-    ps_latent_stats_result rp = {0}, ru = {0};
     memset(&pop, 0, sizeof pop);
     memset(&unpop, 0, sizeof unpop);
     int rc = ps_latent_stats_init(&pop, m, err);
@@ -84,23 +83,11 @@ int ps_item_side_table(const ps_sasrec *model, const ps_sae *sae, const ps_datas
         rc = ps_fail(err, "item-side probe: no %s items (try --head-share/--tail-share)",
                      !pop.n ? (sides ? "contrast-set" : "head") : (sides ? "concept" : "tail"));
     if (rc == PS_OK)
-        rc = ps_latent_stats_finish(&pop, &rp, err);
-    if (rc == PS_OK)
-        rc = ps_latent_stats_finish(&unpop, &ru, err);
-    if (rc == PS_OK)
         rc = ps_latent_table_alloc(t, m, err);
     if (rc == PS_OK)
-        rc = ps_cohens_d(&rp, &ru, t->d, err);
-    if (rc == PS_OK) {
-        memcpy(t->mean_pop, rp.mean, (size_t)m * sizeof *rp.mean);
-        memcpy(t->std_pop, rp.std, (size_t)m * sizeof *rp.std);
-        memcpy(t->mean_unpop, ru.mean, (size_t)m * sizeof *ru.mean);
-        memcpy(t->std_unpop, ru.std, (size_t)m * sizeof *ru.std);
-    } else {
+        rc = ps_latent_table_fill(&pop, &unpop, t, err);
+    if (rc != PS_OK)
         ps_latent_table_free(t);
-    }
-    ps_latent_stats_result_free(&rp);
-    ps_latent_stats_result_free(&ru);
     ps_latent_stats_free(&pop);
     ps_latent_stats_free(&unpop);
     return rc;
