@@ -1244,20 +1244,14 @@ ps_sae *ps_sae_train_on_model(const ps_sasrec *m, const ps_dataset *ds, const ps
                               void (*vectors_progress)(void *ctx, int64_t done, int64_t total),
                               ps_sae_train_result *res, ps_error *err)
 {
-    size_t d = (size_t)m->cfg.d;
     if (cfg->d_in != m->cfg.d) {
         ps_fail(err, "the SAE config reads %d-dimensional vectors but the model's are %d-dimensional", cfg->d_in,
                 m->cfg.d);
         return NULL;
     }
     ps_sae *sae = ps_sae_create(cfg, err);
-    float *X = sae ? ps_calloc((size_t)ds->n_train * d, sizeof *X, "training vectors", err) : NULL;
-    float *Xv = X ? ps_calloc((size_t)ds->n_users * d, sizeof *Xv, "validation vectors", err) : NULL;
-    int rc = Xv ? PS_OK : PS_ERR;
-    if (rc == PS_OK)
-        rc = ps_training_vectors(m, ds, X, vectors_progress, cb_ctx, err);
-    if (rc == PS_OK)
-        rc = ps_user_vectors(m, ds, ds->valid, ds->n_users, Xv, vectors_progress, cb_ctx, err);
+    float *X = NULL, *Xv = NULL;
+    int rc = sae ? ps_sae_vector_sets(m, ds, o->dist, &X, &Xv, vectors_progress, cb_ctx, err) : PS_ERR;
     if (rc == PS_OK) {
         ps_sae_init(sae, seed);
         rc = ps_sae_train(sae, X, ds->n_train, Xv, ds->n_users, o, cb, cb_ctx, res, err);
