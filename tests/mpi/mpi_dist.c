@@ -17,6 +17,10 @@
  *   two epochs' training FVU the same to 1e-4 (a rank training on the whole batch would double it:
  *   the weight check alone would not see that, Adam being nearly scale-invariant) and the
  *   validation FVU to 1e-6 relative; another seed as the negative control.
+ * - sweep: results.csv and results.json equal to one process's but for the timings (the last CSV
+ *   column, the JSON's "seconds" lines), with bootstrap intervals, a parallel and a sequential
+ *   re-ranker (pmmf runs every user on every rank) and the ablations; 300 users in scoring
+ *   batches of 256, so the ranks' shares are 256 and 44 users.
  * - failures: a rank killed mid-training (POPSTEER_DIST_DIE) and a rank whose command fails (rank
  *   0 cannot read the state file of --resume), and a rank killed in sae train, end the whole job with a non-zero status and a
  *   message, within the `timeout` of 60 s, instead of leaving the other rank waiting. */
@@ -369,6 +373,66 @@ static void test_sae_20_steps(void **state)
     free(o1), free(o2), free(o3), free(e1), free(e2);
 }
 
+/* A report file without its timings: a CSV line's last field (seconds), a JSON line naming seconds. */
+static char *without_timings(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t len;
+    char *text = tu_read(path, &len);
+    assert_non_null(text);
+    char *out = malloc(len + 1), *o = out;
+    assert_non_null(out);
+    const int csv = strstr(name, ".csv") != NULL;
+    for (char *line = text; line < text + len;) {
+        char *end = memchr(line, '\n', (size_t)(text + len - line));
+        size_t n = end ? (size_t)(end - line) : (size_t)(text + len - line);
+        line[n] = '\0';
+        if (csv) {
+            char *comma = strrchr(line, ',');
+            if (comma)
+                *comma = '\0';
+            o += sprintf(o, "%s\n", line);
+        } else if (!strstr(line, "seconds")) {
+            o += sprintf(o, "%s\n", line);
+        }
+        line += n + 1;
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+static void test_sweep(void **state)
+{
+    (void)state;
+    char args[8192];
+    train(1, 1, "", "sw.safetensors", NULL);
+    snprintf(args, sizeof args, "sae train --data '%s/log.inter' --model '%s/sw.safetensors' --out '%s/sw-sae.safetensors' "
+                                "--scale 4 --k 8 --k-aux 16 --epochs 2 --quiet", g_dir, g_dir, g_dir);
+    popsteer_ok(1, args, NULL, NULL);
+    snprintf(args, sizeof args, "probe --data '%s/log.inter' --model '%s/sw.safetensors' --sae '%s/sw-sae.safetensors' "
+                                "--out '%s/sw-lat.csv' --quiet", g_dir, g_dir, g_dir, g_dir);
+    popsteer_ok(1, args, NULL, NULL);
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        snprintf(args, sizeof args, "sweep --data '%s/log.inter' --model '%s/sw.safetensors' --sae '%s/sw-sae.safetensors' "
+                                    "--latents '%s/sw-lat.csv' --alphas 0,1,3 --neurons 16,all --methods random,xquad,pmmf "
+                                    "--bootstrap 50 --quiet --out '%s/sweep%d'", g_dir, g_dir, g_dir, g_dir, g_dir, ranks);
+        popsteer_ok(ranks, args, NULL, NULL);
+    }
+    const char *files[] = {"results.csv", "results.json"};
+    for (int f = 0; f < 2; f++) {
+        char d1[4096], d2[4096];
+        snprintf(d1, sizeof d1, "%s/sweep1", g_dir);
+        snprintf(d2, sizeof d2, "%s/sweep2", g_dir);
+        char *a = without_timings(d1, files[f]), *b = without_timings(d2, files[f]);
+        assert_true(strlen(a) > 1000);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+}
+
 static void test_rank_dies(void **state)
 {
     (void)state;
@@ -404,6 +468,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_20_steps), cmocka_unit_test(test_sampled_20_steps),
         cmocka_unit_test(test_resume), cmocka_unit_test(test_eval_and_probe), cmocka_unit_test(test_sae_20_steps),
+        cmocka_unit_test(test_sweep),
         cmocka_unit_test(test_rank_dies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
