@@ -25,6 +25,8 @@ static const char HELP[] =
     "  --patience N       stop after N epochs without a better validation FVU (default 3)\n"
     "  --lr X             Adam learning rate (default 0.001)\n"
     "  --batch N          vectors per Adam step (default 4096)\n"
+    "Under mpirun (docs/distributed.md) the user vectors are computed in shares, every rank takes its\n"
+    "part of each batch (the same SAE as one process, up to float rounding); rank 0 prints and writes.\n"
     "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 enum { OPT_MODEL = OPT_FIRST_COMMAND_OPTION, OPT_OUT, OPT_K, OPT_SCALE, OPT_KAUX, OPT_EPOCHS, OPT_PATIENCE, OPT_LR,
@@ -90,36 +92,55 @@ static void on_vectors(void *ctx, int64_t done, int64_t total)
     cli_progress_live(ctx, done == total, "user vectors %lld/%lld", (long long)done, (long long)total);
 }
 
-/* User vectors of all training prefixes (to train on) and of the validation prefixes (to stop on). */
-static int collect_vectors(const ps_sasrec *m, const ps_dataset *ds, cli_progress *p, float **X, float **Xv,
-                           ps_error *err)
+/* NDCG@10 of a scorer on a split, the users sharded over the ranks (the same on every rank). */
+static int split_ndcg(ps_scorer *sc, const ps_dataset *ds, ps_split split, const ps_dist *dist, double *ndcg,
+                      ps_error *err)
 {
-    size_t d = (size_t)m->cfg.d;
-    *X = ps_calloc((size_t)ds->n_train * d, sizeof **X, "training vectors", err);
-    *Xv = ps_calloc((size_t)ds->n_users * d, sizeof **Xv, "validation vectors", err);
-    if (!*X || !*Xv)
-        return PS_ERR;
-    if (ps_training_vectors(m, ds, *X, on_vectors, p, err) != PS_OK ||
-        ps_user_vectors(m, ds, ds->valid, ds->n_users, *Xv, on_vectors, p, err) != PS_OK)
-        return PS_ERR;
-    cli_progress_done(p);
-    return PS_OK;
-}
-
-static int reconstructed_ndcg(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, ps_split split,
-                              double *ndcg, ps_error *err)
-{
-    ps_steer_scorer s;
-    if (ps_steer_scorer_init(&s, m, sae, NULL, 256, err) != PS_OK)
-        return PS_ERR;
-    ps_scorer sc = ps_steer_scorer_as_scorer(&s);
     ps_eval_options o;
     ps_eval_options_init(&o);
     o.split = split;
+    o.dist = dist;
     ps_metrics met;
-    int rc = ps_evaluate(ds, &sc, &o, &met, err);
-    ps_steer_scorer_free(&s);
+    if (ps_evaluate(ds, sc, &o, &met, err) != PS_OK)
+        return PS_ERR;
     *ndcg = met.ndcg;
+    return PS_OK;
+}
+
+/* Valid and test NDCG@10 of SASRec (ndcg[0], ndcg[2]) and of the SAE-reconstructed recommender
+ * (ndcg[1], ndcg[3]). */
+static int ndcg_table(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, const ps_dist *dist,
+                      double ndcg[4], ps_error *err)
+{
+    ps_sasrec_scorer s;
+    ps_steer_scorer t;
+    if (ps_sasrec_scorer_init(&s, m, 512, err) != PS_OK)
+        return PS_ERR;
+    if (ps_steer_scorer_init(&t, m, sae, NULL, 256, err) != PS_OK) {
+        ps_sasrec_scorer_free(&s);
+        return PS_ERR;
+    }
+    ps_scorer plain = ps_sasrec_scorer_as_scorer(&s), rec = ps_steer_scorer_as_scorer(&t);
+    int rc = split_ndcg(&plain, ds, PS_SPLIT_VALID, dist, &ndcg[0], err) == PS_OK &&
+                     split_ndcg(&rec, ds, PS_SPLIT_VALID, dist, &ndcg[1], err) == PS_OK &&
+                     split_ndcg(&plain, ds, PS_SPLIT_TEST, dist, &ndcg[2], err) == PS_OK &&
+                     split_ndcg(&rec, ds, PS_SPLIT_TEST, dist, &ndcg[3], err) == PS_OK
+                 ? PS_OK
+                 : PS_ERR;
+    ps_steer_scorer_free(&t);
+    ps_sasrec_scorer_free(&s);
+    return rc;
+}
+
+/* FVU of the SAE on the test prefixes' vectors (computed in shares, held by every rank). */
+static int test_fvu(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, const ps_dist *dist, double *fvu,
+                    ps_error *err)
+{
+    float *Xt = ps_calloc((size_t)ds->n_users * (size_t)m->cfg.d, sizeof *Xt, "test vectors", err);
+    int rc = Xt ? ps_user_vectors_dist(m, ds, ds->test, ds->n_users, Xt, dist, NULL, NULL, err) : PS_ERR;
+    if (rc == PS_OK)
+        rc = ps_sae_fvu(sae, Xt, ds->n_users, 4096, fvu, err);
+    free(Xt);
     return rc;
 }
 
@@ -152,52 +173,57 @@ static int print_result(const cli_common *c, const sae_args *a, const ps_sae *sa
     return 0;
 }
 
+/* The SAE of the options on the model's user vectors, in sae (created here). */
+static int fit_sae(const cli_common *c, sae_args *a, const ps_sasrec *m, const ps_dataset *ds, sae_ui *ui,
+                   ps_sae **sae, ps_sae_train_result *res, ps_error *err)
+{
+    const ps_dist *dist = a->to.dist;
+    float *X = NULL, *Xv = NULL;
+    ps_sae_config cfg;
+    ps_sae_config_init(&cfg, m->cfg.d, a->scale);
+    cfg.k = a->k;
+    cfg.k_aux = a->k_aux;
+    *sae = ps_sae_create(&cfg, err);
+    int rc = *sae ? ps_sae_vector_sets(m, ds, dist, &X, &Xv, on_vectors, &ui->p, err) : PS_ERR;
+    cli_progress_done(&ui->p);
+    if (rc == PS_OK) {
+        ps_sae_init(*sae, c->seed);
+        a->to.seed = c->seed;
+        ps_sae_callbacks cb = {on_epoch, on_batch};
+        rc = ps_sae_train(*sae, X, ds->n_train, Xv, ds->n_users, &a->to, &cb, ui, res, err);
+        cli_progress_done(&ui->p);
+    }
+    free(X);
+    free(Xv);
+    return rc;
+}
+
 static int train_sae(const cli_common *c, sae_args *a, const ps_dataset *ds)
 {
+    const ps_dist *dist = a->to.dist;
+    const int root = ps_dist_rank(dist) == 0; /* only rank 0 prints and writes */
     ps_error err;
     ps_sasrec *m = NULL;
     ps_sae *sae = NULL;
-    float *X = NULL, *Xv = NULL, *Xt = NULL;
     sae_ui ui;
     cli_progress_init(&ui.p, c->quiet);
     ui.max_epochs = a->to.max_epochs;
-    ps_sae_config cfg;
+    ps_sae_train_result res;
     int rc = ps_sasrec_load(&m, a->model, &err);
     if (rc == PS_OK)
         rc = ps_sasrec_check_dataset(m, ds->n_items, ds->max_seq_len, a->model, &err);
-    if (rc == PS_OK) {
-        ps_sae_config_init(&cfg, m->cfg.d, a->scale);
-        cfg.k = a->k;
-        cfg.k_aux = a->k_aux;
-        sae = ps_sae_create(&cfg, &err);
-        rc = sae ? collect_vectors(m, ds, &ui.p, &X, &Xv, &err) : PS_ERR;
-    }
-    ps_sae_train_result res;
-    ps_sae_callbacks cb = {on_epoch, on_batch};
-    if (rc == PS_OK) {
-        ps_sae_init(sae, c->seed);
-        a->to.seed = c->seed;
-        rc = ps_sae_train(sae, X, ds->n_train, Xv, ds->n_users, &a->to, &cb, &ui, &res, &err);
-        cli_progress_done(&ui.p);
-    }
+    if (rc == PS_OK)
+        rc = fit_sae(c, a, m, ds, &ui, &sae, &res, &err);
+    if (rc == PS_OK && root)
+        rc = ps_sae_save(sae, a->out, &err);
     double ndcg[4] = {0}, fvu_test = 0;
     if (rc == PS_OK)
-        rc = ps_sae_save(sae, a->out, &err);
-    if (rc == PS_OK && (Xt = ps_calloc((size_t)ds->n_users * (size_t)m->cfg.d, sizeof *Xt, "vectors", &err)))
-        rc = ps_user_vectors(m, ds, ds->test, ds->n_users, Xt, NULL, NULL, &err);
+        rc = test_fvu(m, sae, ds, dist, &fvu_test, &err);
     if (rc == PS_OK)
-        rc = ps_sae_fvu(sae, Xt, ds->n_users, 4096, &fvu_test, &err);
-    if (rc == PS_OK && (ps_sasrec_quick_eval(m, ds, PS_SPLIT_VALID, &ndcg[0], NULL, &err) ||
-                        reconstructed_ndcg(m, sae, ds, PS_SPLIT_VALID, &ndcg[1], &err) ||
-                        ps_sasrec_quick_eval(m, ds, PS_SPLIT_TEST, &ndcg[2], NULL, &err) ||
-                        reconstructed_ndcg(m, sae, ds, PS_SPLIT_TEST, &ndcg[3], &err)))
-        rc = PS_ERR;
+        rc = ndcg_table(m, sae, ds, dist, ndcg, &err);
     int status = 0;
-    if (rc == PS_OK)
+    if (rc == PS_OK && root)
         status = print_result(c, a, sae, &res, fvu_test, ndcg);
-    free(X);
-    free(Xv);
-    free(Xt);
     ps_sae_free(sae);
     ps_sasrec_free(m);
     return rc == PS_OK ? status : cli_error(c, "%s", err.msg);
@@ -238,31 +264,19 @@ static int sae_train_cmd(int argc, char **argv)
     if (!a.model || !a.out)
         return cli_usage_error(&c, "--model and --out are required");
     cli_apply_threads(&c);
-    {
-        /* not data-parallel yet (docs/distributed.md): one process, or say so instead of P ranks
-         * each training the same SAE into the same file */
-        ps_dist dist;
-        ps_error err;
-        if (ps_dist_init(&dist, &err) != PS_OK)
-            return cli_error(&c, "%s", err.msg);
-        if (dist.size > 1) {
-            int status = 2;
-            if (dist.rank == 0)
-                status = cli_usage_error(&c, "sae train does not run under mpirun yet (%d ranks); run it as one "
-                                             "process (docs/distributed.md)", dist.size);
-            if (ps_dist_bcast(&dist, &status, sizeof status, 0, &err) != PS_OK) /* the others wait for the message */
-                status = cli_error(&c, "%s", err.msg);
-            ps_dist_finalize(&dist);
-            return status;
-        }
-        ps_dist_finalize(&dist);
-    }
-    ps_dataset ds;
-    int rc = cli_load_dataset(&c, &d, &ds);
+    ps_dist dist;
+    int rc = cli_dist_init(&c, &dist);
     if (rc)
         return rc;
-    rc = train_sae(&c, &a, &ds);
-    ps_dataset_free(&ds);
+    a.to.dist = &dist;
+    ps_dataset ds;
+    if ((rc = cli_load_dataset(&c, &d, &ds)) == 0) {
+        rc = train_sae(&c, &a, &ds);
+        ps_dataset_free(&ds);
+    }
+    if (rc != 0) /* every rank goes, none waits in a collective for this one */
+        ps_dist_abort(&dist, rc);
+    ps_dist_finalize(&dist);
     return rc;
 }
 

@@ -28,6 +28,8 @@ static const char HELP[] =
     "  --out DIR          the report directory (created if missing)\n"
     "  --probe-cap N      the --cap the latents were probed with (default: all prefixes), so that\n"
     "                     ps-direction averages the probe's own synthetic users\n"
+    "Under mpirun (docs/distributed.md) every point's users are sharded across the ranks (the same\n"
+    "results as one process); rank 0 writes the report.\n"
     "\n" CLI_SWEEP_HELP "\n" CLI_DATA_HELP "\n" CLI_COMMON_HELP;
 
 /* ---- shared sweep options ---- */
@@ -299,13 +301,14 @@ int cli_sweep_report(const cli_common *c, cli_sweep *s, const ps_sasrec *m, cons
     if (rc == PS_OK && sweep_stage)
         sweep_stage->seconds = r.seconds;
     info->gnuplot = s->gnuplot;
-    if (rc == PS_OK) {
+    const int root = ps_dist_rank(s->so.dist) == 0; /* under mpirun rank 0 writes and prints */
+    if (rc == PS_OK && root) {
         cli_progress_line(&ui.p, "sweep: %d grid points on both splits in %.1fs; writing the report to %s", r.n_points,
                           r.seconds, dir);
         rc = ps_report_write(dir, &r, &sum, info, &err);
     }
     int status = rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
-    if (!status)
+    if (!status && root)
         status = c->json ? print_json(c, &r, &sum, dir) : (print_summary(&r, &sum, dir), 0);
     ps_sweep_summary_free(&sum);
     ps_sweep_result_free(&r);
@@ -403,6 +406,12 @@ int cmd_sweep(int argc, char **argv)
         return rc;
     }
     cli_apply_threads(&c);
+    ps_dist dist;
+    if ((rc = cli_dist_init(&c, &dist)) != 0) {
+        cli_sweep_free(&s);
+        return rc;
+    }
+    s.so.dist = &dist;
     ps_dataset ds;
     double t0 = ps_now_seconds();
     rc = cli_sweep_preflight(&c, &s);
@@ -413,5 +422,8 @@ int cmd_sweep(int argc, char **argv)
         ps_dataset_free(&ds);
     }
     cli_sweep_free(&s);
+    if (rc != 0) /* every rank goes, none waits in a collective for this one */
+        ps_dist_abort(&dist, rc);
+    ps_dist_finalize(&dist);
     return rc;
 }

@@ -44,6 +44,11 @@ int ps_dist_sum_f64(const ps_dist *d, double *buf, size_t n, ps_error *err);
 int ps_dist_sum_i64(const ps_dist *d, int64_t *buf, size_t n, ps_error *err);
 /* Rank root's bytes to every rank. */
 int ps_dist_bcast(const ps_dist *d, void *buf, size_t bytes, int root, ps_error *err);
+/* Every rank filled its own part of buf (any parts, disjoint, scattered as they come) and left
+ * every other byte zero: afterwards every rank holds all of it, bit for bit. A bitwise OR over
+ * the ranks, not a float sum: x | 0 is x for every bit pattern (a sum would turn -0.0 into +0.0),
+ * and the parts need not be contiguous, which an allgather would ask. */
+int ps_dist_gather_disjoint(const ps_dist *d, void *buf, size_t bytes, ps_error *err);
 
 /* Sums an evaluation's accumulator (metrics.h: integer counters only, so exact) over the ranks. */
 struct ps_metrics_acc;

@@ -34,6 +34,23 @@ int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *s
 int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
                         void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
 
+/* The two above with the work split over the ranks of dist (popsteer/dist.h; NULL: one process,
+ * the same as above): rank r computes every P-th batch of the one-process run (the same sequences
+ * in each call, so the same bits for any GEMM backend) and every rank gets every row. Under
+ * mpirun, every rank must call them. progress reports how far through the rows this rank is. */
+struct ps_dist;
+int ps_user_vectors_dist(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
+                         const struct ps_dist *dist, void (*progress)(void *ctx, int64_t done, int64_t total),
+                         void *ctx, ps_error *err);
+int ps_training_vectors_dist(const ps_sasrec *m, const ps_dataset *ds, float *X, const struct ps_dist *dist,
+                             void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
+
+/* What an SAE is trained on: *X [n_train, d] the vectors of every training prefix, *Xv [n_users, d]
+ * those of the validation prefixes (early stopping), allocated here (free both, also on failure),
+ * computed with ps_*_vectors_dist. */
+int ps_sae_vector_sets(const ps_sasrec *m, const ps_dataset *ds, const struct ps_dist *dist, float **X, float **Xv,
+                       void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err);
+
 /* ---- the steered recommender ---- */
 
 typedef struct ps_steer_scorer {

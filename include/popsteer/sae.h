@@ -26,6 +26,8 @@
 
 #include "popsteer/error.h"
 
+struct ps_dist;
+
 #define PS_SAE_DEFAULT_D_IN 64
 #define PS_SAE_DEFAULT_SCALE 64 /* n_latents = d_in * scale */
 #define PS_SAE_DEFAULT_K 32
@@ -166,6 +168,17 @@ int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, i
                             const uint8_t *dead, int64_t *fire_count, int backward,
                             ps_sae_batch_loss *out, ps_error *err);
 
+/* Data parallelism (sae_train.c under mpirun): a batch of B rows cut into parts, one per rank.
+ * ps_sae_batch_variance is the whole batch's Σ‖h − mean_batch(h)‖², in double, with the same bits
+ * ps_sae_forward_backward computes for it. ps_sae_forward_backward_part is ps_sae_forward_backward
+ * on rows h [B,d] that are one part of a batch of variance var (> 0): the loss's terms are per-row
+ * sums over 1 / var, so its sse, its fvu and auxk (this part's share of the batch's) and the
+ * gradients it adds, summed over the parts, are the whole batch's up to summation order. */
+double ps_sae_batch_variance(ps_sae_workspace *ws, const float *h, int B);
+int ps_sae_forward_backward_part(ps_sae *sae, ps_sae_workspace *ws, const float *h, int B, double var,
+                                 const uint8_t *dead, int64_t *fire_count, int backward,
+                                 ps_sae_batch_loss *out, ps_error *err);
+
 /* FVU of the dataset X [N,d] (N >= 2): Σ‖ĥ − h‖² / Σ‖h − mean(X)‖² with the mean over all N rows,
  * evaluated in batches of batch_size rows (<= 0: 4096). Fails on zero variance. */
 int ps_sae_fvu(const ps_sae *sae, const float *X, int64_t N, int batch_size, double *fvu,
@@ -187,6 +200,12 @@ typedef struct ps_sae_train_options {
      * with PS_ERR and the message "SAE training interrupted at epoch E, batch B"; the parameters
      * are then the best epoch's (the current ones before the first epoch ends). */
     int (*cancel)(void *ctx);
+    /* data parallelism (popsteer/dist.h; NULL by default: one process). Every rank holds all of X
+     * and Xval and takes its part of each batch; the gradients are summed with one allreduce per
+     * Adam step, every rank takes the same step; the validation batches are split over the ranks
+     * and their errors added in the one-process order, so every rank gets the one-process FVU and
+     * all stop together. The result is one process's up to summation order. */
+    const struct ps_dist *dist;
 } ps_sae_train_options;
 
 void ps_sae_train_options_init(ps_sae_train_options *o);

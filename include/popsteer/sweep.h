@@ -181,6 +181,11 @@ typedef struct ps_sweep_options {
     /* after every grid point (done of total) with its description; may be NULL */
     void (*progress)(void *ctx, const char *what, int done, int total);
     void *progress_ctx;
+    /* popsteer/dist.h (NULL: one process): every point's users sharded across the ranks in whole
+     * scoring batches, the integer counters summed and the per-user ranks and lists (bootstrap)
+     * gathered, so every rank gets one process's results; a sequential re-ranker (P-MMF) runs
+     * every user on every rank, as in eval. Every rank must call ps_sweep_run. */
+    const struct ps_dist *dist;
 } ps_sweep_options;
 
 /* Defaults: α ∈ {0, 0.5, 1, 1.5, 2, 3, 4, 5}, ps-direction's and PopSteer-I's α ∈ {0.02 … 0.5}, N ∈ {256, 1024, 2048, all}, every re-ranking

@@ -158,6 +158,25 @@ int ps_dist_bcast(const ps_dist *d, void *buf, size_t bytes, int root, ps_error 
 #endif
 }
 
+int ps_dist_gather_disjoint(const ps_dist *d, void *buf, size_t bytes, ps_error *err)
+{
+    if (ps_dist_size(d) <= 1)
+        return PS_OK;
+#ifdef POPSTEER_HAVE_MPI
+    for (size_t off = 0; off < bytes;) {
+        int cnt = bytes - off > (size_t)INT_MAX ? INT_MAX : (int)(bytes - off);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off, cnt, MPI_BYTE, MPI_BOR, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Allreduce (gathering the ranks' parts)", err);
+        off += (size_t)cnt;
+    }
+    return PS_OK;
+#else
+    (void)buf, (void)bytes;
+    return ps_fail(err, "no MPI in this build");
+#endif
+}
+
 void ps_dist_share(const ps_dist *d, int64_t n, int64_t *lo, int64_t *hi)
 {
     const int64_t P = ps_dist_size(d), r = ps_dist_rank(d);

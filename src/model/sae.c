@@ -1020,9 +1020,12 @@ static double batch_variance(const float *h, int B, int d, double *mean)
     return v;
 }
 
-int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, int B,
-                            const uint8_t *dead, int64_t *fire_count, int backward,
-                            ps_sae_batch_loss *out, ps_error *err)
+double ps_sae_batch_variance(ps_sae_workspace *ws, const float *h, int B)
+{
+    return batch_variance(h, B, ws->d, ws->mean);
+}
+
+static int check_batch(const ps_sae *sae, const ps_sae_workspace *ws, int B, int backward, ps_error *err)
 {
     const ps_sae_config *c = &sae->cfg;
     if (ws->d != c->d_in || ws->m != c->n_latents || ws->k != c->k || ws->k_aux != c->k_aux)
@@ -1032,13 +1035,17 @@ int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, i
                        ws->max_batch);
     if (backward && !sae->grads)
         return ps_fail(err, "SAE backward: gradient buffer not allocated (ps_sae_alloc_grads)");
-    const int m = c->n_latents, d = c->d_in, k = c->k;
+    return PS_OK;
+}
 
-    const double var = batch_variance(h, B, d, ws->mean);
-    if (backward && !(var > 0.0))
-        return ps_fail(err, "SAE backward: the %d rows of the batch are identical (variance 0), so "
-                            "FVU and its gradient are undefined", B);
-
+/* The forward (+ backward) of rows h [B,d] whose batch has variance var (their own, or that of a
+ * larger batch they are part of: every term is a per-row sum scaled by 1 / var). */
+static int forward_backward_var(ps_sae *sae, ps_sae_workspace *ws, const float *h, int B, double var,
+                                const uint8_t *dead, int64_t *fire_count, int backward,
+                                ps_sae_batch_loss *out)
+{
+    const ps_sae_config *c = &sae->cfg;
+    const int m = c->n_latents, k = c->k;
     int n_dead = 0;
     if (dead)
         for (int j = 0; j < m; j++)
@@ -1054,7 +1061,7 @@ int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, i
     }
 
     encoder_bias(sae, ws->cbias);
-    ps_nn_transpose(ws->w_t, sae->params + sae->offset[PS_SAE_W_ENC], m, d);
+    ps_nn_transpose(ws->w_t, sae->params + sae->offset[PS_SAE_W_ENC], m, c->d_in);
     const int n_chunks = (B + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ws->nthreads)
     for (int t = 0; t < n_chunks; t++) {
@@ -1088,4 +1095,28 @@ int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, i
         out->n_dead = n_dead;
     }
     return PS_OK;
+}
+
+int ps_sae_forward_backward(ps_sae *sae, ps_sae_workspace *ws, const float *h, int B,
+                            const uint8_t *dead, int64_t *fire_count, int backward,
+                            ps_sae_batch_loss *out, ps_error *err)
+{
+    if (check_batch(sae, ws, B, backward, err) != PS_OK)
+        return PS_ERR;
+    const double var = batch_variance(h, B, sae->cfg.d_in, ws->mean);
+    if (backward && !(var > 0.0))
+        return ps_fail(err, "SAE backward: the %d rows of the batch are identical (variance 0), so "
+                            "FVU and its gradient are undefined", B);
+    return forward_backward_var(sae, ws, h, B, var, dead, fire_count, backward, out);
+}
+
+int ps_sae_forward_backward_part(ps_sae *sae, ps_sae_workspace *ws, const float *h, int B, double var,
+                                 const uint8_t *dead, int64_t *fire_count, int backward,
+                                 ps_sae_batch_loss *out, ps_error *err)
+{
+    if (check_batch(sae, ws, B, backward, err) != PS_OK)
+        return PS_ERR;
+    if (!(var > 0.0) || !isfinite(var))
+        return ps_fail(err, "SAE forward: the batch variance %g must be a finite number > 0", var);
+    return forward_backward_var(sae, ws, h, B, var, dead, fire_count, backward, out);
 }

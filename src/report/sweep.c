@@ -1,6 +1,7 @@
 /* The fairness–accuracy sweep: grid evaluation with per-split caches, the selection rule,
  * Pareto fronts and their comparison (see include/popsteer/sweep.h). No printing. */
 #include "popsteer/sweep.h"
+#include "popsteer/dist.h"
 
 #include <math.h>
 #include <omp.h>
@@ -496,7 +497,20 @@ typedef struct sweep_ctx {
     int probe_means;
     float *delta;                     /* [d] the current direction or PopSteer-I point's added vector */
     ps_latent_table item_table;       /* PopSteer-I: the item-side probe (item_table.m 0 until needed) */
+    int replicated;                   /* the current point ran every user on every rank (a sequential
+                                         re-ranker): nothing to reduce over the ranks */
 } sweep_ctx;
+
+/* Under mpirun (ps_sweep_options.dist) each rank scores its share of the users [lo, hi), in whole
+ * batches of SWEEP_BATCH: the batches are the one-process run's, so the scores have its bits, and
+ * the reduction of the integer counters gives its numbers (as eval's). Every user in one process. */
+static void user_share(const sweep_ctx *x, int64_t *lo, int64_t *hi)
+{
+    int64_t b0, b1;
+    ps_dist_share(x->o->dist, (x->c.n + SWEEP_BATCH - 1) / SWEEP_BATCH, &b0, &b1);
+    *lo = b0 * SWEEP_BATCH;
+    *hi = b1 * SWEEP_BATCH < x->c.n ? b1 * SWEEP_BATCH : x->c.n;
+}
 
 static void workers_free(sweep_ctx *x)
 {
@@ -511,6 +525,11 @@ static void workers_free(sweep_ctx *x)
 /* Fresh accumulators for one point on one split. */
 static int workers_reset(sweep_ctx *x, ps_error *err)
 {
+    x->replicated = 0;
+    if (x->rank_u && ps_dist_size(x->o->dist) > 1) { /* the other ranks' users: zero for the gather */
+        memset(x->rank_u, 0, (size_t)x->c.n * sizeof *x->rank_u);
+        memset(x->lists, 0, (size_t)x->c.n * (size_t)x->k * sizeof *x->lists);
+    }
     for (int t = 0; t < x->nth; t++) {
         sweep_worker *w = &x->w[t];
         ps_metrics_acc_free(&w->acc);
@@ -520,6 +539,36 @@ static int workers_reset(sweep_ctx *x, ps_error *err)
             ps_ilad_vectors_attach(&x->ilad, &w->acc, err) != PS_OK)
             return PS_ERR;
     }
+    return PS_OK;
+}
+
+/* The point's counters summed over the ranks (integers: exact), and the users' ranks and lists
+ * the bootstrap reads gathered from them. */
+static int reduce_point(sweep_ctx *x, ps_error *err)
+{
+    const ps_dist *dist = x->o->dist;
+    if (ps_dist_size(dist) <= 1 || x->replicated)
+        return PS_OK;
+    const size_t n = (size_t)x->c.n;
+    if (ps_dist_sum_metrics(dist, &x->w[0].acc, err) != PS_OK ||
+        ps_dist_sum_i64(dist, x->w[0].decile, PS_SWEEP_DECILES, err) != PS_OK)
+        return PS_ERR;
+    if (x->rank_u && (ps_dist_gather_disjoint(dist, x->rank_u, n * sizeof *x->rank_u, err) != PS_OK ||
+                      ps_dist_gather_disjoint(dist, x->lists, n * (size_t)x->k * sizeof *x->lists, err) != PS_OK))
+        return PS_ERR;
+    return PS_OK;
+}
+
+/* After the plain SASRec point: every user's re-ranking candidates on every rank (a sequential
+ * re-ranker runs all users everywhere; the others read only their own). */
+static int gather_candidates(sweep_ctx *x, ps_error *err)
+{
+    const ps_dist *dist = x->o->dist;
+    const size_t n = (size_t)x->c.n, L = (size_t)x->L;
+    if (ps_dist_gather_disjoint(dist, x->c.cand, n * L * sizeof *x->c.cand, err) != PS_OK ||
+        ps_dist_gather_disjoint(dist, x->c.cand_scores, n * L * sizeof *x->c.cand_scores, err) != PS_OK ||
+        ps_dist_gather_disjoint(dist, x->c.n_cand, n * sizeof *x->c.n_cand, err) != PS_OK)
+        return ps_fail_wrap(err, "sweep: sharing the re-ranking candidates between ranks");
     return PS_OK;
 }
 
@@ -536,6 +585,8 @@ static int workers_finish(sweep_ctx *x, ps_metrics *m, int64_t decile[PS_SWEEP_D
         for (int q = 0; q < PS_SWEEP_DECILES; q++)
             x->w[0].decile[q] += x->w[t].decile[q];
     }
+    if (reduce_point(x, err) != PS_OK)
+        return ps_fail_wrap(err, "sweep: summing the point over the ranks");
     ps_metrics_acc_finish(&x->w[0].acc, m);
     memcpy(decile, x->w[0].decile, sizeof x->w[0].decile);
     return PS_OK;
@@ -600,8 +651,10 @@ static void eval_scored(sweep_ctx *x, ps_point_kind kind, const ps_steer_plan *p
         if (plan)
             ps_steer_shift_bias(plan, x->enc.bias);
     }
-    for (int64_t first = 0; first < x->c.n; first += SWEEP_BATCH) {
-        int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
+    int64_t lo, hi;
+    user_share(x, &lo, &hi);
+    for (int64_t first = lo; first < hi; first += SWEEP_BATCH) {
+        int B = (int)(hi - first < SWEEP_BATCH ? hi - first : SWEEP_BATCH);
         if (kind == PS_POINT_SASREC)
             ps_sasrec_score(x->model, x->c.h + (size_t)first * x->d, B, x->scores);
         else
@@ -632,12 +685,15 @@ static void rerank_user(sweep_ctx *x, ps_reranker *r, int candidates, sweep_work
 static void eval_rerank(sweep_ctx *x, ps_reranker *r, int candidates)
 {
     if (ps_reranker_is_sequential(r)) { /* pmmf: state evolves user by user, in split order */
+        x->replicated = 1;                 /* on every rank, as eval does */
         for (int64_t u = 0; u < x->c.n && !x->w[0].failed; u++)
             rerank_user(x, r, candidates, &x->w[0], u);
         return;
     }
+    int64_t lo, hi;
+    user_share(x, &lo, &hi);
 #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t u = 0; u < x->c.n; u++) {
+    for (int64_t u = lo; u < hi; u++) {
         sweep_worker *w = &x->w[omp_get_thread_num()];
         if (!w->failed)
             rerank_user(x, r, candidates, w, u);
@@ -678,8 +734,10 @@ static int eval_rule(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
         ps_steer_rule_free(&rule);
         return PS_ERR;
     }
-    for (int64_t first = 0; first < x->c.n; first += SWEEP_BATCH) {
-        int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
+    int64_t lo, hi;
+    user_share(x, &lo, &hi);
+    for (int64_t first = lo; first < hi; first += SWEEP_BATCH) {
+        int B = (int)(hi - first < SWEEP_BATCH ? hi - first : SWEEP_BATCH);
         ps_rule_score_vectors(&rs, x->c.h + (size_t)first * x->d, B, x->scores);
         rank_scores(x, first, B, 0);
     }
@@ -755,8 +813,10 @@ static int eval_ablation(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
         rc = ps_ablation_scorer_init(&as, moves_h ? PS_ABLATION_DIRECTION : PS_ABLATION_CONDITIONAL, x->model,
                                      moves_h ? NULL : x->sae, moves_h ? NULL : &plan, thr, moves_h ? x->delta : NULL,
                                      SWEEP_BATCH, err);
-    for (int64_t first = 0; rc == PS_OK && first < x->c.n; first += SWEEP_BATCH) {
-        int B = (int)(x->c.n - first < SWEEP_BATCH ? x->c.n - first : SWEEP_BATCH);
+    int64_t lo = 0, hi = 0;
+    user_share(x, &lo, &hi);
+    for (int64_t first = lo; rc == PS_OK && first < hi; first += SWEEP_BATCH) {
+        int B = (int)(hi - first < SWEEP_BATCH ? hi - first : SWEEP_BATCH);
         ps_ablation_score_vectors(&as, x->c.h + (size_t)first * x->d, B, x->scores);
         rank_scores(x, first, B, 0);
     }
@@ -774,6 +834,8 @@ static int eval_point(sweep_ctx *x, ps_sweep_point *p, ps_split split, ps_error 
     int rc = PS_OK;
     if (p->kind == PS_POINT_SASREC || (p->kind == PS_POINT_POPSTEER && p->alpha == 0)) {
         eval_scored(x, p->kind, NULL);
+        if (p->kind == PS_POINT_SASREC && ps_dist_size(x->o->dist) > 1)
+            rc = gather_candidates(x, err);
     } else if (p->kind == PS_POINT_POPSTEER || p->kind == PS_POINT_RANDOM || p->kind == PS_POINT_UNWEIGHTED) {
         ps_steer_plan plan; /* the same shift for every user: folded into the encoder bias */
         rc = point_plan(x, p, &plan, err);
@@ -824,7 +886,7 @@ static int cache_build(sweep_ctx *x, ps_split split, ps_error *err)
     c->cand = c->h ? ps_calloc(n * (size_t)x->L, sizeof *c->cand, "candidates", err) : NULL;
     c->cand_scores = c->cand ? ps_calloc(n * (size_t)x->L, sizeof *c->cand_scores, "candidates", err) : NULL;
     c->n_cand = c->cand_scores ? ps_calloc(n, sizeof *c->n_cand, "candidates", err) : NULL;
-    if (!c->n_cand || ps_user_vectors(x->model, x->ds, c->samples, c->n, c->h, NULL, NULL, err) != PS_OK)
+    if (!c->n_cand || ps_user_vectors_dist(x->model, x->ds, c->samples, c->n, c->h, x->o->dist, NULL, NULL, err) != PS_OK)
         return PS_ERR;
     return PS_OK;
 }
@@ -1315,20 +1377,14 @@ ps_sae *ps_sae_train_on_model(const ps_sasrec *m, const ps_dataset *ds, const ps
                               void (*vectors_progress)(void *ctx, int64_t done, int64_t total),
                               ps_sae_train_result *res, ps_error *err)
 {
-    size_t d = (size_t)m->cfg.d;
     if (cfg->d_in != m->cfg.d) {
         ps_fail(err, "the SAE config reads %d-dimensional vectors but the model's are %d-dimensional", cfg->d_in,
                 m->cfg.d);
         return NULL;
     }
     ps_sae *sae = ps_sae_create(cfg, err);
-    float *X = sae ? ps_calloc((size_t)ds->n_train * d, sizeof *X, "training vectors", err) : NULL;
-    float *Xv = X ? ps_calloc((size_t)ds->n_users * d, sizeof *Xv, "validation vectors", err) : NULL;
-    int rc = Xv ? PS_OK : PS_ERR;
-    if (rc == PS_OK)
-        rc = ps_training_vectors(m, ds, X, vectors_progress, cb_ctx, err);
-    if (rc == PS_OK)
-        rc = ps_user_vectors(m, ds, ds->valid, ds->n_users, Xv, vectors_progress, cb_ctx, err);
+    float *X = NULL, *Xv = NULL;
+    int rc = sae ? ps_sae_vector_sets(m, ds, o->dist, &X, &Xv, vectors_progress, cb_ctx, err) : PS_ERR;
     if (rc == PS_OK) {
         ps_sae_init(sae, seed);
         rc = ps_sae_train(sae, X, ds->n_train, Xv, ds->n_users, o, cb, cb_ctx, res, err);

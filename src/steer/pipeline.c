@@ -8,21 +8,48 @@
 
 #define VEC_BATCH 1024 /* sequences per call: fewer parallel regions, more sequences to sort by length */
 
+/* Batch bi is computed by rank bi mod P (round robin: the ranks share every stretch of the data,
+ * long and short sequences alike); all batches in one process. */
+static int my_batch(const ps_dist *dist, int64_t bi)
+{
+    return bi % ps_dist_size(dist) == ps_dist_rank(dist);
+}
+
+/* Before a sharded computation of rows [n, d]: the rows a rank does not compute must be zero for
+ * ps_dist_gather_disjoint. */
+static void clear_for_gather(const ps_dist *dist, float *out, int64_t n, int d)
+{
+    if (ps_dist_size(dist) > 1)
+        memset(out, 0, (size_t)n * (size_t)d * sizeof *out);
+}
+
 int ps_user_vectors(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
                     void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
 {
+    return ps_user_vectors_dist(m, ds, samples, n, out, NULL, progress, ctx, err);
+}
+
+int ps_user_vectors_dist(const ps_sasrec *m, const ps_dataset *ds, const ps_sample *samples, int64_t n, float *out,
+                         const ps_dist *dist, void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx,
+                         ps_error *err)
+{
     int L = m->cfg.max_len;
+    clear_for_gather(dist, out, n, m->cfg.d);
     ps_sasrec_ws *ws = NULL;
     int32_t *seq = ps_calloc((size_t)VEC_BATCH * (size_t)L, sizeof *seq, "batch", err);
     int32_t *len = ps_calloc(VEC_BATCH, sizeof *len, "batch", err);
     int rc = (seq && len) ? ps_sasrec_ws_create(&ws, m, VEC_BATCH, 0, err) : PS_ERR;
     for (int64_t first = 0; rc == PS_OK && first < n; first += VEC_BATCH) {
         int B = (int)(n - first < VEC_BATCH ? n - first : VEC_BATCH);
+        if (!my_batch(dist, first / VEC_BATCH))
+            continue;
         ps_batch_prefixes(ds, samples + first, B, L, seq, len);
         rc = ps_sasrec_user_vectors(m, ws, seq, len, B, out + first * m->cfg.d, err);
         if (progress)
             progress(ctx, first + B, n);
     }
+    if (rc == PS_OK)
+        rc = ps_dist_gather_disjoint(dist, out, (size_t)n * (size_t)m->cfg.d * sizeof *out, err);
     ps_sasrec_ws_free(ws);
     free(seq);
     free(len);
@@ -66,11 +93,12 @@ static int vec_batch_alloc(vec_batch *b, int L, int d, ps_error *err)
  * its batches are small (FIRST_PASS_BATCH users, ~20 MB of activations): the workspace is
  * sized for VEC_BATCH, but untouched pages cost nothing. */
 #define FIRST_PASS_BATCH 64
-static int first_window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset *ds, vec_batch *b, float *X,
-                                int64_t *done, void (*progress)(void *, int64_t, int64_t), void *ctx, ps_error *err)
+static int first_window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset *ds, const ps_dist *dist,
+                                vec_batch *b, float *X, int64_t *done, void (*progress)(void *, int64_t, int64_t),
+                                void *ctx, ps_error *err)
 {
     const int L = m->cfg.max_len, d = m->cfg.d;
-    for (int64_t i = 0; i < ds->n_train;) {
+    for (int64_t i = 0, bi = 0; i < ds->n_train; bi++) {
         b->B = b->n = 0;
         while (b->B < FIRST_PASS_BATCH && i < ds->n_train) {
             const ps_sample s = ds->train[i];
@@ -90,12 +118,14 @@ static int first_window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_d
         }
         if (b->B == 0)
             break;
+        *done += b->n; /* how far through the pass, also when another rank computes this batch */
+        if (!my_batch(dist, bi))
+            continue;
         if (ps_sasrec_forward(m, ws, b->seq, b->B, 0, 0, 0, err) != PS_OK)
             return PS_ERR;
         const float *hid = ps_sasrec_ws_hidden(ws);
         for (int j = 0; j < b->n; j++)
             memcpy(X + (size_t)b->dest[j] * d, hid + (size_t)b->slot[j] * d, (size_t)d * sizeof *X);
-        *done += b->n;
         if (progress)
             progress(ctx, *done, ds->n_train);
     }
@@ -103,11 +133,12 @@ static int first_window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_d
 }
 
 /* Pass 2: the sliding-window prefixes (pos > L), VEC_BATCH at a time, as ps_user_vectors does. */
-static int window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset *ds, vec_batch *b, float *X,
-                          int64_t *done, void (*progress)(void *, int64_t, int64_t), void *ctx, ps_error *err)
+static int window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset *ds, const ps_dist *dist,
+                          vec_batch *b, float *X, int64_t *done, void (*progress)(void *, int64_t, int64_t),
+                          void *ctx, ps_error *err)
 {
     const int L = m->cfg.max_len, d = m->cfg.d;
-    for (int64_t i = 0; i < ds->n_train;) {
+    for (int64_t i = 0, bi = 0; i < ds->n_train; bi++) {
         b->B = 0;
         for (; b->B < VEC_BATCH && i < ds->n_train; i++)
             if (ds->train[i].pos > L) {
@@ -116,12 +147,14 @@ static int window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset
             }
         if (b->B == 0)
             break;
+        *done += b->B;
+        if (!my_batch(dist, bi))
+            continue;
         ps_batch_prefixes(ds, b->samples, b->B, L, b->seq, b->len);
         if (ps_sasrec_user_vectors(m, ws, b->seq, b->len, b->B, b->tmp, err) != PS_OK)
             return PS_ERR;
         for (int j = 0; j < b->B; j++)
             memcpy(X + (size_t)b->dest[j] * d, b->tmp + (size_t)j * d, (size_t)d * sizeof *X);
-        *done += b->B;
         if (progress)
             progress(ctx, *done, ds->n_train);
     }
@@ -131,6 +164,12 @@ static int window_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const ps_dataset
 int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
                         void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
 {
+    return ps_training_vectors_dist(m, ds, X, NULL, progress, ctx, err);
+}
+
+int ps_training_vectors_dist(const ps_sasrec *m, const ps_dataset *ds, float *X, const ps_dist *dist,
+                             void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
+{
     if (m->cfg.max_len != ds->max_seq_len)
         return ps_fail(err, "the model reads %d-item prefixes but the dataset has %d", m->cfg.max_len,
                        ds->max_seq_len);
@@ -139,14 +178,31 @@ int ps_training_vectors(const ps_sasrec *m, const ps_dataset *ds, float *X,
     int64_t done = 0;
     if (vec_batch_alloc(&b, m->cfg.max_len, m->cfg.d, err) != PS_OK)
         return PS_ERR;
+    clear_for_gather(dist, X, ds->n_train, m->cfg.d);
     int rc = ps_sasrec_ws_create(&ws, m, VEC_BATCH, 0, err);
     if (rc == PS_OK)
-        rc = first_window_vectors(m, ws, ds, &b, X, &done, progress, ctx, err);
+        rc = first_window_vectors(m, ws, ds, dist, &b, X, &done, progress, ctx, err);
     if (rc == PS_OK)
-        rc = window_vectors(m, ws, ds, &b, X, &done, progress, ctx, err);
+        rc = window_vectors(m, ws, ds, dist, &b, X, &done, progress, ctx, err);
+    if (rc == PS_OK)
+        rc = ps_dist_gather_disjoint(dist, X, (size_t)ds->n_train * (size_t)m->cfg.d * sizeof *X, err);
     ps_sasrec_ws_free(ws);
     vec_batch_free(&b);
     return rc;
+}
+
+int ps_sae_vector_sets(const ps_sasrec *m, const ps_dataset *ds, const ps_dist *dist, float **X, float **Xv,
+                       void (*progress)(void *ctx, int64_t done, int64_t total), void *ctx, ps_error *err)
+{
+    const size_t d = (size_t)m->cfg.d;
+    *X = ps_calloc((size_t)ds->n_train * d, sizeof **X, "training vectors", err);
+    *Xv = *X ? ps_calloc((size_t)ds->n_users * d, sizeof **Xv, "validation vectors", err) : NULL;
+    if (!*Xv)
+        return PS_ERR;
+    if (ps_training_vectors_dist(m, ds, *X, dist, progress, ctx, err) != PS_OK ||
+        ps_user_vectors_dist(m, ds, ds->valid, ds->n_users, *Xv, dist, progress, ctx, err) != PS_OK)
+        return PS_ERR;
+    return PS_OK;
 }
 
 int ps_sae_fits_model(const ps_sae *sae, const ps_sasrec *m, ps_error *err)

@@ -706,6 +706,49 @@ static void test_gradcheck_fvu_through_library(void **state)
     ps_sae_free(sae);
 }
 
+/* Data parallelism's premise (sae_train.c under mpirun): a batch cut into parts, each run through
+ * ps_sae_forward_backward_part with the whole batch's variance, gives the whole batch's loss terms
+ * and gradients when the parts are added (up to float rounding), with AuxK on. */
+static void test_batch_parts_add_up(void **state)
+{
+    (void)state;
+    float h[GB * GD];
+    uint8_t dead[GM];
+    ps_error err;
+    ps_sae *sae = grad_problem(h, dead, 11, 0.5f);
+    ps_sae_batch_loss whole, part;
+    analytic_grads(sae, h, dead, &whole);
+    float *g_whole = malloc(sae->n_params * sizeof *g_whole);
+    assert_non_null(g_whole);
+    memcpy(g_whole, sae->grads, sae->n_params * sizeof *g_whole);
+    ps_sae_workspace *ws = ps_sae_workspace_new(sae, GB, &err);
+    assert_non_null(ws);
+    const double var = ps_sae_batch_variance(ws, h, GB);
+    assert_true(var == whole.var); /* the same bits */
+    ps_sae_zero_grads(sae);
+    const int cut[] = {0, GB / 3, GB / 3 + 1, GB}; /* a part of one row too */
+    double sse = 0, fvu = 0, auxk = 0;
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(ps_sae_forward_backward_part(sae, ws, h + cut[p] * GD, cut[p + 1] - cut[p], var, dead, NULL,
+                                                      1, &part, &err), PS_OK);
+        sse += part.sse, fvu += part.fvu, auxk += part.auxk;
+    }
+    assert_true(fabs(sse - whole.sse) <= 1e-9 * whole.sse);
+    assert_true(fabs(fvu - whole.fvu) <= 1e-9 * whole.fvu);
+    assert_true(whole.auxk > 0 && fabs(auxk - whole.auxk) <= 1e-9 * whole.auxk);
+    double dd = 0, gg = 0;
+    for (size_t i = 0; i < sae->n_params; i++) {
+        double d = (double)sae->grads[i] - g_whole[i];
+        dd += d * d, gg += (double)g_whole[i] * g_whole[i];
+    }
+    assert_true(gg > 0 && sqrt(dd / gg) <= 1e-6);
+    assert_int_equal(ps_sae_forward_backward_part(sae, ws, h, GB, 0.0, dead, NULL, 1, &part, &err), PS_ERR);
+    assert_non_null(strstr(err.msg, "variance"));
+    ps_sae_workspace_free(ws);
+    free(g_whole);
+    ps_sae_free(sae);
+}
+
 static void test_forward_errors(void **state)
 {
     (void)state;
@@ -1090,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_full_loss),
         cmocka_unit_test(test_auxk_selection_ties),
         cmocka_unit_test(test_gradcheck_fvu_through_library),
+        cmocka_unit_test(test_batch_parts_add_up),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_training),
         cmocka_unit_test(test_training_determinism),

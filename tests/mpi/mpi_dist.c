@@ -12,12 +12,22 @@
  * - resume: 2 ranks for one epoch, then --resume for a second, equals 2 ranks for two epochs.
  * - sampled softmax: the same equality with --loss sampled --sampler pop.
  * - eval and probe: the JSON metrics and the latents CSV byte for byte.
+ * - sae train: 20 Adam steps (two epochs of 10 batches, AuxK on in the second) on the small log's
+ *   8,100 training vectors; every tensor of the 2-rank SAE within 1e-5 of the one-process SAE, the
+ *   two epochs' training FVU the same to 1e-4 (a rank training on the whole batch would double it:
+ *   the weight check alone would not see that, Adam being nearly scale-invariant) and the
+ *   validation FVU to 1e-6 relative; another seed as the negative control.
+ * - sweep: results.csv and results.json equal to one process's but for the timings (the last CSV
+ *   column, the JSON's "seconds" lines), with bootstrap intervals, a parallel and a sequential
+ *   re-ranker (pmmf runs every user on every rank) and the ablations; 300 users in scoring
+ *   batches of 256, so the ranks' shares are 256 and 44 users.
  * - failures: a rank killed mid-training (POPSTEER_DIST_DIE) and a rank whose command fails (rank
- *   0 cannot read the state file of --resume) end the whole job with a non-zero status and a
+ *   0 cannot read the state file of --resume), and a rank killed in sae train, end the whole job with a non-zero status and a
  *   message, within the `timeout` of 60 s, instead of leaving the other rank waiting. */
 #include "testutil.h"
 
 #include "popsteer/checkpoint.h"
+#include "popsteer/sae.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -271,6 +281,158 @@ static void test_eval_and_probe(void **state)
     free(b);
 }
 
+/* The "sae epoch   E  fvu X  auxk Y" line's X (what == 0) or Y (what == 1). */
+static double sae_epoch_value(const char *stderr_text, int epoch, int what)
+{
+    char key[32];
+    snprintf(key, sizeof key, "sae epoch %3d  fvu ", epoch);
+    const char *p = strstr(stderr_text, key);
+    if (!p)
+        fail_msg("no '%s' line in:\n%s", key, stderr_text);
+    p += strlen(key);
+    if (what == 1) {
+        p = strstr(p, "auxk ");
+        assert_non_null(p);
+        p += 5;
+    }
+    return atof(p);
+}
+
+/* Worst per-tensor ||a - b|| / ||a|| of two SAE files (both must load). */
+static double sae_diff(const char *name_a, const char *name_b)
+{
+    char *pa = tu_path(g_dir, name_a), *pb = tu_path(g_dir, name_b);
+    ps_error err;
+    ps_sae *a = ps_sae_load(pa, &err), *b = a ? ps_sae_load(pb, &err) : NULL;
+    if (!a || !b)
+        fail_msg("%s", err.msg);
+    assert_int_equal(a->n_params, b->n_params);
+    double worst = 0;
+    for (int t = 0; t < PS_SAE_N_TENSORS; t++) {
+        const float *x = a->params + a->offset[t], *y = b->params + b->offset[t];
+        double dd = 0, xx = 0;
+        for (size_t k = 0; k < a->size[t]; k++) {
+            double d = (double)x[k] - (double)y[k];
+            dd += d * d;
+            xx += (double)x[k] * x[k];
+        }
+        double rel = xx > 0 ? sqrt(dd / xx) : sqrt(dd);
+        worst = fmax(worst, rel);
+    }
+    ps_sae_free(a);
+    ps_sae_free(b);
+    free(pa);
+    free(pb);
+    return worst;
+}
+
+static double json_number(const char *json, const char *key)
+{
+    const char *p = strstr(json, key);
+    if (!p)
+        fail_msg("no %s in:\n%s", key, json);
+    p = strchr(p, ':');
+    assert_non_null(p);
+    return atof(p + 1);
+}
+
+/* 8,100 training vectors at --batch 810: 10 Adam steps per epoch, 20 in two. */
+#define SAE_ARGS "sae train --data '%s/log.inter' --model '%s/sm.safetensors' --scale 16 --k 8 --k-aux 16 " \
+                 "--epochs 2 --patience 5 --batch 810 --json %s --out '%s/%s'"
+
+static void sae_train(int ranks, const char *extra, const char *name, char **out, char **err)
+{
+    char args[4096];
+    snprintf(args, sizeof args, SAE_ARGS, g_dir, g_dir, extra, g_dir, name);
+    popsteer_ok(ranks, args, out, err);
+}
+
+static void test_sae_20_steps(void **state)
+{
+    (void)state;
+    char *o1, *o2, *e1, *e2, *o3;
+    train(1, 1, "", "sm.safetensors", NULL);
+    sae_train(1, "", "sae1.safetensors", &o1, &e1);
+    sae_train(2, "", "sae2.safetensors", &o2, &e2);
+    for (int epoch = 1; epoch <= 2; epoch++) {
+        double f1 = sae_epoch_value(e1, epoch, 0), f2 = sae_epoch_value(e2, epoch, 0);
+        printf("  sae epoch %d train fvu: one process %.4f, two ranks %.4f\n", epoch, f1, f2);
+        assert_true(fabs(f1 - f2) <= 1e-4);
+    }
+    assert_true(sae_epoch_value(e1, 2, 1) > 0); /* dead latents in epoch 2: AuxK took part */
+    double v1 = json_number(o1, "\"valid_fvu\""), v2 = json_number(o2, "\"valid_fvu\"");
+    printf("  valid fvu: %.10f vs %.10f\n", v1, v2);
+    assert_true(fabs(v1 - v2) <= 1e-6 * fabs(v1));
+    double rel = sae_diff("sae1.safetensors", "sae2.safetensors");
+    printf("  sae, 20 steps: worst tensor ||a-b||/||a|| %.3g\n", rel);
+    assert_true(rel <= 1e-5);
+    sae_train(1, "--seed 43", "sae3.safetensors", &o3, NULL);
+    double other = sae_diff("sae1.safetensors", "sae3.safetensors");
+    printf("  another seed: %.3g\n", other);
+    assert_true(other > 1e-2);
+    free(o1), free(o2), free(o3), free(e1), free(e2);
+}
+
+/* A report file without its timings: a CSV line's last field (seconds), a JSON line naming seconds. */
+static char *without_timings(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t len;
+    char *text = tu_read(path, &len);
+    assert_non_null(text);
+    char *out = malloc(len + 1), *o = out;
+    assert_non_null(out);
+    const int csv = strstr(name, ".csv") != NULL;
+    for (char *line = text; line < text + len;) {
+        char *end = memchr(line, '\n', (size_t)(text + len - line));
+        size_t n = end ? (size_t)(end - line) : (size_t)(text + len - line);
+        line[n] = '\0';
+        if (csv) {
+            char *comma = strrchr(line, ',');
+            if (comma)
+                *comma = '\0';
+            o += sprintf(o, "%s\n", line);
+        } else if (!strstr(line, "seconds")) {
+            o += sprintf(o, "%s\n", line);
+        }
+        line += n + 1;
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+static void test_sweep(void **state)
+{
+    (void)state;
+    char args[8192];
+    train(1, 1, "", "sw.safetensors", NULL);
+    snprintf(args, sizeof args, "sae train --data '%s/log.inter' --model '%s/sw.safetensors' --out '%s/sw-sae.safetensors' "
+                                "--scale 4 --k 8 --k-aux 16 --epochs 2 --quiet", g_dir, g_dir, g_dir);
+    popsteer_ok(1, args, NULL, NULL);
+    snprintf(args, sizeof args, "probe --data '%s/log.inter' --model '%s/sw.safetensors' --sae '%s/sw-sae.safetensors' "
+                                "--out '%s/sw-lat.csv' --quiet", g_dir, g_dir, g_dir, g_dir);
+    popsteer_ok(1, args, NULL, NULL);
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        snprintf(args, sizeof args, "sweep --data '%s/log.inter' --model '%s/sw.safetensors' --sae '%s/sw-sae.safetensors' "
+                                    "--latents '%s/sw-lat.csv' --alphas 0,1,3 --neurons 16,all --methods random,xquad,pmmf "
+                                    "--bootstrap 50 --quiet --out '%s/sweep%d'", g_dir, g_dir, g_dir, g_dir, g_dir, ranks);
+        popsteer_ok(ranks, args, NULL, NULL);
+    }
+    const char *files[] = {"results.csv", "results.json"};
+    for (int f = 0; f < 2; f++) {
+        char d1[4096], d2[4096];
+        snprintf(d1, sizeof d1, "%s/sweep1", g_dir);
+        snprintf(d2, sizeof d2, "%s/sweep2", g_dir);
+        char *a = without_timings(d1, files[f]), *b = without_timings(d2, files[f]);
+        assert_true(strlen(a) > 1000);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+}
+
 static void test_rank_dies(void **state)
 {
     (void)state;
@@ -290,13 +452,24 @@ static void test_rank_dies(void **state)
     assert_non_null(strstr(e, "missing.safetensors.state"));
     assert_non_null(strstr(e, "ending every rank"));
     free(e);
+    /* a rank killed in sae train (after its 3rd Adam step) */
+    train(1, 1, "", "sd.safetensors", NULL);
+    snprintf(args, sizeof args, "sae train --data '%s/log.inter' --model '%s/sd.safetensors' --scale 4 --batch 810 "
+                                "--epochs 1 --out '%s/dead-sae.safetensors'", g_dir, g_dir, g_dir);
+    rc = popsteer(2, "POPSTEER_DIST_DIE=1:3", args, NULL, &e);
+    printf("  a rank killed in sae train at step 3: status %d\n", rc);
+    assert_true(rc != 0 && rc != 124);
+    assert_non_null(strstr(e, "killing myself at step 3"));
+    free(e);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_20_steps), cmocka_unit_test(test_sampled_20_steps),
-        cmocka_unit_test(test_resume), cmocka_unit_test(test_eval_and_probe), cmocka_unit_test(test_rank_dies),
+        cmocka_unit_test(test_resume), cmocka_unit_test(test_eval_and_probe), cmocka_unit_test(test_sae_20_steps),
+        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_rank_dies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
