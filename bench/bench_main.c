@@ -15,7 +15,9 @@
  *   a user vector: every layer but the last over its n positions, the last layer's K/V
  *   projection (4 d^2 per position) and the rest of that layer for the last position only;
  *   the SAE's training vectors: per user one pass over its first-window prefixes (every layer
- *   over the longest), then a user vector per later (sliding-window) prefix.
+ *   over the longest), then a user vector per later (sliding-window) prefix;
+ *   the probe: a user vector and the SAE encoder (2 d m) per synthetic and per real user, the
+ *   encoder per item.
  * Padding positions, the skipped (future) attention pairs and the last layer's unused rows are
  * not counted, so GFLOP/s is useful work per second.
  *
@@ -521,6 +523,26 @@ static int stage_sae(const bench_opts *o, stage_out *out)
     return 0;
 }
 
+/* The probe's work (ps_probe_run with default options): a user vector and the SAE's encoder
+ * (2 d m) per synthetic user of both groups, the same per real user for the firing rates (its
+ * validation prefix), and the encoder on every item embedding for the top items. 0 when the
+ * synthetic users cannot be rebuilt. */
+static double probe_flops(const ps_dataset *ds, const ps_sasrec_config *c, int m, int64_t cap, uint64_t seed)
+{
+    ps_probe_users u;
+    ps_error err;
+    if (ps_probe_users_make(ds, cap, seed, &u, &err) != PS_OK)
+        return 0;
+    const double enc = 2.0 * c->d * m;
+    double f = 0;
+    for (int64_t r = 0; r < u.n; r++)
+        f += user_vector_flops(c, u.len[r]) + enc;
+    ps_probe_users_free(&u);
+    for (int64_t i = 0; i < ds->n_users; i++)
+        f += user_vector_flops(c, prefix_len(ds, ds->valid[i])) + enc;
+    return f + (double)ds->n_items * enc;
+}
+
 static int stage_probe(const bench_opts *o, stage_out *out)
 {
     ps_dataset ds;
@@ -539,7 +561,8 @@ static int stage_probe(const bench_opts *o, stage_out *out)
         return -1;
     }
     double t = ps_now_seconds() - t0;
-    add(out, "probe", "synth users/s", t, 2.0 * (double)r.n_synthetic, 0);
+    add(out, "probe", "synth users/s", t, 2.0 * (double)r.n_synthetic,
+        probe_flops(&ds, &m->cfg, sae->cfg.n_latents, po.cap, po.seed));
     ps_probe_result_free(&r);
     stage_teardown(&ds, m, sae);
     return 0;
@@ -669,7 +692,7 @@ static void print_issue12_targets(int lastfm)
         limit_line(T[i].what, " s", k ? k->seconds : 0, T[i].limit, 0, k != NULL);
     }
     static const char *const HEAVY[] = {"sasrec_train_epoch", "eval_all_users", "user_vectors_train",
-                                        "sae_train_epoch"};
+                                        "sae_train_epoch", "probe"};
     for (size_t i = 0; i < sizeof HEAVY / sizeof HEAVY[0]; i++) {
         const kept *k = find_kept(HEAVY[i], 2);
         char what[96];

@@ -28,6 +28,12 @@
 
 #define CE_BLOCK 256                  /* rows of logits alive at once per thread */
 #define MAX_CHUNKS 16                 /* chunks per batch (at most) */
+/* User vectors run in chunks of at most this many sequences, whatever the batch: the chunk of
+ * training (a 256-window micro-batch in MAX_CHUNKS chunks) and of the shapes the GEMM backends
+ * are timed on (gemm_backend.c: ~800 rows). A chunk's layer then works on ~0.8 MB of activations
+ * per buffer instead of 3 MB at 64 sequences (1,024 in MAX_CHUNKS chunks), which left a core's
+ * cache between one product and the next. */
+#define VEC_CHUNK_SEQS 16
 #define PARTIAL_BUDGET (96u << 20)    /* bytes of per-chunk gradient buffers (at least 2 chunks) */
 #define MAX_SLOTS 64                  /* threads with their own scratch */
 
@@ -90,7 +96,7 @@ struct ps_sasrec_ws {
     /* the latest forward: seq in the chunks' compact layout */
     int32_t *seq; /* [BL] */
     int B, n_chunks, chunk_size;
-    int Le[MAX_CHUNKS];
+    int *Le; /* per chunk, its positions: [max(MAX_CHUNKS, vec_chunks(max_B))] */
     int chunk_sel0[MAX_CHUNKS + 1];
     int training;
     uint64_t seed, step;
@@ -203,6 +209,14 @@ static size_t n_params_of(const ps_sasrec_config *k)
     return ((size_t)k->n_items + 1) * d + (size_t)k->max_len * d + (size_t)k->n_layers * per_layer + 2 * d;
 }
 
+/* Chunks of a user-vector batch of B sequences: as many as the other passes use (MAX_CHUNKS),
+ * more when that would make them longer than VEC_CHUNK_SEQS; so never larger than cs_max. */
+static int vec_chunks(int B)
+{
+    int by_size = (B + VEC_CHUNK_SEQS - 1) / VEC_CHUNK_SEQS, fixed = B < MAX_CHUNKS ? B : MAX_CHUNKS;
+    return by_size > fixed ? by_size : fixed;
+}
+
 /* Zeroed memory for the activations, in transparent huge pages where the kernel offers them
  * (madvise mode): a fresh workspace is touched in 2 MB steps instead of 4 KB page faults, and
  * the kernels' strided walks over it need far fewer TLB entries. */
@@ -259,7 +273,9 @@ int ps_sasrec_ws_create(ps_sasrec_ws **out, const ps_sasrec *m, int max_batch, i
     }
     const size_t d = (size_t)k->d, F = (size_t)k->d_ff;
     ws->wt_per_layer = 3 * d * d + d * d + d * F + F * d;
-    ws->layer = ps_calloc((size_t)k->n_layers, sizeof *ws->layer, "sasrec workspace layers", err);
+    const int max_chunks_any = vec_chunks(max_batch) > MAX_CHUNKS ? vec_chunks(max_batch) : MAX_CHUNKS;
+    ws->Le = ps_calloc((size_t)max_chunks_any, sizeof *ws->Le, "sasrec workspace chunks", err);
+    ws->layer = ws->Le ? ps_calloc((size_t)k->n_layers, sizeof *ws->layer, "sasrec workspace layers", err) : NULL;
     if (!ws->layer)
         goto fail;
     carver c = {NULL, 0};
@@ -296,6 +312,7 @@ void ps_sasrec_ws_free(ps_sasrec_ws *ws)
         munmap(ws->mem, ws->n_floats * sizeof(float));
     free(ws->imem);
     free(ws->layer);
+    free(ws->Le);
     free(ws->smp_mem);
     free(ws);
 }
@@ -1107,7 +1124,7 @@ int ps_sasrec_user_vectors(const ps_sasrec *m, ps_sasrec_ws *ws, const int32_t *
             rows[i] = out + (size_t)order[i] * d;
         }
         ws->B = nb;
-        plan_chunks(ws, nb, MAX_CHUNKS);
+        plan_chunks(ws, nb, vec_chunks(nb));
         set_chunks(ws, sseq, slen, 0);
         const int nch = ws->n_chunks;
         /* each thread keeps its chunks in its own rows of the buffers, so only those pages are

@@ -56,7 +56,10 @@
 #define CBLAS_ROW_MAJOR 101
 #define CBLAS_NO_TRANS 111
 #define CBLAS_TRANS 112
-#define CACHE_FORMAT "popsteer-gemm-cache 1"
+/* 2: the attention class timed on its 6-row tiles, so choices made on format 1 are measured
+ * again. The format is part of the key, hence of the file name: a build of another format
+ * running on the same machine keeps its own file instead of overwriting this one. */
+#define CACHE_FORMAT "popsteer-gemm-cache 2"
 
 typedef void (*cblas_sgemm_fn)(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                                int lda, const float *B, int ldb, float beta, float *C, int ldc);
@@ -339,9 +342,11 @@ typedef struct shape {
 } shape;
 
 /* The default model's products, per class (d = 64, 2 heads, F = 256, chunks of 16 windows of
- * <= 50 positions, ~3,400 items, 4,096 SAE latents). */
+ * <= 50 positions, ~3,400 items, 4,096 SAE latents). Attention runs in tiles of 6 query rows
+ * (attention_causal.c), so its products have M = 6 (K or N up to the 50 keys), not 50: a
+ * library that wins on 50 x 50 x 32 can lose on the calls that are made. */
 static const shape SHAPES[PS_GEMM_NCLASSES][3] = {
-    [PS_GEMM_ATTENTION] = {{50, 50, 32, 0}, {50, 32, 50, 0}, {50, 32, 50, 1}},
+    [PS_GEMM_ATTENTION] = {{6, 50, 32, 0}, {6, 32, 50, 0}, {6, 32, 50, 1}},
     [PS_GEMM_LAYER] = {{800, 192, 64, 0}, {800, 64, 256, 0}, {800, 256, 64, 0}},
     [PS_GEMM_WEIGHT_GRAD] = {{192, 64, 800, 1}, {64, 256, 800, 1}, {256, 64, 800, 1}},
     [PS_GEMM_ITEMS] = {{256, 3417, 64, 0}, {128, 4096, 64, 0}, {0, 0, 0, 0}},
@@ -452,7 +457,7 @@ static void cache_key(char *key, size_t n)
         "unoptimized"
 #endif
         ;
-    snprintf(key, n, "cpu=%s | own=%s | build=%s | openblas=%s | blis=%s", cpu, ps_nn_gemm_isa(), build,
+    snprintf(key, n, "%s | cpu=%s | own=%s | build=%s | openblas=%s | blis=%s", CACHE_FORMAT, cpu, ps_nn_gemm_isa(), build,
              g_ctx.lib[PS_GEMM_OPENBLAS].ok ? g_ctx.lib[PS_GEMM_OPENBLAS].desc : "none",
              g_ctx.lib[PS_GEMM_BLIS].ok ? g_ctx.lib[PS_GEMM_BLIS].desc : "none");
 }

@@ -1,8 +1,11 @@
 /* PopSteer's model-dependent glue: SASRec user vectors, the SAE + steering scorer and the probe. */
 #include "popsteer/popsteer.h"
 #include "popsteer/dist.h"
+#include "nn/nn.h"
+#include "steer/steer_internal.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -309,6 +312,8 @@ typedef struct probe_run {
     ps_sasrec_ws *ws;
     ps_sae_encoder enc;
     float *h, *pre, *val;
+    float *cols; /* [n_cols_threads, VEC_BATCH, STATS_COLS]: a thread's block of pre-activations */
+    int n_cols_threads;
     int32_t *idx, *len;
 } probe_run;
 
@@ -318,7 +323,6 @@ static void report(const probe_run *p, const char *stage, int64_t done, int64_t 
         p->o->progress(p->o->progress_ctx, stage, done, total);
 }
 
-/* Dense pre-activations of the synthetic users of one group, streamed into its statistics. */
 /* This rank's rows [lo, hi) of n, in whole batches of VEC_BATCH (all of them in one process). */
 static void batch_share(const probe_run *p, int64_t n, int64_t *lo, int64_t *hi)
 {
@@ -328,6 +332,31 @@ static void batch_share(const probe_run *p, int64_t n, int64_t *lo, int64_t *hi)
     *hi = b1 * VEC_BATCH < n ? b1 * VEC_BATCH : n;
 }
 
+/* Latents per block of the probe's encoder: a block of a 1,024-user batch is 512 KB. */
+#define STATS_COLS 128
+
+/* The batch's pre-activations h W_encᵀ + bias (ps_sae_encoder_pre), STATS_COLS latents at a time
+ * per thread, each block folded into the statistics while it is still in the thread's cache:
+ * the [B, m] matrix (16 MB for 1,024 users and 4,096 latents) is never written and read back.
+ * Every latent's sums run over the rows in order, as in ps_latent_stats_add, and on our kernels
+ * every element is the same product (each is computed alone), so the statistics have the same
+ * bits; a library may round an element differently in a block of another shape. */
+static void encode_into_stats(probe_run *p, int B, ps_latent_stats *st)
+{
+    const int m = p->sae->cfg.n_latents, d = p->m->cfg.d;
+    const int n_blocks = (m + STATS_COLS - 1) / STATS_COLS;
+    const int nth = n_blocks < p->n_cols_threads ? n_blocks : p->n_cols_threads;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (int b = 0; b < n_blocks; b++) {
+        const int j0 = b * STATS_COLS, j1 = j0 + STATS_COLS < m ? j0 + STATS_COLS : m;
+        float *cols = p->cols + (size_t)omp_get_thread_num() * VEC_BATCH * STATS_COLS;
+        ps_nn_gemm(B, j1 - j0, d, p->h, d, 1, p->enc.w_t + j0, m, cols, STATS_COLS, 1.0f, p->enc.bias + j0, 0);
+        ps_latent_stats_add_columns(st, cols, STATS_COLS, B, j0, j1);
+    }
+    ps_latent_stats_count(st, B);
+}
+
+/* Dense pre-activations of the synthetic users of one group, streamed into its statistics. */
 static int probe_group(probe_run *p, const ps_probe_users *u, int64_t first_row, const char *stage,
                        ps_latent_stats *st, ps_error *err)
 {
@@ -338,9 +367,7 @@ static int probe_group(probe_run *p, const ps_probe_users *u, int64_t first_row,
         const int32_t *seq = ps_probe_users_row(u, first_row + r);
         if (ps_sasrec_user_vectors(p->m, p->ws, seq, u->len + first_row + r, B, p->h, err) != PS_OK)
             return PS_ERR;
-        ps_sae_encoder_pre(&p->enc, p->h, B, p->pre);
-        if (ps_latent_stats_add(st, p->pre, B, err) != PS_OK)
-            return PS_ERR;
+        encode_into_stats(p, B, st);
         report(p, stage, r + B - lo, hi - lo);
     }
     return ps_dist_merge_latent_stats(p->o->dist, st, err);
@@ -449,8 +476,10 @@ int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, co
     p.val = ps_calloc((size_t)VEC_BATCH * (size_t)k, sizeof *p.val, "codes", err);
     p.idx = ps_calloc((size_t)VEC_BATCH * (size_t)k, sizeof *p.idx, "codes", err);
     p.len = ps_calloc(VEC_BATCH, sizeof *p.len, "lengths", err);
+    p.n_cols_threads = omp_get_max_threads();
+    p.cols = ps_calloc((size_t)p.n_cols_threads * VEC_BATCH, STATS_COLS * sizeof *p.cols, "pre-activation blocks", err);
     r->top_items = ps_calloc((size_t)nl * (size_t)r->n_top, sizeof *r->top_items, "top items", err);
-    int rc = (p.h && p.pre && p.val && p.idx && p.len && r->top_items) ? PS_OK : PS_ERR;
+    int rc = (p.h && p.pre && p.val && p.idx && p.len && p.cols && r->top_items) ? PS_OK : PS_ERR;
     if (rc == PS_OK)
         rc = ps_sasrec_ws_create(&p.ws, m, VEC_BATCH, 0, err);
     if (rc == PS_OK)
@@ -474,6 +503,7 @@ int ps_probe_run(const ps_sasrec *m, const ps_sae *sae, const ps_dataset *ds, co
     free(p.val);
     free(p.idx);
     free(p.len);
+    free(p.cols);
     if (rc != PS_OK)
         ps_probe_result_free(r);
     return rc;

@@ -1,6 +1,7 @@
 /* Probe (SPEC §4): synthetic popular-only / long-tail-only users, streaming per-latent
  * statistics, Cohen's d and TopK firing counts. */
 #include "popsteer/probe.h"
+#include "steer/steer_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -270,24 +271,42 @@ static inline void chan_merge(int64_t n_a, double *mean_a, double *m2_a, int64_t
  * within a latent's sums is always 0..B−1. */
 #define STATS_BLOCK 64
 
-static void batch_block(const float *a, int64_t B, int m, int j0, int j1, double *bmean, double *bm2)
+/* Batch mean and M2 of latents [j0, j1) into bmean / bm2 (indexed by latent), from a[r * lda + j − j0]. */
+static void batch_block(const float *a, ptrdiff_t lda, int64_t B, int j0, int j1, double *bmean, double *bm2)
 {
-    for (int j = j0; j < j1; j++)
-        bmean[j] = bm2[j] = 0.0;
+    const int w = j1 - j0;
+    double *mean = bmean + j0, *m2 = bm2 + j0;
+    for (int j = 0; j < w; j++)
+        mean[j] = m2[j] = 0.0;
     for (int64_t r = 0; r < B; r++) {
-        const float *row = a + r * m;
-        for (int j = j0; j < j1; j++)
-            bmean[j] += row[j];
+        const float *row = a + r * lda;
+        for (int j = 0; j < w; j++)
+            mean[j] += row[j];
     }
-    for (int j = j0; j < j1; j++)
-        bmean[j] /= (double)B;
+    for (int j = 0; j < w; j++)
+        mean[j] /= (double)B;
     for (int64_t r = 0; r < B; r++) {
-        const float *row = a + r * m;
-        for (int j = j0; j < j1; j++) {
-            double dev = (double)row[j] - bmean[j];
-            bm2[j] += dev * dev;
+        const float *row = a + r * lda;
+        for (int j = 0; j < w; j++) {
+            double dev = (double)row[j] - mean[j];
+            m2[j] += dev * dev;
         }
     }
+}
+
+void ps_latent_stats_add_columns(ps_latent_stats *s, const float *a, ptrdiff_t lda, int64_t B, int j0, int j1)
+{
+    if (B <= 0)
+        return;
+    double *bmean = s->scratch, *bm2 = s->scratch + s->m;
+    batch_block(a, lda, B, j0, j1, bmean, bm2);
+    for (int j = j0; j < j1; j++)
+        chan_merge(s->n, &s->mean[j], &s->m2[j], B, bmean[j], bm2[j]);
+}
+
+void ps_latent_stats_count(ps_latent_stats *s, int64_t B)
+{
+    s->n += B > 0 ? B : 0;
 }
 
 int ps_latent_stats_add(ps_latent_stats *s, const float *a, int64_t B, ps_error *err)
@@ -297,16 +316,13 @@ int ps_latent_stats_add(ps_latent_stats *s, const float *a, int64_t B, ps_error 
     if (B == 0)
         return PS_OK;
     int m = s->m;
-    double *bmean = s->scratch, *bm2 = s->scratch + m;
     int n_blocks = (m + STATS_BLOCK - 1) / STATS_BLOCK;
 #pragma omp parallel for schedule(static) if (B * (int64_t)m >= 65536)
     for (int b = 0; b < n_blocks; b++) {
         int j0 = b * STATS_BLOCK, j1 = j0 + STATS_BLOCK < m ? j0 + STATS_BLOCK : m;
-        batch_block(a, B, m, j0, j1, bmean, bm2);
-        for (int j = j0; j < j1; j++)
-            chan_merge(s->n, &s->mean[j], &s->m2[j], B, bmean[j], bm2[j]);
+        ps_latent_stats_add_columns(s, a + j0, m, B, j0, j1);
     }
-    s->n += B;
+    ps_latent_stats_count(s, B);
     return PS_OK;
 }
 

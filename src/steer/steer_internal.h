@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include "popsteer/error.h"
+#include "popsteer/probe.h"
+
+#include <stddef.h>
 
 /* The latents j with eligible[j] != 0 (eligible NULL: all m), ordered by |d| descending, ties by
  * the smaller index, into order[0 .. *n). order has room for m. */
@@ -24,5 +27,13 @@ double ps_steer_weight(double abs_d, double lo, double hi, double alpha);
 struct ps_steer_plan;
 void ps_steer_plan_fill(const double *d, const double *sd_pop, const double *sd_unpop, int m, const int32_t *order,
                         int N, double alpha, double min_abs_d, struct ps_steer_plan *plan);
+
+/* ps_latent_stats_add for the latents [j0, j1) of a batch of B rows only, read from
+ * a[r * lda + (j − j0)], with the same sums per latent; for a caller that computes a batch a block
+ * of latents at a time and folds each block in while it is in cache (the probe). Blocks with
+ * disjoint latents may be added by different threads at once. Once every latent of the batch is
+ * in, ps_latent_stats_count(s, B) closes the batch (until then s->n counts the earlier ones). */
+void ps_latent_stats_add_columns(ps_latent_stats *s, const float *a, ptrdiff_t lda, int64_t B, int j0, int j1);
+void ps_latent_stats_count(ps_latent_stats *s, int64_t B);
 
 #endif
