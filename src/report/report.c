@@ -697,9 +697,9 @@ static void section_fronts(doc *d, const ps_sweep_result *r, const ps_sweep_summ
              "not overlap in Gini (then only the dominated count speaks). The bracket after the mean gap is its "
              "%.0f %% confidence interval by paired bootstrap over the validation users (%d resamples; the fronts' "
              "points and Gini positions held fixed); when it contains 0 the verdict says the gap is within noise: "
-             "on these users the two fronts cannot be told apart. PopSteer is the paper's rule; PopSteer-I (the "
-             "item-side probe's latents, their decoder rows added to SASRec's vector) and PopSteer-U "
-             "(docs/steering.md) is this project's rule with a per-user gate and the SAE's error kept.",
+             "on these users the two fronts cannot be told apart. PopSteer is the paper's rule; this project's rules "
+             "(docs/steering.md) are PopSteer-U, with a per-user gate and the SAE's error kept, and PopSteer-I, the "
+             "item-side probe's latents with their decoder rows added to SASRec's vector.",
           r->k, r->k, PS_FRONT_SAMPLES, 100 * r->ci_level, r->bootstrap);
     for (int q = 0; q < PS_SWEEP_REFS; q++)
         if (s->ref[q] >= 0)

@@ -773,9 +773,6 @@ static int ensure_item_table(sweep_ctx *x, ps_error *err)
     return ps_item_side_table(x->model, x->sae, x->ds, NULL, &x->item_table, err);
 }
 
-/* An ablation that needs its own scoring path (conditional, direction), or PopSteer-I (the same
- * path as direction, with its own vector): the cached user vectors through
- * ps_ablation_score_vectors, batch by batch. */
 /* x->delta for a point that adds one vector to every h: ps-direction, PopSteer-I or ps-mean. */
 static int point_delta(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
 {
@@ -792,6 +789,9 @@ static int point_delta(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
                : PS_ERR;
 }
 
+/* A point that needs its own scoring path: conditional (dense pre-activations), or one vector added
+ * to every h (ps-direction, PopSteer-I, ps-mean): this rank's cached user vectors through
+ * ps_ablation_score_vectors, batch by batch. */
 static int eval_ablation(sweep_ctx *x, const ps_sweep_point *p, ps_error *err)
 {
     ps_steer_plan plan = {0};
