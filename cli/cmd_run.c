@@ -5,7 +5,13 @@
  * from (data file size and time, load options, the model's source, stage options, seed). An
  * artefact is reused only when its file exists, its recorded inputs equal the current ones and no
  * earlier stage ran in this invocation. Before a stage runs, its record and every later one are
- * dropped from run.json, so an interrupted run never leaves a record that claims a stale file. */
+ * dropped from run.json, so an interrupted run never leaves a record that claims a stale file.
+ *
+ * Under mpirun (docs/distributed.md) every stage runs its distributed library path. Rank 0 alone
+ * touches DIR: it decides what to reuse and broadcasts the verdict (so every rank takes the same
+ * branch and none waits in a collective the others skip), reads or writes each artefact and
+ * broadcasts it, so every rank computes with the bits rank 0 saved and DIR need not be shared
+ * between nodes. A rank that fails returns its error and cmd_run ends the job (ps_dist_abort). */
 #include "cli.h"
 #include "progress.h"
 
@@ -15,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "popsteer/checkpoint.h"
+#include "popsteer/dist.h"
 #include "popsteer/io.h"
 #include "popsteer/popsteer.h"
 #include "popsteer/sweep.h"
@@ -30,7 +37,9 @@ static const char HELP[] =
     "  5. sweep        DIR/report/: report.md, report.html, results.csv, results.json, PNG plots\n"
     "A stage is skipped when its file exists and was made from the same inputs (recorded in\n"
     "DIR/run.json); once a stage runs, every later stage runs again. The report lists the wall time\n"
-    "of every stage and which ones were reused.\n\n"
+    "of every stage and which ones were reused.\n"
+    "Under mpirun (docs/distributed.md) every stage is sharded or data parallel across the ranks;\n"
+    "rank 0 alone reads and writes DIR and prints.\n\n"
     "Run options:\n"
     "  --out DIR          working and report directory (required; created if missing)\n"
     "  --model FILE       use this SASRec checkpoint instead of training one\n"
@@ -60,6 +69,7 @@ typedef struct run_state {
     const cli_common *c;
     const cli_data *d;
     const run_args *a;
+    const ps_dist *dist;       /* NULL or a single process: no collectives */
     cli_progress p;
     int stage_ran;             /* an earlier stage ran: later ones must too */
     char *path[N_STAGES];      /* artefact of each stage */
@@ -76,6 +86,22 @@ typedef struct run_state {
 } run_state;
 
 /* ---- small helpers ---- */
+
+/* Rank 0 (or the single process) reads and writes DIR. */
+static int is_root(const run_state *s)
+{
+    return ps_dist_rank(s->dist) == 0;
+}
+
+/* Rank 0's artefact of stage st to every other rank (a single process: nothing to do). */
+static int share(run_state *s, int st)
+{
+    ps_error err;
+    int rc = st == ST_MODEL ? ps_dist_bcast_sasrec(s->dist, &s->m, &err)
+             : st == ST_SAE ? ps_dist_bcast_sae(s->dist, &s->sae, &err)
+                            : ps_dist_bcast_latent_table(s->dist, &s->latents, &err);
+    return rc == PS_OK ? 0 : cli_error(s->c, "%s", err.msg);
+}
 
 static int file_exists(const char *path)
 {
@@ -147,7 +173,8 @@ static int manifest_load(run_state *s)
     char *text = NULL;
     size_t len;
     ps_error err;
-    if (file_exists(s->manifest_path) && ps_read_file(s->manifest_path, 1 << 20, &text, &len, &err) == PS_OK)
+    if (is_root(s) && file_exists(s->manifest_path) && /* the other ranks get rank 0's verdicts */
+        ps_read_file(s->manifest_path, 1 << 20, &text, &len, &err) == PS_OK)
         s->manifest = cJSON_Parse(text);
     free(text);
     if (!s->manifest || !cJSON_IsObject(s->manifest)) { /* missing or unreadable: nothing is known to be reusable */
@@ -159,6 +186,8 @@ static int manifest_load(run_state *s)
 
 static int manifest_save(run_state *s)
 {
+    if (!is_root(s))
+        return 0;
     ps_error err;
     char *text = cJSON_Print(s->manifest);
     if (!text)
@@ -175,6 +204,17 @@ static int reusable(const run_state *s, int st)
         return 0;
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(s->manifest, STAGE_KEYS[st]);
     return rec && cJSON_Compare(rec, s->key[st], 1);
+}
+
+/* Rank 0's verdict of reusable() on every rank: the ranks must take the same branch. */
+static int agree_reusable(run_state *s, int st, int *reuse)
+{
+    ps_error err;
+    int r = is_root(s) ? reusable(s, st) : 0;
+    if (ps_dist_bcast(s->dist, &r, sizeof r, 0, &err) != PS_OK)
+        return cli_error(s->c, "%s", err.msg);
+    *reuse = r;
+    return 0;
 }
 
 /* Before stage st runs: its record and every later one leave run.json. */
@@ -253,6 +293,19 @@ static void on_probe(void *ctx, const char *stage, int64_t done, int64_t total)
 
 /* ---- stages ---- */
 
+static int write_stats(run_state *s)
+{
+    ps_error err;
+    cJSON *o = ps_dataset_stats_json(&s->st);
+    char *text = o ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (!text)
+        return cli_error(s->c, "out of memory formatting statistics");
+    int rc = ps_write_file_atomic(s->path[ST_DATA], text, strlen(text), &err);
+    free(text);
+    return rc == PS_OK ? 0 : cli_error(s->c, "%s", err.msg);
+}
+
 static int stage_data(run_state *s)
 {
     ps_error err;
@@ -263,28 +316,22 @@ static int stage_data(run_state *s)
     s->ds_loaded = 1;
     if (ps_dataset_stats_compute(&s->ds, &s->st, &err) != PS_OK)
         return cli_error(s->c, "%s", err.msg);
-    cJSON *o = ps_dataset_stats_json(&s->st);
-    char *text = o ? cJSON_Print(o) : NULL;
-    cJSON_Delete(o);
-    if (!text)
-        return cli_error(s->c, "out of memory formatting statistics");
-    rc = ps_write_file_atomic(s->path[ST_DATA], text, strlen(text), &err);
-    free(text);
-    if (rc != PS_OK)
-        return cli_error(s->c, "%s", err.msg);
+    if (is_root(s) && (rc = write_stats(s)) != 0)
+        return rc;
     cli_progress_line(&s->p, "      %d users, %d items (%d head / %d mid / %d tail), %lld interactions", s->st.users,
                       s->st.items, s->st.head_items, s->st.mid_items, s->st.tail_items, (long long)s->st.interactions);
     stage_end(s, ST_DATA, 0);
     return 0;
 }
 
+/* Rank 0 reads and checks the model, every rank gets it. */
 static int load_model(run_state *s, const char *path)
 {
     ps_error err;
-    if (ps_sasrec_load(&s->m, path, &err) != PS_OK ||
-        ps_sasrec_check_dataset(s->m, s->ds.n_items, s->ds.max_seq_len, path, &err) != PS_OK)
+    if (is_root(s) && (ps_sasrec_load(&s->m, path, &err) != PS_OK ||
+                       ps_sasrec_check_dataset(s->m, s->ds.n_items, s->ds.max_seq_len, path, &err) != PS_OK))
         return cli_error(s->c, "%s%s", err.msg, s->a->model ? "" : " (run with --force to rebuild it)");
-    return 0;
+    return share(s, ST_MODEL);
 }
 
 static int train_model(run_state *s)
@@ -300,6 +347,7 @@ static int train_model(run_state *s)
         to.min_epochs = to.min_epochs > to.max_epochs ? to.max_epochs : to.min_epochs;
     }
     to.seed = s->c->seed;
+    to.dist = s->dist;
     to.on_batch = on_train_batch;
     to.on_epoch = on_train_epoch;
     to.cb_ctx = &s->p;
@@ -309,12 +357,12 @@ static int train_model(run_state *s)
         rc = ps_sasrec_train(s->m, &s->ds, &to, &res, &err);
     cli_progress_done(&s->p);
     ps_model_info info = {res.best_epoch, res.best_ndcg, s->d->path};
-    if (rc == PS_OK)
+    if (rc == PS_OK && is_root(s))
         rc = ps_sasrec_save(s->m, &info, s->path[ST_MODEL], &err);
     if (rc != PS_OK)
         return cli_error(s->c, "%s", err.msg);
     cli_progress_line(&s->p, "      best epoch %d of %d, valid ndcg@10 %.4f", res.best_epoch, res.epochs, res.best_ndcg);
-    return 0;
+    return share(s, ST_MODEL); /* the ranks' models agree up to the allreduce: take the saved bits */
 }
 
 static int stage_model(run_state *s)
@@ -327,15 +375,19 @@ static int stage_model(run_state *s)
             stage_end(s, ST_MODEL, 1);
         return rc;
     }
-    if (reusable(s, ST_MODEL)) {
+    int reuse;
+    int rc = agree_reusable(s, ST_MODEL, &reuse);
+    if (rc)
+        return rc;
+    if (reuse) {
         stage_begin(s, ST_MODEL, "reusing the model in the output directory");
-        int rc = load_model(s, s->path[ST_MODEL]);
+        rc = load_model(s, s->path[ST_MODEL]);
         if (!rc)
             stage_end(s, ST_MODEL, 1);
         return rc;
     }
     stage_begin(s, ST_MODEL, "training (window layout, early stopping on validation NDCG@10)");
-    int rc = forget_from(s, ST_MODEL);
+    rc = forget_from(s, ST_MODEL);
     if (!rc)
         rc = train_model(s);
     if (!rc)
@@ -357,29 +409,36 @@ static int train_sae(run_state *s)
     ps_sae_train_options_init(&o);
     o.max_epochs = (int)s->a->sae_epochs;
     o.seed = s->c->seed;
+    o.dist = s->dist;
     ps_sae_callbacks cb = {on_sae_epoch, on_sae_batch};
     ps_sae_train_result res;
     s->sae = ps_sae_train_on_model(s->m, &s->ds, &cfg, &o, s->c->seed, &cb, &s->p, on_vectors, &res, &err);
     cli_progress_done(&s->p);
-    if (!s->sae || ps_sae_save(s->sae, s->path[ST_SAE], &err) != PS_OK)
+    if (!s->sae || (is_root(s) && ps_sae_save(s->sae, s->path[ST_SAE], &err) != PS_OK))
         return cli_error(s->c, "%s", err.msg);
     cli_progress_line(&s->p, "      %d latents, best epoch %d, valid fvu %.4f", s->sae->cfg.n_latents, res.best_epoch,
                       res.best_val_fvu);
-    return 0;
+    return share(s, ST_SAE);
 }
 
 static int stage_sae(run_state *s)
 {
     ps_error err;
-    if (reusable(s, ST_SAE)) {
+    int reuse;
+    int rc = agree_reusable(s, ST_SAE, &reuse);
+    if (rc)
+        return rc;
+    if (reuse) {
         stage_begin(s, ST_SAE, "reusing the SAE in the output directory");
-        if (!(s->sae = ps_sae_load(s->path[ST_SAE], &err)))
+        if (is_root(s) && !(s->sae = ps_sae_load(s->path[ST_SAE], &err)))
             return cli_error(s->c, "%s (run with --force to rebuild it)", err.msg);
+        if ((rc = share(s, ST_SAE)) != 0)
+            return rc;
         stage_end(s, ST_SAE, 1);
         return 0;
     }
     stage_begin(s, ST_SAE, "training the TopK sparse autoencoder on the user vectors");
-    int rc = forget_from(s, ST_SAE);
+    rc = forget_from(s, ST_SAE);
     if (!rc)
         rc = train_sae(s);
     if (!rc)
@@ -398,9 +457,14 @@ static int run_probe(run_state *s)
     o.seed = s->c->seed;
     o.progress = on_probe;
     o.progress_ctx = &s->p;
+    o.dist = s->dist;
     ps_probe_result r = {0};
     int rc = ps_probe_run(s->m, s->sae, &s->ds, &o, &r, &err);
     cli_progress_done(&s->p);
+    if (rc == PS_OK && !is_root(s)) { /* every rank holds the table; rank 0's read-back is shared */
+        ps_probe_result_free(&r);
+        return share(s, ST_PROBE);
+    }
     if (rc == PS_OK) {
         ps_latent_items li = {r.top_items, r.n_top, &s->ds.item_tokens, NULL};
         rc = ps_latents_csv_write(s->path[ST_PROBE], &r.table, &li, &err);
@@ -409,21 +473,27 @@ static int run_probe(run_state *s)
     /* the sweep reads the table back, exactly as a reused one would be */
     if (rc == PS_OK)
         rc = ps_latents_csv_read(s->path[ST_PROBE], s->sae->cfg.n_latents, &s->latents, &err);
-    return rc == PS_OK ? 0 : cli_error(s->c, "%s", err.msg);
+    return rc == PS_OK ? share(s, ST_PROBE) : cli_error(s->c, "%s", err.msg);
 }
 
 static int stage_probe(run_state *s)
 {
     ps_error err;
-    if (reusable(s, ST_PROBE)) {
+    int reuse;
+    int rc = agree_reusable(s, ST_PROBE, &reuse);
+    if (rc)
+        return rc;
+    if (reuse) {
         stage_begin(s, ST_PROBE, "reusing the latent table in the output directory");
-        if (ps_latents_csv_read(s->path[ST_PROBE], s->sae->cfg.n_latents, &s->latents, &err) != PS_OK)
+        if (is_root(s) && ps_latents_csv_read(s->path[ST_PROBE], s->sae->cfg.n_latents, &s->latents, &err) != PS_OK)
             return cli_error(s->c, "%s (run with --force to rebuild it)", err.msg);
+        if ((rc = share(s, ST_PROBE)) != 0)
+            return rc;
         stage_end(s, ST_PROBE, 1);
         return 0;
     }
     stage_begin(s, ST_PROBE, "Cohen's d of every latent (popular-only vs long-tail-only synthetic users)");
-    int rc = forget_from(s, ST_PROBE);
+    rc = forget_from(s, ST_PROBE);
     if (!rc)
         rc = run_probe(s);
     if (!rc)
@@ -455,7 +525,7 @@ static int stage_sweep(run_state *s, cli_sweep *sw)
 static int setup(run_state *s)
 {
     ps_error err;
-    if (ps_mkdir_p(s->a->out, &err) != PS_OK)
+    if (is_root(s) && ps_mkdir_p(s->a->out, &err) != PS_OK)
         return cli_error(s->c, "%s", err.msg);
     static const char *const files[N_STAGES] = {"stats.json", "model.safetensors", "sae.safetensors",
                                                 "latents.csv", "report"};
@@ -482,11 +552,12 @@ static void teardown(run_state *s)
         ps_dataset_free(&s->ds);
 }
 
-static int run(const cli_common *c, const cli_data *d, const run_args *a, cli_sweep *sw)
+static int run(const cli_common *c, const cli_data *d, const run_args *a, cli_sweep *sw, const ps_dist *dist)
 {
     run_state s;
     memset(&s, 0, sizeof s);
     s.c = c;
+    s.dist = dist;
     s.d = d;
     s.a = a;
     cli_progress_init(&s.p, c->quiet);
@@ -581,9 +652,18 @@ int cmd_run(int argc, char **argv)
         fputs(HELP, stdout);
     if (!rc && !c.help) {
         cli_apply_threads(&c);
+        ps_dist dist;
+        if ((rc = cli_dist_init(&c, &dist)) != 0) {
+            cli_sweep_free(&sw);
+            return rc;
+        }
+        sw.so.dist = &dist;
         rc = cli_sweep_preflight(&c, &sw);
         if (!rc)
-            rc = run(&c, &d, &a, &sw);
+            rc = run(&c, &d, &a, &sw, &dist);
+        if (rc != 0) /* every rank goes, none waits in a collective for this one */
+            ps_dist_abort(&dist, rc);
+        ps_dist_finalize(&dist);
     }
     cli_sweep_free(&sw);
     return rc;

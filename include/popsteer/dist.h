@@ -58,6 +58,17 @@ int ps_dist_sum_metrics(const ps_dist *d, struct ps_metrics_acc *a, ps_error *er
 struct ps_latent_stats;
 int ps_dist_merge_latent_stats(const ps_dist *d, struct ps_latent_stats *s, ps_error *err);
 
+/* Rank 0's artefact to every rank (a pipeline that reads and writes its files on rank 0 only:
+ * popsteer run). On rank 0 the object must be there; on every other rank what it points at
+ * (NULL, or the rank's own copy) is freed and replaced by rank 0's configuration and weights
+ * (the SAE: also its training record; the table: its numeric columns). A single process: no-op. */
+struct ps_sasrec;
+struct ps_sae;
+struct ps_latent_table;
+int ps_dist_bcast_sasrec(const ps_dist *d, struct ps_sasrec **m, ps_error *err);
+int ps_dist_bcast_sae(const ps_dist *d, struct ps_sae **sae, ps_error *err);
+int ps_dist_bcast_latent_table(const ps_dist *d, struct ps_latent_table *t, ps_error *err);
+
 /* This rank's share [lo, hi) of n items split into size contiguous near-equal parts. */
 void ps_dist_share(const ps_dist *d, int64_t n, int64_t *lo, int64_t *hi);
 

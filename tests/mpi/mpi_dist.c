@@ -21,6 +21,15 @@
  *   column, the JSON's "seconds" lines), with bootstrap intervals, a parallel and a sequential
  *   re-ranker (pmmf runs every user on every rank) and the ablations; 300 users in scoring
  *   batches of 256, so the ranks' shares are 256 and 44 users.
+ * - run: the whole pipeline with the SASRec given (--model) and the SAE reused (a one-process
+ *   run's sae.safetensors and run.json copied into the directories of a one-process and a 2-rank
+ *   run), so that the probe and the sweep, which are exact under mpirun, are compared bit for bit:
+ *   latents.csv byte for byte, results.csv and results.json but for the timings and the
+ *   directory's name. (Training under mpirun equals one process only up to
+ *   summation order, so a run that trains is compared by the train and sae tests above.) Both
+ *   again in the same directories: every stage reused (under mpirun broadcast from rank 0), the same
+ *   results. A run from scratch under mpirun (SASRec and SAE trained on 2 ranks) completes and
+ *   writes its report; a --model that rank 0 cannot read ends the job with the message.
  * - failures: a rank killed mid-training (POPSTEER_DIST_DIE) and a rank whose command fails (rank
  *   0 cannot read the state file of --resume), and a rank killed in sae train, end the whole job with a non-zero status and a
  *   message, within the `timeout` of 60 s, instead of leaving the other rank waiting. */
@@ -433,6 +442,91 @@ static void test_sweep(void **state)
     }
 }
 
+#define RUN_ARGS "run --data '%s/log.inter' %s --epochs 1 --sae-epochs 2 --sae-scale 4 --sae-k 8 --alphas 0,1,3 " \
+                 "--neurons 16,all --methods random,xquad,pmmf --bootstrap 50 --out '%s/%s'"
+
+static void run_pipeline(int ranks, const char *model, const char *name, char **err)
+{
+    char args[4096], m[1024] = "";
+    if (model)
+        snprintf(m, sizeof m, "--model '%s/%s'", g_dir, model);
+    snprintf(args, sizeof args, RUN_ARGS, g_dir, m, g_dir, name);
+    popsteer_ok(ranks, args, NULL, err);
+}
+
+/* Every "/from/" in text becomes "/to/" (same length): results.json names the artefacts' paths. */
+static void rename_dir(char *text, const char *from, const char *to)
+{
+    char f[64], t[64];
+    snprintf(f, sizeof f, "/%s/", from);
+    snprintf(t, sizeof t, "/%s/", to);
+    assert_int_equal(strlen(f), strlen(t));
+    for (char *p = text; (p = strstr(p, f)) != NULL; p += strlen(t))
+        memcpy(p, t, strlen(t));
+}
+
+/* name's report (results.csv, results.json; timings dropped, its directory read as run1's) and
+ * latents.csv equal run1's (a run with the same stages reused). */
+static void expect_same_run(const char *name)
+{
+    char d1[4096], d2[4096];
+    snprintf(d1, sizeof d1, "%s/run1/report", g_dir);
+    snprintf(d2, sizeof d2, "%s/%s/report", g_dir, name);
+    const char *files[] = {"results.csv", "results.json"};
+    for (int f = 0; f < 2; f++) {
+        char *a = without_timings(d1, files[f]), *b = without_timings(d2, files[f]);
+        rename_dir(b, name, "run1");
+        assert_true(strlen(a) > 1000);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+    snprintf(d1, sizeof d1, "%s/run1/latents.csv", g_dir);
+    snprintf(d2, sizeof d2, "%s/%s/latents.csv", g_dir, name);
+    assert_true(tu_same_file(d1, d2));
+}
+
+static void test_run(void **state)
+{
+    (void)state;
+    char cmd[4096], *e;
+    train(1, 1, "", "run-m.safetensors", NULL);
+    run_pipeline(1, "run-m.safetensors", "run0", NULL);
+    /* the SAE as an input: run1 and run2 start with run0's SAE and the record that lets run reuse it */
+    snprintf(cmd, sizeof cmd, "for d in run1 run2; do mkdir '%s/'$d && cp '%s/run0/sae.safetensors' "
+                              "'%s/run0/run.json' '%s/'$d/ || exit 1; done", g_dir, g_dir, g_dir, g_dir);
+    assert_int_equal(run_sh(cmd, NULL, NULL), 0);
+    run_pipeline(1, "run-m.safetensors", "run1", NULL);
+    run_pipeline(2, "run-m.safetensors", "run2", &e);
+    assert_non_null(strstr(e, "SAE: reused"));
+    assert_non_null(strstr(e, "probe: done"));
+    free(e);
+    expect_same_run("run2");
+    /* again: every stage reused, rank 0's files broadcast */
+    run_pipeline(1, "run-m.safetensors", "run1", NULL);
+    run_pipeline(2, "run-m.safetensors", "run2", &e);
+    assert_non_null(strstr(e, "probe: reused"));
+    free(e);
+    expect_same_run("run2");
+    /* from scratch under mpirun: the SASRec and the SAE trained on two ranks */
+    run_pipeline(2, NULL, "run3", &e);
+    assert_non_null(strstr(e, "SASRec: done"));
+    assert_non_null(strstr(e, "SAE: done"));
+    free(e);
+    char *p = tu_path(g_dir, "run3/report/results.csv"), *q = tu_path(g_dir, "run3/report/report.md");
+    assert_true(tu_exists(p) && tu_exists(q));
+    free(p);
+    free(q);
+    /* rank 0 cannot read the model while rank 1 waits for it in a broadcast */
+    snprintf(cmd, sizeof cmd, RUN_ARGS, g_dir, "--model /nonexistent/m.safetensors", g_dir, "run4");
+    int rc = popsteer(2, NULL, cmd, NULL, &e);
+    printf("  run, rank 0 fails: status %d\n", rc);
+    assert_true(rc != 0 && rc != 124);
+    assert_non_null(strstr(e, "/nonexistent/m.safetensors"));
+    assert_non_null(strstr(e, "ending every rank"));
+    free(e);
+}
+
 static void test_rank_dies(void **state)
 {
     (void)state;
@@ -468,7 +562,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_20_steps), cmocka_unit_test(test_sampled_20_steps),
         cmocka_unit_test(test_resume), cmocka_unit_test(test_eval_and_probe), cmocka_unit_test(test_sae_20_steps),
-        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_sweep), cmocka_unit_test(test_run),
         cmocka_unit_test(test_rank_dies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
