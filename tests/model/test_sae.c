@@ -733,15 +733,18 @@ static void test_batch_parts_add_up(void **state)
                                                       1, &part, &err), PS_OK);
         sse += part.sse, fvu += part.fvu, auxk += part.auxk;
     }
-    assert_true(fabs(sse - whole.sse) <= 1e-9 * whole.sse);
-    assert_true(fabs(fvu - whole.fvu) <= 1e-9 * whole.fvu);
-    assert_true(whole.auxk > 0 && fabs(auxk - whole.auxk) <= 1e-9 * whole.auxk);
+    /* our kernels give each row the same bits in any batching; a library backend may round a row
+     * differently by batch size (ps_nn_gemm_rows_exact), so there the sums agree to float rounding */
+    const double tol = tu_gemm_rows_exact() ? 1e-9 : 1e-5, gtol = tu_gemm_rows_exact() ? 1e-6 : 1e-5;
+    assert_true(fabs(sse - whole.sse) <= tol * whole.sse);
+    assert_true(fabs(fvu - whole.fvu) <= tol * whole.fvu);
+    assert_true(whole.auxk > 0 && fabs(auxk - whole.auxk) <= tol * whole.auxk);
     double dd = 0, gg = 0;
     for (size_t i = 0; i < sae->n_params; i++) {
         double d = (double)sae->grads[i] - g_whole[i];
         dd += d * d, gg += (double)g_whole[i] * g_whole[i];
     }
-    assert_true(gg > 0 && sqrt(dd / gg) <= 1e-6);
+    assert_true(gg > 0 && sqrt(dd / gg) <= gtol);
     assert_int_equal(ps_sae_forward_backward_part(sae, ws, h, GB, 0.0, dead, NULL, 1, &part, &err), PS_ERR);
     assert_non_null(strstr(err.msg, "variance"));
     ps_sae_workspace_free(ws);
