@@ -42,47 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char *g_dir; /* test fixture directory (cmocka's state) */
-
-static char *slurp(FILE *fp)
-{
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    buf[got] = '\0';
-    return buf;
-}
-
-/* sh -c cmd; stdout/stderr captured (NULL: dropped); the exit status, or 128 + signal. */
-static int run_sh(const char *cmd, char **out, char **err)
-{
-    FILE *fo = tmpfile(), *fe = tmpfile();
-    assert_non_null(fo);
-    assert_non_null(fe);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fileno(fo), 1);
-        dup2(fileno(fe), 2);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    char *o = slurp(fo), *e = slurp(fe);
-    fclose(fo);
-    fclose(fe);
-    if (out) *out = o; else free(o);
-    if (err) *err = e; else free(e);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 /* popsteer ARGS in one process (2 threads) or under mpirun -np 2 (1 thread per rank). */
 static int popsteer(int ranks, const char *env, const char *args, char **out, char **err)
@@ -97,8 +59,7 @@ static int popsteer(int ranks, const char *env, const char *args, char **out, ch
                  "--threads 1",
                  env ? env : "", POPSTEER_MPIEXEC, geteuid() == 0 ? "--allow-run-as-root" : "", ranks,
                  env && *env ? "-x POPSTEER_DIST_DIE" : "", POPSTEER_CLI, args);
-    int rc = run_sh(cmd, out, err);
-    return rc;
+    return tu_run_sh(cmd, out, err);
 }
 
 static void popsteer_ok(int ranks, const char *args, char **out, char **err)
@@ -495,7 +456,7 @@ static void test_run(void **state)
     /* the SAE as an input: run1 and run2 start with run0's SAE and the record that lets run reuse it */
     snprintf(cmd, sizeof cmd, "for d in run1 run2; do mkdir '%s/'$d && cp '%s/run0/sae.safetensors' "
                               "'%s/run0/run.json' '%s/'$d/ || exit 1; done", g_dir, g_dir, g_dir, g_dir);
-    assert_int_equal(run_sh(cmd, NULL, NULL), 0);
+    assert_int_equal(tu_run_sh(cmd, NULL, NULL), 0);
     run_pipeline(1, "run-m.safetensors", "run1", NULL);
     run_pipeline(2, "run-m.safetensors", "run2", &e);
     assert_non_null(strstr(e, "SAE: reused"));

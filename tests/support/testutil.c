@@ -93,15 +93,11 @@ static char *slurp_fd_file(FILE *fp)
     return buf;
 }
 
-int tu_run_cli(const char *args, char **out, char **err)
+int tu_run_sh(const char *cmd, char **out, char **err)
 {
     FILE *fo = tmpfile(), *fe = tmpfile();
     assert_non_null(fo);
     assert_non_null(fe);
-    size_t n = strlen(POPSTEER_CLI) + strlen(args) + 8;
-    char *cmd = malloc(n);
-    assert_non_null(cmd);
-    snprintf(cmd, n, "'%s' %s", POPSTEER_CLI, args);
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -113,13 +109,23 @@ int tu_run_cli(const char *args, char **out, char **err)
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    free(cmd);
     char *o = slurp_fd_file(fo), *e = slurp_fd_file(fe);
     fclose(fo);
     fclose(fe);
     if (out) *out = o; else free(o);
     if (err) *err = e; else free(e);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int tu_run_cli(const char *args, char **out, char **err)
+{
+    size_t n = strlen(POPSTEER_CLI) + strlen(args) + 8;
+    char *cmd = malloc(n);
+    assert_non_null(cmd);
+    snprintf(cmd, n, "'%s' %s", POPSTEER_CLI, args);
+    int rc = tu_run_sh(cmd, out, err);
+    free(cmd);
+    return rc;
 }
 
 const char *tu_shared(const char *relpath)

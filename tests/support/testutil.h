@@ -43,8 +43,11 @@ int tu_same_file(const char *a, const char *b);
 /* Number of entries in dir (excluding . and ..): checks that nothing half-written remains. */
 int tu_count_entries(const char *dir);
 
-/* Runs the popsteer CLI with a shell-quoted argument string; captures stdout and stderr
- * (malloc'ed, NUL-terminated) and returns the exit status (or -1 if it did not exit). */
+/* Runs sh -c cmd; captures stdout and stderr (malloc'ed, NUL-terminated; NULL: dropped) and
+ * returns the exit status, or 128 + the signal that ended it. */
+int tu_run_sh(const char *cmd, char **out, char **err);
+
+/* tu_run_sh of the popsteer CLI with a shell-quoted argument string. */
 int tu_run_cli(const char *args, char **out, char **err);
 
 /* tu_run_cli for a step that must succeed: returns its status and, when it is not 0, prints the
