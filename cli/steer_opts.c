@@ -81,16 +81,11 @@ static int make_delta(const cli_common *c, cli_steer *s, const ps_latent_table *
                       const ps_dataset *ds)
 {
     ps_error err;
-    size_t d = (size_t)m->cfg.d;
-    float *h = ps_calloc((size_t)ds->n_users * d, sizeof *h, "validation user vectors", &err);
-    s->delta = h ? ps_calloc(d, sizeof *s->delta, "steering vector", &err) : NULL;
-    int rc = s->delta ? ps_user_vectors(m, ds, ds->valid, ds->n_users, h, NULL, NULL, &err) : PS_ERR;
-    if (rc == PS_OK) {
-        s->nu = ps_mean_norm(h, ds->n_users, (int)d);
-        s->n_steered = N > t->m ? t->m : N;
+    s->delta = ps_calloc((size_t)m->cfg.d, sizeof *s->delta, "steering vector", &err);
+    int rc = s->delta ? ps_validation_mean_norm(m, ds, &s->nu, &err) : PS_ERR;
+    s->n_steered = N > t->m ? t->m : N;
+    if (rc == PS_OK)
         rc = ps_decoder_delta(s->sae, t->d, s->n_steered, s->alpha, s->nu, s->delta, &err);
-    }
-    free(h);
     return rc == PS_OK ? 0 : cli_error(c, "%s", err.msg);
 }
 

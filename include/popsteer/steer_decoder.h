@@ -21,8 +21,10 @@
 #ifndef POPSTEER_STEER_DECODER_H
 #define POPSTEER_STEER_DECODER_H
 
+#include "popsteer/dataset.h"
 #include "popsteer/error.h"
 #include "popsteer/sae.h"
+#include "popsteer/sasrec.h"
 
 /* delta [sae d_in] = α ν v / ‖v‖ as above, for the N (1..m) latents with the largest |d| (d [m],
  * the item-side probe's table; ties: the smaller index, as ps_steer_plan_make). The sum runs in
@@ -30,5 +32,9 @@
  * finite, or v is 0 (every weight 0 or the rows cancel: no direction). */
 int ps_decoder_delta(const ps_sae *sae, const double *d, int N, double alpha, double nu, float *delta,
                      ps_error *err);
+
+/* ν: the mean ‖h‖ of the model's vectors of the dataset's validation prefixes (the sweep takes it
+ * from the vectors it has cached; a front end that scores users one way or another calls this). */
+int ps_validation_mean_norm(const ps_sasrec *m, const ps_dataset *ds, double *nu, ps_error *err);
 
 #endif

@@ -4,7 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "popsteer/popsteer.h"
 #include "popsteer/steer.h"
+#include "popsteer/steer_ablation.h"
 
 int ps_decoder_delta(const ps_sae *sae, const double *d, int N, double alpha, double nu, float *delta,
                      ps_error *err)
@@ -45,5 +47,15 @@ int ps_decoder_delta(const ps_sae *sae, const double *d, int N, double alpha, do
     }
     free(ones);
     free(v);
+    return rc;
+}
+
+int ps_validation_mean_norm(const ps_sasrec *m, const ps_dataset *ds, double *nu, ps_error *err)
+{
+    float *h = ps_calloc((size_t)ds->n_users * (size_t)m->cfg.d, sizeof *h, "validation user vectors", err);
+    int rc = h ? ps_user_vectors(m, ds, ds->valid, ds->n_users, h, NULL, NULL, err) : PS_ERR;
+    if (rc == PS_OK)
+        *nu = ps_mean_norm(h, ds->n_users, m->cfg.d);
+    free(h);
     return rc;
 }
